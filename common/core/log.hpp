@@ -1,0 +1,23 @@
+#pragma once
+/// @file log.hpp
+/// @brief Logging: lines prefixed with the rank; by default only rank 0 prints info lines.
+
+#include <string>
+
+#include "core/check.hpp"
+
+namespace sgpt {
+
+enum class LogLevel { Debug = 0, Info, Warn, Error, Quiet };
+
+/// Sets the lowest level printed (default Info, or SGPT_LOG=debug|info|warn|error|quiet).
+void set_log_level(LogLevel level);
+LogLevel log_level();
+/// Prints a line to stderr as "[rank r] message" (info lines from rank 0 only).
+void log_line(LogLevel level, const std::string& message);
+
+template <class... Args> void log_info(const Args&... a) { log_line(LogLevel::Info, str(a...)); }
+template <class... Args> void log_warn(const Args&... a) { log_line(LogLevel::Warn, str(a...)); }
+template <class... Args> void log_debug(const Args&... a) { log_line(LogLevel::Debug, str(a...)); }
+
+}  // namespace sgpt

@@ -1,0 +1,56 @@
+#pragma once
+// Internal to common/kernels: shape checks and the CPU/CUDA, f32/f64 dispatch shared by the ops.
+
+#include "core/tensor.hpp"
+
+namespace sgpt::detail {
+
+/// Checks that `t` is defined, has dtype `dt` and lives on `dev`; names op and tensor otherwise.
+inline void expect(const Tensor& t, const char* op, const char* name, DType dt, Device dev) {
+  SGPT_CHECK(t.defined(), op, ": tensor '", name, "' is undefined");
+  SGPT_CHECK(t.dtype() == dt, op, ": tensor '", name, "' is ", dtype_name(t.dtype()), ", expected ", dtype_name(dt));
+  SGPT_CHECK(t.device() == dev, op, ": tensor '", name, "' is on ", device_name(t.device()), ", expected ",
+             device_name(dev));
+}
+
+/// Checks the exact shape of `t`.
+inline void expect_shape(const Tensor& t, const char* op, const char* name, const Shape& s) {
+  SGPT_CHECK(t.shape() == s, op, ": tensor '", name, "' has shape ", shape_str(t.shape()), ", expected ",
+             shape_str(s));
+}
+
+/// Checks that `t` has `n` elements (for tensors whose leading shape is free).
+inline void expect_numel(const Tensor& t, const char* op, const char* name, int64_t n) {
+  SGPT_CHECK(t.numel() == n, op, ": tensor '", name, "' has ", t.numel(), " elements (shape ", shape_str(t.shape()),
+             "), expected ", n);
+}
+
+}  // namespace sgpt::detail
+
+/// Runs `body` with `scalar_t` bound to float or double according to `dtype` (CPU kernels).
+#define SGPT_DISPATCH_FLOAT(dtype, op, ...)                                             \
+  do {                                                                                  \
+    if ((dtype) == ::sgpt::DType::F32) {                                                \
+      using scalar_t = float;                                                           \
+      __VA_ARGS__;                                                                      \
+    } else if ((dtype) == ::sgpt::DType::F64) {                                         \
+      using scalar_t = double;                                                          \
+      __VA_ARGS__;                                                                      \
+    } else {                                                                            \
+      SGPT_FAIL(op, ": dtype ", ::sgpt::dtype_name(dtype), " is not supported on the CPU"); \
+    }                                                                                   \
+  } while (0)
+
+#if SGPT_WITH_CUDA
+#include "kernels/cuda_ops.hpp"
+/// On a CUDA tensor, checks f32 and runs the CUDA implementation `cuda::call` and returns.
+#define SGPT_DISPATCH_CUDA(t, op, call)                                                        \
+  if ((t).device() == ::sgpt::Device::CUDA) {                                                  \
+    SGPT_CHECK((t).dtype() == ::sgpt::DType::F32, op, ": CUDA kernels take f32, got ", ::sgpt::dtype_name((t).dtype())); \
+    ::sgpt::cuda::call;                                                                        \
+    return;                                                                                    \
+  }
+#else
+#define SGPT_DISPATCH_CUDA(t, op, call) \
+  SGPT_CHECK((t).device() == ::sgpt::Device::CPU, op, ": this build has no CUDA backend (use the 'cuda' preset)");
+#endif

@@ -1,0 +1,105 @@
+#pragma once
+/// @file ops.hpp
+/// @brief The GPT-2 operators: forward/backward pairs, outputs first, device-agnostic.
+///
+/// Shape letters, used everywhere in ScaleGPT:
+///   B  batch size (sequences)         T  sequence length (tokens per sequence)
+///   C  channels (model width)         NH number of attention heads, HS = C / NH
+///   V  vocabulary size                Vp vocabulary padded for fast matmuls (Vp >= V)
+///   L  number of transformer blocks   N  rows of a matmul (usually B*T)
+///
+/// Every op takes Tensors, checks their shapes, dtypes and devices (a mismatch is an sgpt::Error
+/// naming the op and the tensor), and runs the CPU (OpenMP, BLAS; f32 or f64) or the CUDA (f32)
+/// implementation according to where the tensors live. Lesson code calls these and never a
+/// backend directly.
+///
+/// Backward conventions: each backward says whether it overwrites its outputs (`=`) or adds to
+/// them (`+=`). Parameter gradients always accumulate (+=), so gradient accumulation over
+/// micro-batches needs no extra code; zero them once per optimizer step.
+
+#include <cstdint>
+
+#include "core/tensor.hpp"
+
+namespace sgpt {
+
+// ---- token + position embedding -----------------------------------------------------------------
+/// out[B,T,C] = wte[tokens[b,t], :] + wpe[t, :].   tokens: i32 [B,T]; wte [Vp,C]; wpe [maxT,C].
+void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe);
+/// dwte += scatter of dout by token; dwpe += sum over the batch of dout.
+void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens);
+
+// ---- layer normalisation --------------------------------------------------------------------------
+/// Over the last dimension C of inp [..,C]: mean, rstd [rows] are saved for the backward.
+/// out = (inp - mean) * rstd * weight + bias, rstd = 1 / sqrt(var + 1e-5) (biased variance).
+void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp, const Tensor& weight,
+                       const Tensor& bias);
+/// dinp += ..., dweight += ..., dbias += ...  (all accumulate).
+void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& inp,
+                        const Tensor& weight, const Tensor& mean, const Tensor& rstd);
+
+// ---- linear layer -----------------------------------------------------------------------------------
+/// out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC].  `bias` may be undefined (no bias).
+/// inp and out may have any leading shape; N is the product of all but the last dimension.
+void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias);
+/// dinp += dout @ weight; dweight += dout^T @ inp; dbias += column sums of dout.
+/// dinp and dbias may be undefined: that gradient is then skipped.
+void matmul_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& inp,
+                     const Tensor& weight);
+
+// ---- causal multi-head self-attention ---------------------------------------------------------------
+/// qkv [B,T,3C] holds q, k, v side by side (each [B,T,NH,HS]). For each head:
+///   att = softmax(q k^T / sqrt(HS) with future positions masked) -> saved in att [B,NH,T,T]
+///   out[B,T,C] = att @ v (heads concatenated).
+/// Entries of att above the diagonal are written as zero.
+void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head);
+/// dqkv += the gradient through the attention (accumulates); att is the forward's saved softmax.
+void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head);
+
+// ---- GELU (tanh approximation, as GPT-2) -----------------------------------------------------------
+/// out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).  out may alias inp.
+void gelu_forward(Tensor& out, const Tensor& inp);
+/// dinp += gelu'(inp) * dout.
+void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);
+
+// ---- residual connection -----------------------------------------------------------------------------
+/// out = a + b (same shapes).
+void residual_forward(Tensor& out, const Tensor& a, const Tensor& b);
+/// da += dout; db += dout.
+void residual_backward(Tensor& da, Tensor& db, const Tensor& dout);
+
+// ---- fused softmax + cross-entropy --------------------------------------------------------------------
+/// logits [B,T,Vp] (only the first V columns are real), targets i32 [B,T] in [0,V):
+/// probs = softmax over the first V columns (padded columns get 0), losses[b,t] = -log probs[target].
+/// probs may be the same tensor as logits (in place).
+void softmax_crossentropy_forward(Tensor& losses, Tensor& probs, const Tensor& logits, const Tensor& targets,
+                                  int vocab_size);
+/// dlogits = (probs - onehot(target)) * dloss  (overwrites; padded columns get 0).
+/// dloss is d(total loss)/d(loss at one position), e.g. 1/(B*T) for the mean loss.
+/// dlogits may be the same tensor as probs (in place).
+void softmax_crossentropy_backward(Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss,
+                                   int vocab_size);
+
+// ---- element-wise helpers (optimizer, clipping, accumulation) -----------------------------------------
+/// y += alpha * x.
+void axpy_(Tensor& y, double alpha, const Tensor& x);
+/// x *= alpha.
+void scale_(Tensor& x, double alpha);
+/// Sum of squares of all elements, accumulated in double.
+double sum_of_squares(const Tensor& x);
+
+/// Hyper-parameters of AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization").
+struct AdamWConfig {
+  double lr = 6e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+};
+/// One AdamW step (t is 1-based, for the bias correction), in place on param, m and v:
+///   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m/(1-b1^t);  vhat = v/(1-b2^t)
+///   param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)      (wd applied only if `decay`)
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg,
+                  int64_t t, bool decay);
+
+}  // namespace sgpt
