@@ -22,3 +22,6 @@ function(sgpt_add_test)
     PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
 endfunction()
+
+# Multi-rank tests (sgpt_add_mpi_test) live beside the communication layer's helpers.
+include(${CMAKE_CURRENT_LIST_DIR}/ScaleGPTMPI.cmake OPTIONAL)
