@@ -1,6 +1,8 @@
 #pragma once
 // Internal to common/kernels: shape checks and the CPU/CUDA, f32/f64 dispatch shared by the ops.
 
+#include <initializer_list>
+
 #include "core/tensor.hpp"
 
 namespace sgpt::detail {
@@ -23,6 +25,21 @@ inline void expect_shape(const Tensor& t, const char* op, const char* name, cons
 inline void expect_numel(const Tensor& t, const char* op, const char* name, int64_t n) {
   SGPT_CHECK(t.numel() == n, op, ": tensor '", name, "' has ", t.numel(), " elements (shape ", shape_str(t.shape()),
              "), expected ", n);
+}
+
+/// One tensor argument of an op: its name and its expected number of elements.
+struct TensorArg {
+  const Tensor* tensor;
+  const char* name;
+  int64_t numel;
+};
+
+/// Checks dtype, device and element count of several arguments at once.
+inline void expect_all(const char* op, DType dt, Device dev, std::initializer_list<TensorArg> args) {
+  for (const TensorArg& a : args) {
+    expect(*a.tensor, op, a.name, dt, dev);
+    expect_numel(*a.tensor, op, a.name, a.numel);
+  }
 }
 
 }  // namespace sgpt::detail

@@ -1,0 +1,125 @@
+#pragma once
+/// @file cuda_context.hpp
+/// @brief The per-process CUDA context of the CUDA backend: current stream, cuBLAS(Lt) handles,
+/// cuBLAS workspace, cached scratch buffers, matmul precision, events.
+///
+/// One context per process (per rank), created on first use for the device that is current at
+/// that moment: select the device (cudaSetDevice, done by the communicator for multi-GPU runs)
+/// before the first CUDA op. The context is not thread-safe: issue ops from one host thread.
+///
+/// Streams. Every launcher of common/kernels/cuda enqueues its kernels and cuBLAS calls on
+/// `current_stream()`. The default is the legacy default stream (`cudaStreamLegacy`, "stream 0"),
+/// which is ordered with the synchronous `cudaMemcpy` / `cudaMemset` that Tensor::copy_from and
+/// Tensor::zero_ use, so tensor copies, zeroing and ops need no extra synchronisation. Code that
+/// wants overlap (for example, compute on one stream while NCCL runs on another) switches with
+/// `set_current_stream` or the RAII `StreamGuard`, and orders the streams with `Event`s. With a
+/// stream created by `create_stream(false)` (a blocking stream) legacy-stream copies still order
+/// with it; with a non-blocking stream they do not: call `synchronize()` before Tensor::copy_from
+/// or zero_ touches data that an op on that stream produced or will consume.
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "core/memory.hpp"
+
+namespace sgpt::cuda {
+
+// ---- streams ------------------------------------------------------------------------------------
+/// The stream every CUDA op of ScaleGPT runs on (default: cudaStreamLegacy).
+cudaStream_t current_stream();
+/// Makes `s` the current stream (cudaStreamLegacy or nullptr selects the legacy default stream).
+void set_current_stream(cudaStream_t s);
+/// Blocks the host until all work queued on the current stream has finished.
+void synchronize();
+/// Blocks the host until all work on the device has finished (cudaDeviceSynchronize).
+void device_synchronize();
+/// A new stream; `non_blocking` streams do not synchronise with the legacy default stream.
+/// `priority` as in cudaStreamCreateWithPriority (lower number = higher priority; 0 = default).
+cudaStream_t create_stream(bool non_blocking = true, int priority = 0);
+void destroy_stream(cudaStream_t s);
+
+/// Makes `s` current for the lifetime of the guard, then restores the previous stream.
+class StreamGuard {
+ public:
+  explicit StreamGuard(cudaStream_t s) : prev_(current_stream()) { set_current_stream(s); }
+  ~StreamGuard() { set_current_stream(prev_); }
+  StreamGuard(const StreamGuard&) = delete;
+  StreamGuard& operator=(const StreamGuard&) = delete;
+
+ private:
+  cudaStream_t prev_;
+};
+
+/// A CUDA event (owning). Default: timing enabled.
+class Event {
+ public:
+  explicit Event(bool timing = true);
+  ~Event();
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  Event(Event&& o) noexcept : e_(o.e_) { o.e_ = nullptr; }
+  /// Records the event on `s` (default: the current stream).
+  void record(cudaStream_t s = current_stream());
+  /// Makes stream `s` (default: current) wait for the work recorded before this event.
+  void wait(cudaStream_t s = current_stream()) const;
+  /// Blocks the host until the event has completed.
+  void synchronize() const;
+  /// True once the recorded work has completed.
+  bool query() const;
+  /// Milliseconds between `start` (recorded earlier) and this event; both must have completed.
+  float elapsed_ms(const Event& start) const;
+  cudaEvent_t get() const { return e_; }
+
+ private:
+  cudaEvent_t e_ = nullptr;
+};
+
+// ---- math libraries -------------------------------------------------------------------------------
+/// The cuBLAS handle, bound to the current stream and to the context's workspace.
+cublasHandle_t cublas();
+/// The cuBLASLt handle (pass current_stream() to cublasLtMatmul).
+cublasLtHandle_t cublaslt();
+/// The workspace given to cuBLAS and used by cublasLtMatmul (device memory, fixed size).
+void* cublas_workspace();
+std::size_t cublas_workspace_bytes();
+
+/// Precision of the f32 matmuls (linear layers and attention products).
+enum class MatmulPrecision {
+  TF32,  ///< tensor cores, inputs rounded to TF32 (10-bit mantissa), f32 accumulation (default)
+  FP32   ///< full f32 (CUDA cores): slower, bit-for-bit closer to the CPU
+};
+void set_matmul_precision(MatmulPrecision p);
+MatmulPrecision matmul_precision();
+/// The cuBLAS compute type for the current precision.
+cublasComputeType_t matmul_compute_type();
+
+// ---- device facts and scratch memory ------------------------------------------------------------
+/// Properties of the context's device.
+const cudaDeviceProp& device_properties();
+/// Number of streaming multiprocessors.
+int sm_count();
+
+/// Named scratch buffers, cached in the context and grown on demand. Each is a Tensor charged to
+/// the memory tracker under the category given at the request. A scratch buffer may be reused
+/// by the next op on the same stream: use it only within one launcher.
+enum class Scratch {
+  Reduce = 0,     ///< partial sums of reductions (Other)
+  Attention,      ///< datt/dpreatt of attention_backward (Activations)
+  Count
+};
+/// Device pointer to at least `bytes` bytes of scratch slot `s`.
+void* scratch(Scratch s, std::size_t bytes, MemCategory category);
+/// Frees every cached scratch buffer (their memory returns to the tracker).
+void release_scratch();
+
+/// Pinned host memory of the context (at least `bytes`), for small device-to-host results.
+void* pinned_host(std::size_t bytes);
+
+/// Throws sgpt::Error if the last kernel launch failed (name names the kernel in the message).
+void check_launch(const char* name);
+
+}  // namespace sgpt::cuda

@@ -1,0 +1,165 @@
+// Element-wise ops: GELU, residual, axpy/scale/sum of squares, and the AdamW update.
+// Shapes are free (any tensor); the two operands of a binary op must have the same numel.
+
+#include <cmath>
+
+#include "kernels/cpu_util.hpp"
+#include "kernels/dispatch.hpp"
+#include "kernels/ops.hpp"
+
+namespace sgpt {
+
+using detail::expect;
+using detail::expect_numel;
+
+// ---- GELU ---------------------------------------------------------------------------------------------
+// gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+// gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+
+constexpr double kGeluScale = 0.7978845608028654;  // sqrt(2/pi)
+
+template <class T>
+static void gelu_forward_cpu(T* out, const T* inp, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T x = inp[i];
+    T u = T(kGeluScale) * (x + T(0.044715) * x * x * x);
+    out[i] = T(0.5) * x * (T(1) + std::tanh(u));
+  }
+}
+
+template <class T>
+static void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T x = inp[i];
+    T u = T(kGeluScale) * (x + T(0.044715) * x * x * x);
+    T th = std::tanh(u);
+    T du = T(kGeluScale) * (T(1) + T(3 * 0.044715) * x * x);
+    dinp[i] += (T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * du) * dout[i];
+  }
+}
+
+void gelu_forward(Tensor& out, const Tensor& inp) {
+  const char* op = "gelu_forward";
+  expect(out, op, "out", inp.dtype(), inp.device());
+  expect_numel(out, op, "out", inp.numel());
+  SGPT_DISPATCH_CUDA(inp, op, gelu_forward(out, inp));
+  SGPT_DISPATCH_FLOAT(inp.dtype(), op, gelu_forward_cpu(out.data<scalar_t>(), inp.data<scalar_t>(), inp.numel()));
+}
+
+void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
+  const char* op = "gelu_backward";
+  expect(dinp, op, "dinp", inp.dtype(), inp.device());
+  expect(dout, op, "dout", inp.dtype(), inp.device());
+  expect_numel(dinp, op, "dinp", inp.numel());
+  expect_numel(dout, op, "dout", inp.numel());
+  SGPT_DISPATCH_CUDA(inp, op, gelu_backward(dinp, inp, dout));
+  SGPT_DISPATCH_FLOAT(inp.dtype(), op,
+                      gelu_backward_cpu(dinp.data<scalar_t>(), inp.data<scalar_t>(), dout.data<scalar_t>(), inp.numel()));
+}
+
+// ---- plain loops shared by residual, axpy and scale --------------------------------------------------------
+
+template <class T>
+static void add_cpu(T* out, const T* a, const T* b, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+template <class T>
+static void axpy_cpu(T* y, T alpha, const T* x, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+template <class T>
+static void scale_cpu(T* x, T alpha, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
+}
+
+// ---- residual -------------------------------------------------------------------------------------------
+
+void residual_forward(Tensor& out, const Tensor& a, const Tensor& b) {
+  const char* op = "residual_forward";
+  expect(out, op, "out", a.dtype(), a.device());
+  expect(b, op, "b", a.dtype(), a.device());
+  expect_numel(out, op, "out", a.numel());
+  expect_numel(b, op, "b", a.numel());
+  SGPT_DISPATCH_CUDA(a, op, residual_forward(out, a, b));
+  SGPT_DISPATCH_FLOAT(a.dtype(), op, add_cpu(out.data<scalar_t>(), a.data<scalar_t>(), b.data<scalar_t>(), a.numel()));
+}
+
+void residual_backward(Tensor& da, Tensor& db, const Tensor& dout) {
+  axpy_(da, 1.0, dout);
+  axpy_(db, 1.0, dout);
+}
+
+// ---- helpers for accumulation, clipping and norms ---------------------------------------------------------
+
+void axpy_(Tensor& y, double alpha, const Tensor& x) {
+  const char* op = "axpy_";
+  expect(x, op, "x", y.dtype(), y.device());
+  expect_numel(x, op, "x", y.numel());
+  SGPT_DISPATCH_CUDA(y, op, axpy_(y, alpha, x));
+  SGPT_DISPATCH_FLOAT(y.dtype(), op, axpy_cpu(y.data<scalar_t>(), scalar_t(alpha), x.data<scalar_t>(), y.numel()));
+}
+
+void scale_(Tensor& x, double alpha) {
+  const char* op = "scale_";
+  SGPT_DISPATCH_CUDA(x, op, scale_(x, alpha));
+  SGPT_DISPATCH_FLOAT(x.dtype(), op, scale_cpu(x.data<scalar_t>(), scalar_t(alpha), x.numel()));
+}
+
+double sum_of_squares(const Tensor& x) {
+  const char* op = "sum_of_squares";
+  SGPT_CHECK(x.defined(), op, ": tensor 'x' is undefined");
+#if SGPT_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda::sum_of_squares(x);
+#else
+  SGPT_CHECK(x.device() == Device::CPU, op, ": this build has no CUDA backend (use the 'cuda' preset)");
+#endif
+  double result = 0.0;
+  SGPT_DISPATCH_FLOAT(x.dtype(), op, {
+    const scalar_t* p = x.data<scalar_t>();
+    result = detail::parallel_sum(x.numel(), [p](int64_t i) { return double(p[i]) * double(p[i]); });
+  });
+  return result;
+}
+
+// ---- AdamW ---------------------------------------------------------------------------------------------------
+
+template <class T>
+static void adamw_cpu(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWConfig& c, int64_t t, bool decay) {
+  const double bc1 = 1.0 - std::pow(c.beta1, double(t));
+  const double bc2 = 1.0 - std::pow(c.beta2, double(t));
+  const T b1 = T(c.beta1), b2 = T(c.beta2), lr = T(c.lr), eps = T(c.eps);
+  const T wd = decay ? T(c.weight_decay) : T(0);
+  const T ibc1 = T(1.0 / bc1), ibc2 = T(1.0 / bc2);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T g = grad[i];
+    T mi = b1 * m[i] + (T(1) - b1) * g;
+    T vi = b2 * v[i] + (T(1) - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    T mhat = mi * ibc1, vhat = vi * ibc2;
+    param[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + wd * param[i]);
+  }
+}
+
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg, int64_t t,
+                  bool decay) {
+  const char* op = "adamw_update";
+  SGPT_CHECK(t >= 1, op, ": the step t is 1-based, got ", t);
+  const int64_t n = param.numel();
+  detail::expect_all(op, param.dtype(), param.device(),
+                     {{&param, "param", n}, {&grad, "grad", n}, {&m, "m", n}, {&v, "v", n}});
+  SGPT_DISPATCH_CUDA(param, op, adamw_update(param, grad, m, v, cfg, t, decay));
+  SGPT_DISPATCH_FLOAT(param.dtype(), op,
+                      adamw_cpu(param.data<scalar_t>(), grad.data<scalar_t>(), m.data<scalar_t>(), v.data<scalar_t>(),
+                                param.numel(), cfg, t, decay));
+}
+
+}  // namespace sgpt
