@@ -3,7 +3,7 @@
 # Compiler warnings for a target of ours.
 function(sgpt_target_warnings target)
   target_compile_options(${target} PRIVATE
-    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wno-unused-parameter>
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wno-unused-parameter $<$<CXX_COMPILER_ID:GNU>:-Wno-restrict>>
     $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${SCALEGPT_WARNINGS_AS_ERRORS}>>:-Werror>)
 endfunction()
 

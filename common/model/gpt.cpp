@@ -1,0 +1,212 @@
+#include "model/gpt.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "kernels/ops.hpp"
+
+namespace sgpt {
+
+// ---- parameter views ------------------------------------------------------------------------------
+
+static Tensor view_of(const Tensor& flat, const ParamInfo& p) { return flat.view(p.offset, p.shape); }
+
+BlockParams block_views(const Tensor& flat, const ParameterLayout& layout, int layer) {
+  const std::string pre = "transformer.h." + std::to_string(layer) + ".";
+  auto v = [&](const char* name) { return view_of(flat, layout.find(pre + name)); };
+  return {v("ln_1.weight"),     v("ln_1.bias"),       v("attn.c_attn.weight"), v("attn.c_attn.bias"),
+          v("attn.c_proj.weight"), v("attn.c_proj.bias"), v("ln_2.weight"),     v("ln_2.bias"),
+          v("mlp.c_fc.weight"), v("mlp.c_fc.bias"),   v("mlp.c_proj.weight"), v("mlp.c_proj.bias")};
+}
+
+OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const GPTConfig& cfg) {
+  auto v = [&](const char* name) { return view_of(flat, layout.find(name)); };
+  OuterParams o{v("transformer.wte.weight"), v("transformer.wpe.weight"), v("transformer.ln_f.weight"),
+                v("transformer.ln_f.bias"), Tensor()};
+  o.lm_head = cfg.tied_embeddings ? o.wte : v("lm_head.weight");
+  return o;
+}
+
+// ---- caches ---------------------------------------------------------------------------------------
+
+int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T) {
+  const int64_t C = cfg.n_embd;
+  return 16 * B * T * C + 4 * B * T + cfg.n_head * B * T * T;
+}
+
+BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev) {
+  const int64_t C = cfg.n_embd;
+  auto a = [&](Shape s) { return Tensor::empty(s, dt, dev, MemCategory::Activations); };
+  return {a({B, T, C}),     a({B, T}),     a({B, T}),     a({B, T, 3 * C}), a({B, cfg.n_head, T, T}),
+          a({B, T, C}),     a({B, T, C}),  a({B, T, C}),  a({B, T}),        a({B, T}),
+          a({B, T, 4 * C}), a({B, T, 4 * C}), a({B, T, C})};
+}
+
+BlockGradScratch make_block_grad_scratch(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev) {
+  const int64_t C = cfg.n_embd;
+  auto a = [&](Shape s) { return Tensor::empty(s, dt, dev, MemCategory::Activations); };
+  return {a({B, T, C}), a({B, T, C}), a({B, T, C}), a({B, T, C}), a({B, T, 4 * C}), a({B, T, 4 * C}), a({B, T, 3 * C})};
+}
+
+HeadCache make_head_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev) {
+  const int64_t C = cfg.n_embd;
+  auto a = [&](Shape s) { return Tensor::empty(s, dt, dev, MemCategory::Activations); };
+  return {a({B, T, C}), a({B, T}), a({B, T}), a({B, T, cfg.padded_vocab_size}), a({B, T}), a({B, T, C})};
+}
+
+// ---- embedding --------------------------------------------------------------------------------------
+
+void embed_forward(Tensor& encoded, const Tensor& tokens, const OuterParams& p) {
+  encoder_forward(encoded, tokens, p.wte, p.wpe);
+}
+
+void embed_backward(OuterParams& g, const Tensor& dencoded, const Tensor& tokens) {
+  encoder_backward(g.wte, g.wpe, dencoded, tokens);
+}
+
+// ---- one transformer block -----------------------------------------------------------------------------
+
+void block_forward(const GPTConfig& cfg, const BlockParams& p, BlockCache& c, const Tensor& x) {
+  // attention branch: resid2 = x + proj(attn(ln1(x)))
+  layernorm_forward(c.ln1, c.ln1_mean, c.ln1_rstd, x, p.ln1_w, p.ln1_b);
+  matmul_forward(c.qkv, c.ln1, p.qkv_w, p.qkv_b);
+  attention_forward(c.atty, c.att, c.qkv, cfg.n_head);
+  matmul_forward(c.resid2, c.atty, p.attproj_w, p.attproj_b);  // the projection, then the residual added in place
+  axpy_(c.resid2, 1.0, x);
+  // MLP branch: out = resid2 + proj(gelu(fc(ln2(resid2))))
+  layernorm_forward(c.ln2, c.ln2_mean, c.ln2_rstd, c.resid2, p.ln2_w, p.ln2_b);
+  matmul_forward(c.fch, c.ln2, p.fc_w, p.fc_b);
+  gelu_forward(c.fch_gelu, c.fch);
+  matmul_forward(c.out, c.fch_gelu, p.fcproj_w, p.fcproj_b);
+  axpy_(c.out, 1.0, c.resid2);
+}
+
+void block_backward(const GPTConfig& cfg, const BlockParams& p, BlockParams& g, const BlockCache& c, const Tensor& x,
+                    const Tensor& dout, Tensor& dx, BlockGradScratch& s) {
+  // MLP branch. The residual passes dout straight to resid2 and to the MLP output.
+  s.dresid2.copy_from(dout);
+  s.dfch_gelu.zero_();
+  matmul_backward(s.dfch_gelu, g.fcproj_w, g.fcproj_b, dout, c.fch_gelu, p.fcproj_w);
+  s.dfch.zero_();
+  gelu_backward(s.dfch, c.fch, s.dfch_gelu);
+  s.dln2.zero_();
+  matmul_backward(s.dln2, g.fc_w, g.fc_b, s.dfch, c.ln2, p.fc_w);
+  layernorm_backward(s.dresid2, g.ln2_w, g.ln2_b, s.dln2, c.resid2, p.ln2_w, c.ln2_mean, c.ln2_rstd);
+  // Attention branch. The residual passes dresid2 to x and to the attention output.
+  axpy_(dx, 1.0, s.dresid2);
+  s.datty.zero_();
+  matmul_backward(s.datty, g.attproj_w, g.attproj_b, s.dresid2, c.atty, p.attproj_w);
+  s.dqkv.zero_();
+  attention_backward(s.dqkv, s.datty, c.qkv, c.att, cfg.n_head);
+  s.dln1.zero_();
+  matmul_backward(s.dln1, g.qkv_w, g.qkv_b, s.dqkv, c.ln1, p.qkv_w);
+  layernorm_backward(dx, g.ln1_w, g.ln1_b, s.dln1, x, p.ln1_w, c.ln1_mean, c.ln1_rstd);
+}
+
+// ---- head: final LayerNorm, logits, loss ------------------------------------------------------------------
+
+static double mean_of(const Tensor& losses) {
+  std::vector<double> v = losses.to_vector();
+  double s = 0.0;
+  for (double x : v) s += x;
+  return s / static_cast<double>(v.size());
+}
+
+double head_forward(const GPTConfig& cfg, const OuterParams& p, HeadCache& h, const Tensor& x, const Tensor& targets) {
+  layernorm_forward(h.lnf, h.lnf_mean, h.lnf_rstd, x, p.lnf_w, p.lnf_b);
+  matmul_forward(h.logits, h.lnf, p.lm_head, Tensor());
+  if (!targets.defined()) return std::numeric_limits<double>::quiet_NaN();
+  softmax_crossentropy_forward(h.losses, h.logits, h.logits, targets, cfg.vocab_size);
+  return mean_of(h.losses);
+}
+
+void head_backward(const GPTConfig& cfg, const OuterParams& p, OuterParams& g, HeadCache& h, const Tensor& x,
+                   const Tensor& targets, double dloss, Tensor& dx) {
+  softmax_crossentropy_backward(h.logits, h.logits, targets, dloss, cfg.vocab_size);
+  h.dlnf.zero_();
+  Tensor no_bias;
+  matmul_backward(h.dlnf, g.lm_head, no_bias, h.logits, h.lnf, p.lm_head);
+  layernorm_backward(dx, g.lnf_w, g.lnf_b, h.dlnf, x, p.lnf_w, h.lnf_mean, h.lnf_rstd);
+}
+
+// ---- the whole model ----------------------------------------------------------------------------------------
+
+GPT::GPT(const GPTConfig& cfg, uint64_t seed, Device device, DType dtype)
+    : cfg_(cfg), layout_(cfg), device_(device), dtype_(dtype) {
+  params_ = Tensor::empty({layout_.numel()}, dtype, device, MemCategory::Parameters);
+  grads_ = Tensor::zeros({layout_.numel()}, dtype, device, MemCategory::Gradients);
+  init_parameters(params_, layout_, seed);
+}
+
+Tensor GPT::param(const std::string& name) const { return view_of(params_, layout_.find(name)); }
+Tensor GPT::grad(const std::string& name) const { return view_of(grads_, layout_.find(name)); }
+
+void GPT::free_activations() {
+  B_ = T_ = 0;
+  tokens_ = targets_ = encoded_ = dresid_a_ = dresid_b_ = Tensor();
+  blocks_.clear();
+  scratch_ = BlockGradScratch();
+  head_ = HeadCache();
+}
+
+void GPT::ensure_activations(int64_t B, int64_t T) {
+  if (B == B_ && T == T_) return;
+  free_activations();
+  auto act = [&](Shape s) { return Tensor::empty(s, dtype_, device_, MemCategory::Activations); };
+  tokens_ = Tensor::empty({B, T}, DType::I32, device_, MemCategory::Activations);
+  targets_ = Tensor::empty({B, T}, DType::I32, device_, MemCategory::Activations);
+  encoded_ = act({B, T, cfg_.n_embd});
+  for (int l = 0; l < cfg_.n_layer; ++l) blocks_.push_back(make_block_cache(cfg_, B, T, dtype_, device_));
+  head_ = make_head_cache(cfg_, B, T, dtype_, device_);
+  scratch_ = make_block_grad_scratch(cfg_, B, T, dtype_, device_);
+  dresid_a_ = act({B, T, cfg_.n_embd});
+  dresid_b_ = act({B, T, cfg_.n_embd});
+  B_ = B;
+  T_ = T;
+}
+
+double GPT::forward(const Tensor& tokens, const Tensor& targets) {
+  SGPT_CHECK(tokens.defined() && tokens.dim() == 2 && tokens.dtype() == DType::I32,
+             "GPT::forward: tokens must be an i32 tensor [B,T]");
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  SGPT_CHECK(T >= 1 && T <= cfg_.max_seq_len, "GPT::forward: sequence length ", T, " is longer than the context ",
+             cfg_.max_seq_len, " of model '", cfg_.name, "'");
+  ensure_activations(B, T);
+  tokens_.copy_from(tokens);
+  has_targets_ = targets.defined();
+  if (has_targets_) {
+    SGPT_CHECK(targets.shape() == tokens.shape() && targets.dtype() == DType::I32,
+               "GPT::forward: targets must be i32 with the shape of tokens ", shape_str(tokens.shape()));
+    targets_.copy_from(targets);
+  }
+  const OuterParams p = outer_views(params_, layout_, cfg_);
+  embed_forward(encoded_, tokens_, p);
+  const Tensor* x = &encoded_;
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    block_forward(cfg_, block_views(params_, layout_, l), blocks_[l], *x);
+    x = &blocks_[l].out;
+  }
+  return head_forward(cfg_, p, head_, *x, has_targets_ ? targets_ : Tensor());
+}
+
+void GPT::backward(double loss_scale) {
+  SGPT_CHECK(B_ > 0 && has_targets_, "GPT::backward: call forward(tokens, targets) first");
+  const OuterParams p = outer_views(params_, layout_, cfg_);
+  OuterParams g = outer_views(grads_, layout_, cfg_);
+  const int L = cfg_.n_layer;
+  Tensor* dout = &dresid_a_;
+  Tensor* dx = &dresid_b_;
+  dout->zero_();
+  head_backward(cfg_, p, g, head_, blocks_[L - 1].out, targets_, loss_scale / double(B_ * T_), *dout);
+  for (int l = L - 1; l >= 0; --l) {
+    const Tensor& x = l == 0 ? encoded_ : blocks_[l - 1].out;
+    BlockParams gl = block_views(grads_, layout_, l);
+    dx->zero_();
+    block_backward(cfg_, block_views(params_, layout_, l), gl, blocks_[l], x, *dout, *dx, scratch_);
+    std::swap(dout, dx);
+  }
+  embed_backward(g, *dout, tokens_);
+  has_targets_ = false;  // the logits now hold their gradient: a second backward needs a new forward
+}
+
+}  // namespace sgpt

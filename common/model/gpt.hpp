@@ -1,0 +1,151 @@
+#pragma once
+/// @file gpt.hpp
+/// @brief The GPT-2 model: parameter views, activation caches, and explicit forward/backward.
+///
+/// The model is built from pure functions on views of the flat buffers, so lessons can run one
+/// block, a range of blocks (a pipeline stage), or recompute a block during the backward pass:
+///
+///     embed_forward -> block_forward x L -> head_forward (final LayerNorm, logits, loss)
+///     head_backward -> block_backward x L (reverse) -> embed_backward
+///
+/// Every function that ends in _backward accumulates into parameter gradients (+=).
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.hpp"
+#include "model/config.hpp"
+#include "model/layout.hpp"
+
+namespace sgpt {
+
+/// Views of one block's parameters (or of their gradients) inside a flat buffer.
+struct BlockParams {
+  Tensor ln1_w, ln1_b;        ///< [C], [C]
+  Tensor qkv_w, qkv_b;        ///< [3C,C], [3C]
+  Tensor attproj_w, attproj_b;  ///< [C,C], [C]
+  Tensor ln2_w, ln2_b;        ///< [C], [C]
+  Tensor fc_w, fc_b;          ///< [4C,C], [4C]
+  Tensor fcproj_w, fcproj_b;  ///< [C,4C], [C]
+};
+
+/// Views of the parameters outside the blocks.
+struct OuterParams {
+  Tensor wte;      ///< [Vp,C] token embedding
+  Tensor wpe;      ///< [maxT,C] position embedding
+  Tensor lnf_w, lnf_b;  ///< [C] final LayerNorm
+  Tensor lm_head;  ///< [Vp,C]: wte itself when embeddings are tied
+};
+
+/// Views of every parameter of `layout` inside `flat` (parameters or gradients).
+BlockParams block_views(const Tensor& flat, const ParameterLayout& layout, int layer);
+OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const GPTConfig& cfg);
+
+/// What one block's forward keeps for its backward (all [B,T,...] activations).
+struct BlockCache {
+  Tensor ln1, ln1_mean, ln1_rstd;  ///< LayerNorm 1 output [B,T,C] and its statistics [B,T]
+  Tensor qkv;                      ///< [B,T,3C]
+  Tensor att;                      ///< softmax probabilities [B,NH,T,T]
+  Tensor atty;                     ///< attention output before the projection [B,T,C]
+  Tensor resid2;                   ///< input + attention branch [B,T,C]
+  Tensor ln2, ln2_mean, ln2_rstd;  ///< LayerNorm 2 output and statistics
+  Tensor fch;                      ///< MLP hidden pre-activation [B,T,4C]
+  Tensor fch_gelu;                 ///< after GELU [B,T,4C]
+  Tensor out;                      ///< block output = resid2 + MLP branch [B,T,C]
+};
+
+/// Scratch for one block's backward: gradients of its intermediate activations.
+struct BlockGradScratch {
+  Tensor dresid2, dln2, datty, dln1;  ///< [B,T,C]
+  Tensor dfch, dfch_gelu;             ///< [B,T,4C]
+  Tensor dqkv;                        ///< [B,T,3C]
+};
+
+/// What the head keeps: final LayerNorm, logits (overwritten in place by the probabilities and
+/// then by their gradient), and the per-position losses.
+struct HeadCache {
+  Tensor lnf, lnf_mean, lnf_rstd;  ///< [B,T,C], [B,T], [B,T]
+  Tensor logits;                   ///< [B,T,Vp]
+  Tensor losses;                   ///< [B,T]
+  Tensor dlnf;                     ///< scratch for the backward [B,T,C]
+};
+
+/// Elements (not bytes) that one BlockCache holds: 16*B*T*C + 4*B*T + NH*B*T*T.
+int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T);
+
+/// Allocates caches with MemCategory::Activations.
+BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
+BlockGradScratch make_block_grad_scratch(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
+HeadCache make_head_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
+
+/// encoded[B,T,C] = wte[tokens] + wpe[positions].
+void embed_forward(Tensor& encoded, const Tensor& tokens, const OuterParams& p);
+/// dwte, dwpe += from dencoded.
+void embed_backward(OuterParams& g, const Tensor& dencoded, const Tensor& tokens);
+
+/// One transformer block: c.out = x + attn(ln1(x)); then + mlp(ln2(.)). Fills every field of c.
+void block_forward(const GPTConfig& cfg, const BlockParams& p, BlockCache& c, const Tensor& x);
+/// dx += gradient w.r.t. the block input; g (parameter gradients) +=. c must hold the forward
+/// of the same x. The scratch is overwritten.
+void block_backward(const GPTConfig& cfg, const BlockParams& p, BlockParams& g, const BlockCache& c, const Tensor& x,
+                    const Tensor& dout, Tensor& dx, BlockGradScratch& s);
+
+/// Final LayerNorm and logits from the last block's output x; with targets (i32 [B,T]) also
+/// the losses (and the probabilities, in place of the logits). Returns the mean loss (NaN
+/// without targets).
+double head_forward(const GPTConfig& cfg, const OuterParams& p, HeadCache& h, const Tensor& x, const Tensor& targets);
+/// dx += gradient w.r.t. the last block's output; g (lnf, lm_head/wte) +=. `dloss` is the
+/// weight of each position's loss in the total (1/(B*T) for the mean). Overwrites h.logits.
+void head_backward(const GPTConfig& cfg, const OuterParams& p, OuterParams& g, HeadCache& h, const Tensor& x,
+                   const Tensor& targets, double dloss, Tensor& dx);
+
+/// A whole GPT-2 model on one device: flat parameters and gradients, and activation caches for
+/// the last batch shape it ran.
+class GPT {
+ public:
+  /// Allocates parameters and gradients (zero) and initialises the parameters from `seed`.
+  GPT(const GPTConfig& cfg, uint64_t seed, Device device = Device::CPU, DType dtype = DType::F32);
+
+  const GPTConfig& config() const { return cfg_; }
+  const ParameterLayout& layout() const { return layout_; }
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
+  Tensor& params() { return params_; }
+  Tensor& grads() { return grads_; }
+  /// The parameter or gradient `name` as a view (e.g. "transformer.h.0.ln_1.weight").
+  Tensor param(const std::string& name) const;
+  Tensor grad(const std::string& name) const;
+
+  /// Runs the forward pass over tokens [B,T] (i32, on any device). With targets, returns the
+  /// mean cross-entropy loss and keeps what backward() needs; without, returns NaN and leaves
+  /// the logits in logits().
+  double forward(const Tensor& tokens, const Tensor& targets = Tensor());
+  /// Accumulates d(mean loss)/d(parameters) into grads() (+=), scaled by `loss_scale`
+  /// (gradient accumulation over k micro-batches passes 1/k).
+  void backward(double loss_scale = 1.0);
+  /// Sets every gradient to zero.
+  void zero_grad() { grads_.zero_(); }
+  /// Logits [B,T,Vp] of the last forward without targets.
+  const Tensor& logits() const { return head_.logits; }
+  /// Per-block activation caches of the last forward (for inspection and lessons).
+  const std::vector<BlockCache>& block_caches() const { return blocks_; }
+  /// Frees every activation cache (the tracker shows them gone).
+  void free_activations();
+
+ private:
+  void ensure_activations(int64_t B, int64_t T);
+
+  GPTConfig cfg_;
+  ParameterLayout layout_;
+  Device device_;
+  DType dtype_;
+  Tensor params_, grads_;
+  int64_t B_ = 0, T_ = 0;
+  bool has_targets_ = false;
+  Tensor tokens_, targets_, encoded_, dresid_a_, dresid_b_;
+  std::vector<BlockCache> blocks_;
+  BlockGradScratch scratch_;
+  HeadCache head_;
+};
+
+}  // namespace sgpt

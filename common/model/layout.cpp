@@ -1,0 +1,89 @@
+#include "model/layout.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/rng.hpp"
+
+namespace sgpt {
+
+ParameterLayout::ParameterLayout(const GPTConfig& cfg) {
+  cfg.validate();
+  const int64_t C = cfg.n_embd, Vp = cfg.padded_vocab_size, V = cfg.vocab_size;
+  // GPT-2 initialisation (Radford et al. 2019): N(0, 0.02) weights, zero biases, unit LayerNorm
+  // gains; the projections into the residual stream are scaled by 1/sqrt(2L).
+  const double std = 0.02, proj_std = 0.02 / std::sqrt(2.0 * cfg.n_layer);
+  auto add = [&](const std::string& name, Shape shape, int layer, InitKind init, double s, bool decay,
+                 int64_t rows = -1) {
+    int64_t n = shape_numel(shape);
+    params_.push_back({name, shape, numel_, n, layer, init, s, rows < 0 ? shape[0] : rows, decay});
+    numel_ += n;
+  };
+  add("transformer.wte.weight", {Vp, C}, -1, InitKind::Normal, std, true, V);
+  add("transformer.wpe.weight", {cfg.max_seq_len, C}, -1, InitKind::Normal, std, true);
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const std::string p = "transformer.h." + std::to_string(l) + ".";
+    int64_t begin = numel_;
+    add(p + "ln_1.weight", {C}, l, InitKind::Ones, 0, false);
+    add(p + "ln_1.bias", {C}, l, InitKind::Zeros, 0, false);
+    add(p + "attn.c_attn.weight", {3 * C, C}, l, InitKind::Normal, std, true);
+    add(p + "attn.c_attn.bias", {3 * C}, l, InitKind::Zeros, 0, false);
+    add(p + "attn.c_proj.weight", {C, C}, l, InitKind::Normal, proj_std, true);
+    add(p + "attn.c_proj.bias", {C}, l, InitKind::Zeros, 0, false);
+    add(p + "ln_2.weight", {C}, l, InitKind::Ones, 0, false);
+    add(p + "ln_2.bias", {C}, l, InitKind::Zeros, 0, false);
+    add(p + "mlp.c_fc.weight", {4 * C, C}, l, InitKind::Normal, std, true);
+    add(p + "mlp.c_fc.bias", {4 * C}, l, InitKind::Zeros, 0, false);
+    add(p + "mlp.c_proj.weight", {C, 4 * C}, l, InitKind::Normal, proj_std, true);
+    add(p + "mlp.c_proj.bias", {C}, l, InitKind::Zeros, 0, false);
+    layer_ranges_.push_back({begin, numel_});
+  }
+  add("transformer.ln_f.weight", {C}, -1, InitKind::Ones, 0, false);
+  add("transformer.ln_f.bias", {C}, -1, InitKind::Zeros, 0, false);
+  if (!cfg.tied_embeddings) add("lm_head.weight", {Vp, C}, -1, InitKind::Normal, std, true, V);
+}
+
+const ParamInfo& ParameterLayout::find(const std::string& name) const {
+  for (const ParamInfo& p : params_)
+    if (p.name == name) return p;
+  SGPT_FAIL("no parameter named '", name, "' in this model");
+}
+
+std::pair<int64_t, int64_t> ParameterLayout::layer_range(int layer) const {
+  SGPT_CHECK(layer >= 0 && layer < static_cast<int>(layer_ranges_.size()), "layer ", layer, " out of range [0, ",
+             layer_ranges_.size(), ")");
+  return layer_ranges_[layer];
+}
+
+template <class T>
+static void init_range(T* out, const ParameterLayout& layout, uint64_t seed, int64_t begin, int64_t end) {
+  for (const ParamInfo& p : layout.params()) {
+    int64_t lo = std::max(begin, p.offset), hi = std::min(end, p.offset + p.numel);
+    if (lo >= hi) continue;
+    const uint64_t key = rng::stream_key(seed, p.name);
+    const int64_t row = p.numel / p.shape[0], init_end = p.init_rows * row;
+#pragma omp parallel for schedule(static)
+    for (int64_t g = lo; g < hi; ++g) {
+      const int64_t i = g - p.offset;  // index inside the parameter
+      T v = T(0);
+      if (p.init == InitKind::Ones) v = T(1);
+      if (p.init == InitKind::Normal && i < init_end) v = static_cast<T>(p.init_std * rng::normal(key, i));
+      out[g - begin] = v;
+    }
+  }
+}
+
+void init_parameters(Tensor& out, const ParameterLayout& layout, uint64_t seed, int64_t begin) {
+  SGPT_CHECK(begin >= 0 && begin + out.numel() <= layout.numel(), "init_parameters: range [", begin, ", ",
+             begin + out.numel(), ") outside the ", layout.numel(), " parameters");
+  Tensor host = out.device() == Device::CPU ? out : Tensor::empty(out.shape(), out.dtype(), Device::CPU);
+  if (host.dtype() == DType::F32)
+    init_range(host.data<float>(), layout, seed, begin, begin + out.numel());
+  else if (host.dtype() == DType::F64)
+    init_range(host.data<double>(), layout, seed, begin, begin + out.numel());
+  else
+    SGPT_FAIL("init_parameters: dtype ", dtype_name(host.dtype()), " is not supported");
+  if (out.device() != Device::CPU) out.copy_from(host);
+}
+
+}  // namespace sgpt

@@ -1,0 +1,231 @@
+// The whole model: parameter counts, initialisation by slices, a finite-difference gradient
+// check of every parameter group in double precision, float/double agreement, a short training
+// run that must learn, and clear errors for bad configurations.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/rng.hpp"
+#include "model/gpt.hpp"
+#include "optim/optim.hpp"
+
+using namespace sgpt;
+
+namespace {
+
+Tensor random_tokens(int64_t B, int64_t T, int V, uint64_t seed) {
+  std::vector<int32_t> v(B * T);
+  uint64_t key = rng::stream_key(seed, "tokens");
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int32_t>(rng::uniform(key, i) * V) % V;
+  return Tensor::from(v, {B, T});
+}
+
+}  // namespace
+
+TEST(Config, ParameterCountMatchesBuffersAndGpt2) {
+  for (const std::string& name : gpt_config_names()) {
+    GPTConfig cfg = gpt_config(name);
+    ParameterLayout layout(cfg);
+    EXPECT_EQ(layout.numel(), cfg.num_parameters()) << name;
+    int64_t sum = 0;
+    for (const auto& p : layout.params()) sum += p.numel;
+    EXPECT_EQ(sum, layout.numel()) << name;
+  }
+  // GPT-2 small with V padded to 50304: 124,475,904 parameters (llm.c reports the same).
+  EXPECT_EQ(gpt_config("d12").num_parameters(), 124475904);
+  EXPECT_LT(gpt_config("tiny").num_parameters(), 1000);
+}
+
+TEST(Config, BadConfigsGiveClearErrors) {
+  GPTConfig c = gpt_config("nano");
+  c.n_head = 5;
+  try {
+    c.validate();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("5 heads do not divide the width n_embd = 32"), std::string::npos) << e.what();
+  }
+  try {
+    gpt_config("d13");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown model 'd13'"), std::string::npos) << e.what();
+  }
+  GPT m(gpt_config("tiny"), 1);
+  Tensor long_seq = random_tokens(1, 5, 8, 1);  // tiny has a context of 4
+  try {
+    m.forward(long_seq, long_seq);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sequence length 5 is longer than the context 4"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Init, AnySliceInitialisesAlone) {
+  GPTConfig cfg = gpt_config("nano");
+  ParameterLayout layout(cfg);
+  Tensor full = Tensor::empty({layout.numel()});
+  init_parameters(full, layout, 42);
+  const int64_t begin = 12345, n = 4321;
+  Tensor part = Tensor::empty({n});
+  init_parameters(part, layout, 42, begin);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(part.data<float>()[i], full.data<float>()[begin + i]) << i;
+  // Statistics of GPT-2's initialisation: ones, zeros, N(0, 0.02), scaled projections.
+  GPT m(cfg, 42);
+  EXPECT_EQ(m.param("transformer.h.1.ln_2.weight").to_vector()[3], 1.0);
+  EXPECT_EQ(m.param("transformer.h.1.mlp.c_fc.bias").to_vector()[7], 0.0);
+  auto w = m.param("transformer.h.0.mlp.c_fc.weight").to_vector();
+  double s2 = 0;
+  for (double x : w) s2 += x * x;
+  EXPECT_NEAR(std::sqrt(s2 / w.size()), 0.02, 0.001);
+  auto pw = m.param("transformer.h.0.mlp.c_proj.weight").to_vector();
+  s2 = 0;
+  for (double x : pw) s2 += x * x;
+  EXPECT_NEAR(std::sqrt(s2 / pw.size()), 0.02 / std::sqrt(2.0 * cfg.n_layer), 0.001);
+}
+
+// Finite differences on every parameter of the tiny model, in double precision.
+TEST(Model, GradientMatchesFiniteDifferences) {
+  for (bool tied : {true, false}) {
+    GPTConfig cfg = gpt_config("tiny");
+    cfg.tied_embeddings = tied;
+    GPT m(cfg, 7, Device::CPU, DType::F64);
+    // Larger weights than GPT-2's 0.02 so every path carries a visible gradient.
+    double* p = m.params().data<double>();
+    uint64_t key = rng::stream_key(3, "perturb");
+    for (int64_t i = 0; i < m.params().numel(); ++i) p[i] += 0.3 * rng::normal(key, i);
+    Tensor x = random_tokens(2, 4, cfg.vocab_size, 11), y = random_tokens(2, 4, cfg.vocab_size, 12);
+    m.zero_grad();
+    m.forward(x, y);
+    m.backward();
+    std::vector<double> g = m.grads().to_vector();
+    const double h = 1e-6;
+    double max_rel = 0;
+    for (int64_t i = 0; i < m.params().numel(); ++i) {
+      double keep = p[i];
+      p[i] = keep + h;
+      double lp = m.forward(x, y);
+      p[i] = keep - h;
+      double lm = m.forward(x, y);
+      p[i] = keep;
+      double fd = (lp - lm) / (2 * h);
+      double rel = std::abs(fd - g[i]) / std::max(1e-6, std::abs(fd) + std::abs(g[i]));
+      max_rel = std::max(max_rel, rel);
+      ASSERT_LT(rel, 1e-5) << "parameter element " << i << " fd " << fd << " analytic " << g[i] << " tied " << tied;
+    }
+  }
+}
+
+TEST(Model, GradientsAccumulateAndScale) {
+  GPT m(gpt_config("nano"), 5, Device::CPU, DType::F64);
+  Tensor x = random_tokens(2, 8, 256, 1), y = random_tokens(2, 8, 256, 2);
+  m.zero_grad();
+  m.forward(x, y);
+  m.backward();
+  std::vector<double> once = m.grads().to_vector();
+  m.forward(x, y);
+  m.backward(0.5);
+  std::vector<double> twice = m.grads().to_vector();
+  for (size_t i = 0; i < once.size(); i += 97) EXPECT_NEAR(twice[i], 1.5 * once[i], 1e-12 + 1e-9 * std::abs(once[i]));
+}
+
+TEST(Model, FloatAgreesWithDouble) {
+  GPTConfig cfg = gpt_config("nano");
+  GPT mf(cfg, 9, Device::CPU, DType::F32), md(cfg, 9, Device::CPU, DType::F64);
+  Tensor x = random_tokens(3, 17, 256, 4), y = random_tokens(3, 17, 256, 5);
+  double lf = mf.forward(x, y), ld = md.forward(x, y);
+  EXPECT_NEAR(lf, ld, 1e-5 * std::abs(ld));
+  mf.backward();
+  md.backward();
+  auto gf = mf.grads().to_vector(), gd = md.grads().to_vector();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < gd.size(); ++i) {
+    num += (gf[i] - gd[i]) * (gf[i] - gd[i]);
+    den += gd[i] * gd[i];
+  }
+  EXPECT_LT(std::sqrt(num / den), 1e-4);
+}
+
+TEST(Model, CausalFutureTokensDoNotChangePastLogits) {
+  GPT m(gpt_config("nano"), 3);
+  Tensor x = random_tokens(1, 16, 256, 8);
+  m.forward(x);
+  auto before = m.logits().to_vector();
+  x.data<int32_t>()[10] = (x.data<int32_t>()[10] + 1) % 256;
+  m.forward(x);
+  auto after = m.logits().to_vector();
+  const int64_t Vp = m.config().padded_vocab_size;
+  for (int64_t i = 0; i < 10 * Vp; ++i) ASSERT_EQ(before[i], after[i]) << "position " << i / Vp;
+  bool changed = false;
+  for (int64_t i = 10 * Vp; i < 16 * Vp; ++i) changed |= before[i] != after[i];
+  EXPECT_TRUE(changed);
+}
+
+// A repeating pattern is learnable: the loss must fall from ln(256) ~ 5.5 to below 0.5 within
+// 150 AdamW steps of the nano model.
+TEST(Training, LossFallsOnAPeriodicSequence) {
+  GPT m(gpt_config("nano"), 1);
+  AdamWConfig oc;
+  oc.lr = 3e-3;
+  oc.weight_decay = 0.0;
+  AdamW opt(m.layout(), oc, m.dtype(), m.device());
+  const int64_t B = 4, T = 32;
+  std::vector<int32_t> xs(B * T), ys(B * T);
+  const std::string text = "hello world, this is scalegpt. ";
+  double first = 0, loss = 0;
+  for (int step = 0; step < 150; ++step) {
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t) {
+        size_t k = (step * 7 + b * 5 + t) % text.size();
+        xs[b * T + t] = static_cast<unsigned char>(text[k]);
+        ys[b * T + t] = static_cast<unsigned char>(text[(k + 1) % text.size()]);
+      }
+    Tensor x = Tensor::from(xs, {B, T}), y = Tensor::from(ys, {B, T});
+    m.zero_grad();
+    loss = m.forward(x, y);
+    if (step == 0) first = loss;
+    m.backward();
+    clip_grad_norm(m.grads(), 1.0);
+    opt.step(m.params(), m.grads(), oc.lr);
+  }
+  EXPECT_NEAR(first, std::log(256.0), 0.1);
+  EXPECT_LT(loss, 0.5);
+}
+
+TEST(Optim, LearningRateScheduleShape) {
+  EXPECT_DOUBLE_EQ(lr_at(0, 10, 100, 1.0, 0.1), 0.1);
+  EXPECT_DOUBLE_EQ(lr_at(9, 10, 100, 1.0, 0.1), 1.0);
+  EXPECT_NEAR(lr_at(55, 10, 100, 1.0, 0.1), 0.55, 1e-12);  // half-way down the cosine
+  EXPECT_DOUBLE_EQ(lr_at(100, 10, 100, 1.0, 0.1), 0.1);
+}
+
+TEST(Optim, ClippingBoundsTheGlobalNorm) {
+  Tensor g = Tensor::from(std::vector<float>{3, 4, 0, 0}, {4});
+  EXPECT_DOUBLE_EQ(clip_grad_norm(g, 1.0), 5.0);
+  EXPECT_NEAR(grad_norm(g), 1.0, 1e-6);
+  EXPECT_NEAR(g.data<float>()[0], 0.6, 1e-6);
+  Tensor h = Tensor::from(std::vector<float>{0.3f, 0.4f}, {2});
+  clip_grad_norm(h, 1.0);
+  EXPECT_FLOAT_EQ(h.data<float>()[1], 0.4f);  // under the bound: untouched
+}
+
+TEST(Optim, WeightDecayOnlyOnMatrices) {
+  GPTConfig cfg = gpt_config("tiny");
+  GPT m(cfg, 1);
+  AdamWConfig oc;
+  oc.lr = 0.1;
+  oc.weight_decay = 0.5;
+  AdamW opt(m.layout(), oc, m.dtype(), m.device());
+  m.zero_grad();  // zero gradients: only weight decay moves parameters
+  Tensor before = m.params().to(Device::CPU);
+  opt.step(m.params(), m.grads(), oc.lr);
+  auto after = m.params().to_vector();
+  auto b = before.to_vector();
+  for (const auto& p : m.layout().params())
+    for (int64_t i = p.offset; i < p.offset + p.numel; ++i) {
+      double expect = p.weight_decay ? b[i] * (1 - 0.1 * 0.5) : b[i];
+      ASSERT_NEAR(after[i], expect, 1e-7) << p.name;
+    }
+}
