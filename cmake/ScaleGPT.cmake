@@ -20,6 +20,7 @@ function(sgpt_add_test)
   include(GoogleTest)
   gtest_discover_tests(${T_NAME}
     PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+               ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE"
     DISCOVERY_TIMEOUT 60)
 endfunction()
 

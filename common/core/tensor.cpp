@@ -69,6 +69,15 @@ bool cuda_available() {
 #endif
 }
 
+void device_synchronize(Device device) {
+  if (device == Device::CPU) return;
+#if SGPT_WITH_CUDA
+  SGPT_CUDA_CHECK(cudaDeviceSynchronize());
+#else
+  no_cuda();
+#endif
+}
+
 void device_memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, std::size_t bytes) {
   if (bytes == 0) return;
   if (dst_dev == Device::CPU && src_dev == Device::CPU) {

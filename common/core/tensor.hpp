@@ -117,6 +117,8 @@ class Tensor {
 
 /// Copies `bytes` between any two devices (synchronous).
 void device_memcpy(void* dst, Device dst_dev, const void* src, Device src_dev, std::size_t bytes);
+/// Waits until all work queued on `device` has finished (a no-op on the CPU).
+void device_synchronize(Device device);
 /// True when this build has CUDA and a GPU is visible.
 bool cuda_available();
 

@@ -47,6 +47,10 @@ long long GPTConfig::num_parameters() const {
   return n;
 }
 
+double training_flops_per_token(const GPTConfig& cfg, int64_t seq_len) {
+  return 6.0 * double(cfg.num_parameters()) + 12.0 * cfg.n_layer * cfg.n_embd * double(seq_len);
+}
+
 GPTConfig gpt_config(const std::string& name) {
   for (const Preset& p : kPresets) {
     if (name != p.name) continue;

@@ -2,6 +2,7 @@
 /// @file config.hpp
 /// @brief GPT model configurations, from a few hundred parameters up to GPT-2 1.5B.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,11 @@ struct GPTConfig {
   /// Sets vocab_size and the padded size (a multiple of 64 once V >= 1024, else V itself).
   void set_vocab(int vocab);
 };
+
+/// Training FLOPs per token: 6N for the matmuls with the parameters (2 forward + 4 backward per
+/// parameter) plus 12*L*C*T for attention's QK^T and AV, as in PaLM (Chowdhery et al. 2022, App. B)
+/// and llm.c. Used for MFU.
+double training_flops_per_token(const GPTConfig& cfg, int64_t seq_len);
 
 /// A named preset: "tiny" (a few hundred parameters, for gradient checks), "nano", "micro",
 /// "mini" (small CPU models), and the GPT-2 family "d12" (124M), "d24" (350M), "d36" (774M),

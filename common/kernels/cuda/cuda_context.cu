@@ -23,6 +23,8 @@ struct Context {
   cublasLtHandle_t blaslt = nullptr;
   void* workspace = nullptr;
   MatmulPrecision precision = MatmulPrecision::TF32;
+  int attention_chunk_heads = 0;
+  int attention_query_blocks = 0;
   std::array<Tensor, static_cast<int>(Scratch::Count)> scratch;
   void* pinned = nullptr;
   std::size_t pinned_bytes = 0;
@@ -105,6 +107,17 @@ MatmulPrecision matmul_precision() { return ctx().precision; }
 cublasComputeType_t matmul_compute_type() {
   return ctx().precision == MatmulPrecision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 }
+
+void set_attention_chunk_heads(int heads) {
+  SGPT_CHECK(heads >= 0, "set_attention_chunk_heads: heads must be >= 0, got ", heads);
+  ctx().attention_chunk_heads = heads;
+}
+int attention_chunk_heads() { return ctx().attention_chunk_heads; }
+void set_attention_query_blocks(int blocks) {
+  SGPT_CHECK(blocks >= 0, "set_attention_query_blocks: blocks must be >= 0, got ", blocks);
+  ctx().attention_query_blocks = blocks;
+}
+int attention_query_blocks() { return ctx().attention_query_blocks; }
 
 const cudaDeviceProp& device_properties() { return ctx().props; }
 int sm_count() { return ctx().props.multiProcessorCount; }

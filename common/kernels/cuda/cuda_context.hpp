@@ -97,6 +97,16 @@ MatmulPrecision matmul_precision();
 /// The cuBLAS compute type for the current precision.
 cublasComputeType_t matmul_compute_type();
 
+/// Attention works on chunks of (one sequence, `heads` heads) so that a chunk's T x T scores stay
+/// in L2 between the GEMMs and the softmax. 0 (default) picks the chunk from the L2 size.
+void set_attention_chunk_heads(int heads);
+int attention_chunk_heads();
+/// Attention splits the T queries into this many blocks so the GEMMs skip the key blocks that the
+/// causal mask hides (about (1 + 1/blocks)/2 of the full T x T work). 0 (default): automatic
+/// (1 for T <= 64, else up to 4); 1 computes the full T x T products.
+void set_attention_query_blocks(int blocks);
+int attention_query_blocks();
+
 // ---- device facts and scratch memory ------------------------------------------------------------
 /// Properties of the context's device.
 const cudaDeviceProp& device_properties();

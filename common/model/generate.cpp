@@ -1,0 +1,66 @@
+#include "model/generate.hpp"
+
+#include <cmath>
+
+#include "core/rng.hpp"
+#include "core/timer.hpp"
+#include "kernels/ops.hpp"
+
+namespace sgpt {
+
+std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, int n_new, double temperature, uint64_t seed) {
+  const GPTConfig& cfg = model.config();
+  SGPT_CHECK(!tokens.empty(), "generate: the prompt must hold at least one token");
+  for (int32_t t : tokens)
+    SGPT_CHECK(t >= 0 && t < cfg.vocab_size, "generate: prompt token ", t, " is outside the vocabulary [0, ",
+               cfg.vocab_size, ")");
+  const uint64_t key = rng::stream_key(seed, "generate");
+  for (int i = 0; i < n_new; ++i) {
+    const int64_t T = std::min<int64_t>(tokens.size(), cfg.max_seq_len);
+    std::vector<int32_t> window(tokens.end() - T, tokens.end());
+    model.forward(Tensor::from(window, {1, T}));
+    // Only the last position's logits matter.
+    std::vector<double> logits = model.logits().slice(0, 1).view((T - 1) * cfg.padded_vocab_size,
+                                                                  {cfg.vocab_size}).to_vector();
+    int32_t next = 0;
+    if (temperature <= 0) {
+      for (int v = 1; v < cfg.vocab_size; ++v)
+        if (logits[v] > logits[next]) next = v;
+    } else {
+      double maxv = logits[0];
+      for (double l : logits) maxv = std::max(maxv, l);
+      double sum = 0;
+      for (double& l : logits) sum += (l = std::exp((l - maxv) / temperature));
+      double u = rng::uniform(key, tokens.size()) * sum, acc = 0;
+      next = cfg.vocab_size - 1;
+      for (int v = 0; v < cfg.vocab_size; ++v)
+        if ((acc += logits[v]) >= u) {
+          next = v;
+          break;
+        }
+    }
+    tokens.push_back(next);
+  }
+  return tokens;
+}
+
+double measure_matmul_flops(Device device, int n, int reps) {
+  Tensor a = Tensor::empty({n, n}, DType::F32, device), w = Tensor::empty({n, n}, DType::F32, device),
+         out = Tensor::empty({n, n}, DType::F32, device);
+  Tensor host = Tensor::empty({n, n});
+  for (int64_t i = 0; i < host.numel(); ++i) host.data<float>()[i] = float((i * 7919) % 13) / 13.0f - 0.5f;
+  a.copy_from(host);
+  w.copy_from(host);
+  double best = 0;
+  Tensor no_bias;
+  for (int r = 0; r < reps + 1; ++r) {
+    Timer t;
+    matmul_forward(out, a, w, no_bias);
+    device_synchronize(device);
+    double s = t.seconds();
+    if (r > 0) best = std::max(best, 2.0 * n * n * double(n) / s);  // the first run warms up
+  }
+  return best;
+}
+
+}  // namespace sgpt

@@ -1,0 +1,268 @@
+// scalegpt-train: trains a GPT on one device (the parallel lessons add their flags as they land).
+//
+//   scalegpt-train                                  # micro model, synthetic text, a few minutes on 2 cores
+//   scalegpt-train --data data/tinyshakespeare --model mini --steps 2000
+//   scalegpt-train --resume runs/default/checkpoint.safetensors
+//
+// Prints a live progress line on a terminal (plain lines otherwise), writes metrics as JSON lines,
+// a loss curve (SVG), checkpoints, and finally a text sample.
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/log.hpp"
+#include "core/plot.hpp"
+#include "core/safetensors.hpp"
+#include "core/timer.hpp"
+#include "data/loader.hpp"
+#include "data/synthetic.hpp"
+#include "data/token_file.hpp"
+#include "data/tokenizer.hpp"
+#include "model/checkpoint.hpp"
+#include "model/generate.hpp"
+#include "optim/optim.hpp"
+
+extern "C" void openblas_set_num_threads(int);
+
+using namespace sgpt;
+
+namespace {
+
+struct Options {
+  std::string model = "micro";
+  std::string data = "synthetic";
+  int64_t synthetic_bytes = 1 << 20;
+  int64_t batch = 16;
+  int64_t seq_len = 128;
+  int64_t steps = 300;
+  double lr = 3e-3;
+  double min_lr_frac = 0.1;
+  int64_t warmup = 20;
+  double weight_decay = 0.1;
+  double clip = 1.0;
+  uint64_t seed = 1337;
+  int64_t eval_every = 50;
+  int64_t eval_batches = 8;
+  std::string out_dir = "runs/default";
+  int64_t checkpoint_every = 0;
+  std::string resume;
+  std::string device = "cpu";
+  int threads = 0;
+  int sample_tokens = 300;
+  std::string prompt = "The ";
+  double temperature = 0.8;
+  double peak_tflops = 0;
+  int log_every = 10;
+  bool quiet = false;
+};
+
+std::string human(double v) {
+  char b[32];
+  if (v >= 1e6) std::snprintf(b, sizeof b, "%.2fM", v / 1e6);
+  else if (v >= 1e3) std::snprintf(b, sizeof b, "%.1fk", v / 1e3);
+  else std::snprintf(b, sizeof b, "%.0f", v);
+  return b;
+}
+
+std::string hms(double s) {
+  char b[32];
+  int t = static_cast<int>(s + 0.5);
+  std::snprintf(b, sizeof b, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+  return b;
+}
+
+// The training and validation token streams: synthetic text made in memory, or DIR/train.bin
+// and DIR/val.bin written by scalegpt-data (datasets/ has the scripts).
+std::pair<TokenFile, TokenFile> open_data(const Options& o) {
+  if (o.data == "synthetic") {
+    ByteTokenizer tok;
+    std::vector<int32_t> all = tok.encode(synthetic_text(o.seed, o.synthetic_bytes));
+    const size_t n_val = all.size() / 10;
+    std::vector<int32_t> val(all.end() - n_val, all.end());
+    all.resize(all.size() - n_val);
+    return {TokenFile(std::move(all), 256, "<synthetic train>"), TokenFile(std::move(val), 256, "<synthetic val>")};
+  }
+  namespace fs = std::filesystem;
+  SGPT_CHECK(fs::is_directory(o.data), "--data ", o.data,
+             ": not a directory holding train.bin and val.bin (make one with datasets/tinyshakespeare.sh), "
+             "nor 'synthetic'");
+  return {TokenFile(o.data + "/train.bin"), TokenFile(o.data + "/val.bin")};
+}
+
+double evaluate(GPT& model, const TokenFile& val, const Options& o) {
+  DataLoader loader(val, o.batch, o.seq_len);
+  Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
+  const int64_t n = std::min<int64_t>(o.eval_batches, loader.batches_per_epoch());
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    loader.next(x, y);
+    sum += model.forward(x, y);
+  }
+  return sum / double(n);
+}
+
+int run(const Options& o) {
+  if (o.threads > 0) {
+    omp_set_num_threads(o.threads);
+    openblas_set_num_threads(o.threads);
+  }
+  const Device device = o.device == "cuda" ? Device::CUDA : Device::CPU;
+  SGPT_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '", o.device, "'");
+  SGPT_CHECK(o.batch >= 1 && o.seq_len >= 1 && o.steps >= 0, "--batch and --seq-len must be positive");
+
+  auto [train, val] = open_data(o);
+  GPTConfig cfg = o.resume.empty() ? gpt_config(o.model) : checkpoint_config(o.resume);
+  if (cfg.vocab_size != train.vocab_size()) cfg.set_vocab(static_cast<int>(train.vocab_size()));
+  SGPT_CHECK(o.seq_len <= cfg.max_seq_len, "--seq-len ", o.seq_len, " is longer than the context ", cfg.max_seq_len,
+             " of model '", cfg.name, "'");
+
+  GPT model(cfg, o.seed, device);
+  AdamWConfig ac;
+  ac.lr = o.lr;
+  ac.weight_decay = o.weight_decay;
+  AdamW opt(model.layout(), ac, model.dtype(), device);
+  DataLoader loader(train, o.batch, o.seq_len);
+  TrainState state;
+  state.seed = o.seed;
+  if (!o.resume.empty()) {
+    state = load_checkpoint(o.resume, model, opt);
+    loader.set_state({state.data_position, state.data_epoch});
+    log_info("resumed from ", o.resume, " at step ", state.step);
+  }
+
+  const double flops_per_step = training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len);
+  const double peak = o.peak_tflops > 0 ? o.peak_tflops * 1e12 : measure_matmul_flops(device, device == Device::CPU ? 1024 : 4096);
+  log_info("model ", cfg.name, ": ", human(double(cfg.num_parameters())), " parameters, L=", cfg.n_layer,
+           " C=", cfg.n_embd, " NH=", cfg.n_head, " V=", cfg.vocab_size, " | data ", train.path(), ": ",
+           human(double(train.size())), " train / ", human(double(val.size())), " val tokens");
+  log_info("batch ", o.batch, " x ", o.seq_len, " tokens, ", o.steps, " steps, lr ", o.lr, " on ",
+           device_name(device), " (", omp_get_max_threads(), " threads); MFU against a measured peak of ",
+           human(peak / 1e9), " GFLOP/s");
+
+  std::filesystem::create_directories(o.out_dir);
+  std::ofstream metrics(o.out_dir + "/metrics.jsonl", state.step > 0 ? std::ios::app : std::ios::trunc);
+  const bool tty = isatty(fileno(stderr)) && !o.quiet;
+  Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
+  PlotSeries train_curve{"train loss", {}, {}, "#1f77b4"}, val_curve{"val loss", {}, {}, "#d62728", true};
+  double val_loss = NAN, elapsed = 0;
+  std::vector<double> step_times;
+  auto save = [&](int64_t step) {
+    TrainState s = state;
+    s.step = step;
+    LoaderState ls = loader.state();
+    s.data_position = ls.position;
+    s.data_epoch = ls.epoch;
+    save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, opt, s);
+  };
+
+  for (int64_t step = state.step; step <= o.steps; ++step) {
+    const bool last = step == o.steps;
+    if (o.eval_every > 0 && (step % o.eval_every == 0 || last)) {
+      val_loss = evaluate(model, val, o);
+      val_curve.x.push_back(double(step));
+      val_curve.y.push_back(val_loss);
+      metrics << nlohmann::json{{"step", step}, {"val_loss", val_loss}}.dump() << "\n";
+      if (!tty) log_info("step ", step, " | val loss ", val_loss);
+    }
+    if (last) break;
+    Timer t;
+    loader.next(x, y);
+    model.zero_grad();
+    const double loss = model.forward(x, y);
+    model.backward();
+    const double norm = clip_grad_norm(model.grads(), o.clip);
+    const double lr = lr_at(step, o.warmup, o.steps, o.lr, o.lr * o.min_lr_frac);
+    opt.step(model.params(), model.grads(), lr);
+    device_synchronize(device);
+    const double dt = t.seconds();
+    elapsed += dt;
+    if (step > state.step) step_times.push_back(dt);  // the first step warms up
+    SGPT_CHECK(std::isfinite(loss), "the loss became ", loss, " at step ", step, " (try a lower --lr)");
+    const double tok_s = double(o.batch * o.seq_len) / dt, mfu = flops_per_step / dt / peak;
+    train_curve.x.push_back(double(step));
+    train_curve.y.push_back(loss);
+    metrics << nlohmann::json{{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"step_s", dt},
+                              {"tokens_per_s", tok_s}, {"mfu", mfu}}
+                   .dump()
+            << "\n";
+    const double eta = median(step_times) * double(o.steps - step - 1);
+    char line[256];
+    std::snprintf(line, sizeof line, "step %5lld/%lld | loss %.4f | val %.4f | lr %.2e | %s tok/s | MFU %4.1f%% | ETA %s",
+                  (long long)step + 1, (long long)o.steps, loss, val_loss, lr, human(tok_s).c_str(), 100 * mfu,
+                  hms(eta).c_str());
+    if (tty)
+      std::fprintf(stderr, "\r%s\033[K", line);
+    else if ((step + 1) % o.log_every == 0 || step == state.step)
+      log_info(line);
+    if (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) save(step + 1);
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  save(o.steps);
+
+  std::ofstream(o.out_dir + "/loss.svg") << line_chart_svg("ScaleGPT " + cfg.name + " on " + train.path(), "step",
+                                                          "cross-entropy loss (nats/token)", {train_curve, val_curve});
+  const double med = median(step_times);
+  log_info("done: final val loss ", val_loss, " | median step ", med * 1e3, " ms, ",
+           human(double(o.batch * o.seq_len) / med), " tokens/s, ", flops_per_step / med / 1e9, " GFLOP/s (MFU ",
+           100 * flops_per_step / med / peak, "%) | wrote ", o.out_dir, "/{checkpoint.safetensors, metrics.jsonl, loss.svg}");
+  log_info(MemoryTracker::instance().report(device));
+
+  if (o.sample_tokens > 0) {
+    ByteTokenizer tok;
+    std::vector<int32_t> prompt = tok.encode(o.prompt);
+    if (cfg.vocab_size != tok.vocab_size()) prompt = {0};
+    auto out = generate(model, prompt, o.sample_tokens, o.temperature, o.seed);
+    log_info("sample (temperature ", o.temperature, "):\n", cfg.vocab_size == 256 ? tok.decode(out) : "(not byte-level)");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"scalegpt-train: train a GPT-2-style model"};
+  app.add_option("--model", o.model, "model preset (" + [] {
+    std::string s;
+    for (auto& n : gpt_config_names()) s += (s.empty() ? "" : ", ") + n;
+    return s;
+  }() + ")")->capture_default_str();
+  app.add_option("--data", o.data, "'synthetic' or a directory with train.bin and val.bin")->capture_default_str();
+  app.add_option("--synthetic-bytes", o.synthetic_bytes, "size of the synthetic corpus")->capture_default_str();
+  app.add_option("-b,--batch", o.batch, "sequences per step (B)")->capture_default_str();
+  app.add_option("-t,--seq-len", o.seq_len, "tokens per sequence (T)")->capture_default_str();
+  app.add_option("-n,--steps", o.steps, "optimizer steps")->capture_default_str();
+  app.add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  app.add_option("--min-lr-frac", o.min_lr_frac, "final lr as a fraction of the peak")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "linear warmup steps")->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->capture_default_str();
+  app.add_option("--clip", o.clip, "global gradient-norm clip (0 = off)")->capture_default_str();
+  app.add_option("--seed", o.seed, "seed for initialisation, data and sampling")->capture_default_str();
+  app.add_option("--eval-every", o.eval_every, "validation every N steps (0 = never)")->capture_default_str();
+  app.add_option("--eval-batches", o.eval_batches, "batches per validation")->capture_default_str();
+  app.add_option("-o,--out", o.out_dir, "directory for checkpoint, metrics and plot")->capture_default_str();
+  app.add_option("--checkpoint-every", o.checkpoint_every, "also checkpoint every N steps")->capture_default_str();
+  app.add_option("--resume", o.resume, "continue from a checkpoint (same flags otherwise)");
+  app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--threads", o.threads, "CPU threads (default: all cores)");
+  app.add_option("--sample-tokens", o.sample_tokens, "tokens to sample at the end")->capture_default_str();
+  app.add_option("--prompt", o.prompt, "prompt for the sample")->capture_default_str();
+  app.add_option("--temperature", o.temperature, "sampling temperature")->capture_default_str();
+  app.add_option("--peak-tflops", o.peak_tflops, "peak for MFU (default: measured matmul speed)");
+  app.add_option("--log-every", o.log_every, "steps between log lines when not on a terminal")->capture_default_str();
+  app.add_flag("-q,--quiet", o.quiet, "no live progress line");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "scalegpt-train: %s\n", e.what());
+    return 1;
+  }
+}
