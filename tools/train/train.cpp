@@ -52,6 +52,7 @@ struct Options {
   int64_t eval_batches = 8;
   std::string out_dir = "runs/default";
   int64_t checkpoint_every = 0;
+  int64_t stop_at = -1;
   std::string resume;
   std::string device = "cpu";
   int threads = 0;
@@ -172,6 +173,12 @@ int run(const Options& o) {
       if (!tty) log_info("step ", step, " | val loss ", val_loss);
     }
     if (last) break;
+    if (step == o.stop_at) {
+      save(step);
+      log_info("stopped at step ", step, " as asked (--stop-at); continue with --resume ", o.out_dir,
+               "/checkpoint.safetensors");
+      return 0;
+    }
     Timer t;
     loader.next(x, y);
     model.zero_grad();
@@ -249,6 +256,7 @@ int main(int argc, char** argv) {
   app.add_option("--eval-batches", o.eval_batches, "batches per validation")->capture_default_str();
   app.add_option("-o,--out", o.out_dir, "directory for checkpoint, metrics and plot")->capture_default_str();
   app.add_option("--checkpoint-every", o.checkpoint_every, "also checkpoint every N steps")->capture_default_str();
+  app.add_option("--stop-at", o.stop_at, "save a checkpoint and exit before this step (for time-limited jobs)");
   app.add_option("--resume", o.resume, "continue from a checkpoint (same flags otherwise)");
   app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (default: all cores)");

@@ -1,0 +1,148 @@
+# Lessons: sgpt_add_lesson, the one helper that adds a lesson (library, driver, tests, labels).
+#
+#   sgpt_add_lesson(NUMBER 01 SLUG training_step
+#                   [DRIVER driver.cpp] [DRIVER_NAME lesson01-training-step]
+#                   [TESTS tests/test_x.cpp ...] [TIMEOUT 60] [RANKS 1 2 4])
+#
+# The student files of the lesson are declared once, in grading/points.json ("student_files"),
+# and come from the folder that SCALEGPT_LESSONS_FROM names:
+#   stubs      lessons/NN_slug/<file>        (default: what a student edits)
+#   solutions  solutions/NN_slug/<file>      (the reference; absent from the student release)
+#   <path>     <path>/NN_slug/<file>         (the grader points it at a submission)
+# Everything else of the lesson (its header, driver and tests) always comes from lessons/NN_slug.
+#
+# It creates
+#   lessonNN              a static library of the student files (links sgpt)
+#   lessonNN-<slug>       the driver program (DRIVER), in <build>/lessons/NN_slug/
+#   lessonNN_tests        the public GoogleTest binary (TESTS), ctest names lessonNN.<Suite>.<Test>
+#   lessonNN_hidden_tests the hidden tests, when grading/hidden/NN_slug/ exists (instructors only)
+# with ctest labels lesson-NN and lessons (+ hidden). RANKS registers multi-rank runs through
+# sgpt_add_mpi_test (later lessons); one-rank lessons leave it out.
+
+set(SCALEGPT_LESSONS_FROM "stubs" CACHE STRING
+    "Where lesson student files come from: stubs (lessons/), solutions (solutions/), or a directory holding NN_slug/ folders")
+set(SCALEGPT_HIDDEN_TESTS_DIR "${PROJECT_SOURCE_DIR}/grading/hidden" CACHE PATH
+    "Folder of hidden tests (NN_slug/ sub-folders); ignored when it does not exist")
+set(SCALEGPT_POINTS_FILE "${PROJECT_SOURCE_DIR}/grading/points.json" CACHE FILEPATH
+    "Points per test and the student files of every lesson")
+
+function(_sgpt_lesson_student_files out_var number)
+  file(READ ${SCALEGPT_POINTS_FILE} _json)
+  string(JSON _n LENGTH "${_json}" lessons)
+  math(EXPR _last "${_n} - 1")
+  foreach(i RANGE ${_last})
+    string(JSON _num GET "${_json}" lessons ${i} number)
+    if(_num STREQUAL number)
+      string(JSON _nf LENGTH "${_json}" lessons ${i} student_files)
+      set(_files "")
+      if(_nf GREATER 0)
+        math(EXPR _lf "${_nf} - 1")
+        foreach(j RANGE ${_lf})
+          string(JSON _f GET "${_json}" lessons ${i} student_files ${j})
+          list(APPEND _files ${_f})
+        endforeach()
+      endif()
+      set(${out_var} ${_files} PARENT_SCOPE)
+      return()
+    endif()
+  endforeach()
+  message(FATAL_ERROR "sgpt_add_lesson: lesson ${number} is not declared in ${SCALEGPT_POINTS_FILE}")
+endfunction()
+
+function(sgpt_add_lesson)
+  cmake_parse_arguments(L "" "NUMBER;SLUG;DRIVER;DRIVER_NAME;TIMEOUT" "TESTS;RANKS;LIBS" ${ARGN})
+  if(NOT L_NUMBER OR NOT L_SLUG)
+    message(FATAL_ERROR "sgpt_add_lesson: NUMBER and SLUG are required")
+  endif()
+  if(NOT L_TIMEOUT)
+    set(L_TIMEOUT 60)
+  endif()
+  set(_dir "${L_NUMBER}_${L_SLUG}")
+  set(_lib lesson${L_NUMBER})
+  set(_lessons_root ${PROJECT_SOURCE_DIR}/lessons)
+
+  if(SCALEGPT_LESSONS_FROM STREQUAL "stubs")
+    set(_src_root ${_lessons_root})
+  elseif(SCALEGPT_LESSONS_FROM STREQUAL "solutions")
+    set(_src_root ${PROJECT_SOURCE_DIR}/solutions)
+    if(NOT EXISTS ${_src_root}/${_dir})
+      message(FATAL_ERROR "SCALEGPT_LESSONS_FROM=solutions, but ${_src_root}/${_dir} does not exist "
+                          "(the student release holds no solutions; use -DSCALEGPT_LESSONS_FROM=stubs)")
+    endif()
+  else()
+    get_filename_component(_src_root "${SCALEGPT_LESSONS_FROM}" ABSOLUTE BASE_DIR ${CMAKE_BINARY_DIR})
+    if(NOT IS_DIRECTORY ${_src_root})
+      message(FATAL_ERROR "SCALEGPT_LESSONS_FROM must be stubs, solutions or an existing directory; got '${SCALEGPT_LESSONS_FROM}'")
+    endif()
+  endif()
+
+  _sgpt_lesson_student_files(_files ${L_NUMBER})
+  set(_srcs "")
+  foreach(f IN LISTS _files)
+    if(NOT EXISTS ${_src_root}/${_dir}/${f})
+      message(FATAL_ERROR "lesson ${L_NUMBER}: student file ${_src_root}/${_dir}/${f} is missing")
+    endif()
+    list(APPEND _srcs ${_src_root}/${_dir}/${f})
+  endforeach()
+
+  add_library(${_lib} STATIC ${_srcs})
+  target_include_directories(${_lib} PUBLIC ${_lessons_root}/${_dir})
+  target_link_libraries(${_lib} PUBLIC sgpt ${L_LIBS})
+  sgpt_target_warnings(${_lib})
+
+  if(L_DRIVER)
+    if(NOT L_DRIVER_NAME)
+      string(REPLACE "_" "-" _slug_dash ${L_SLUG})
+      set(L_DRIVER_NAME lesson${L_NUMBER}-${_slug_dash})
+    endif()
+    add_executable(${L_DRIVER_NAME} ${_lessons_root}/${_dir}/${L_DRIVER})
+    target_link_libraries(${L_DRIVER_NAME} PRIVATE ${_lib} CLI11::CLI11)
+    sgpt_target_warnings(${L_DRIVER_NAME})
+    add_dependencies(lessons ${L_DRIVER_NAME})
+  endif()
+  add_dependencies(lessons ${_lib})
+
+  if(NOT SCALEGPT_BUILD_TESTS)
+    return()
+  endif()
+  include(GoogleTest)
+  set(_groups public)
+  set(_hidden_dir ${SCALEGPT_HIDDEN_TESTS_DIR}/${_dir})
+  if(IS_DIRECTORY ${_hidden_dir})
+    list(APPEND _groups hidden)
+  endif()
+  foreach(group IN LISTS _groups)
+    if(group STREQUAL "public")
+      set(_target lesson${L_NUMBER}_tests)
+      set(_tsrcs "")
+      foreach(t IN LISTS L_TESTS)
+        list(APPEND _tsrcs ${_lessons_root}/${_dir}/${t})
+      endforeach()
+      set(_labels "lesson-${L_NUMBER};lessons")
+      set(_prefix "lesson${L_NUMBER}.")
+    else()
+      set(_target lesson${L_NUMBER}_hidden_tests)
+      file(GLOB _tsrcs CONFIGURE_DEPENDS ${_hidden_dir}/*.cpp)
+      set(_labels "lesson-${L_NUMBER};lessons;hidden")
+      set(_prefix "lesson${L_NUMBER}.hidden.")
+    endif()
+    if(NOT _tsrcs)
+      continue()
+    endif()
+    if(L_RANKS AND COMMAND sgpt_add_mpi_test)
+      sgpt_add_mpi_test(NAME ${_target} SOURCES ${_tsrcs} RANKS ${L_RANKS} TIMEOUT ${L_TIMEOUT}
+                        LABELS ${_labels} LIBS ${_lib})
+      target_include_directories(${_target} PRIVATE ${_lessons_root}/${_dir})
+    else()
+      add_executable(${_target} ${_tsrcs})
+      target_link_libraries(${_target} PRIVATE ${_lib} GTest::gtest GTest::gtest_main)
+      target_include_directories(${_target} PRIVATE ${_lessons_root}/${_dir})
+      sgpt_target_warnings(${_target})
+      # PRE_TEST: tests are listed when ctest runs, so building never runs student code.
+      gtest_discover_tests(${_target} TEST_PREFIX ${_prefix} DISCOVERY_MODE PRE_TEST
+        PROPERTIES LABELS "${_labels}" TIMEOUT ${L_TIMEOUT}
+                   ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE")
+    endif()
+    add_dependencies(lessons ${_target})
+  endforeach()
+endfunction()
