@@ -15,6 +15,7 @@
 
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
+#include "kernels/profile.hpp"
 
 namespace sgpt {
 
@@ -107,6 +108,7 @@ static void attention_shapes(const char* op, const Tensor& qkv, int n_head, int6
 
 void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head) {
   const char* op = "attention_forward";
+  detail::OpScope scope(op, qkv);
   int64_t B, T, C;
   attention_shapes(op, qkv, n_head, &B, &T, &C);
   detail::expect_all(op, qkv.dtype(), qkv.device(), {{&out, "out", B * T * C}, {&att, "att", B * n_head * T * T}});
@@ -118,6 +120,7 @@ void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head) 
 
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head) {
   const char* op = "attention_backward";
+  detail::OpScope scope(op, qkv);
   int64_t B, T, C;
   attention_shapes(op, qkv, n_head, &B, &T, &C);
   detail::expect_all(op, qkv.dtype(), qkv.device(),

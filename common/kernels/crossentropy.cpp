@@ -8,6 +8,7 @@
 
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
+#include "kernels/profile.hpp"
 
 namespace sgpt {
 
@@ -64,6 +65,7 @@ static void ce_shapes(const char* op, const Tensor& logits, const Tensor& target
 void softmax_crossentropy_forward(Tensor& losses, Tensor& probs, const Tensor& logits, const Tensor& targets,
                                   int vocab_size) {
   const char* op = "softmax_crossentropy_forward";
+  detail::OpScope scope(op, logits);
   int64_t rows, Vp;
   ce_shapes(op, logits, targets, vocab_size, &rows, &Vp);
   detail::expect_all(op, logits.dtype(), logits.device(), {{&losses, "losses", rows}, {&probs, "probs", rows * Vp}});
@@ -76,6 +78,7 @@ void softmax_crossentropy_forward(Tensor& losses, Tensor& probs, const Tensor& l
 void softmax_crossentropy_backward(Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss,
                                    int vocab_size) {
   const char* op = "softmax_crossentropy_backward";
+  detail::OpScope scope(op, probs);
   int64_t rows, Vp;
   ce_shapes(op, probs, targets, vocab_size, &rows, &Vp);
   detail::expect_all(op, probs.dtype(), probs.device(), {{&dlogits, "dlogits", rows * Vp}});

@@ -1,4 +1,4 @@
-// Element-wise ops: GELU, residual, axpy/scale/sum of squares, and the AdamW update.
+// Element-wise ops: residual, axpy/scale/sum of squares, and the AdamW update.
 // Shapes are free (any tensor); the two operands of a binary op must have the same numel.
 
 #include <cmath>
@@ -6,58 +6,12 @@
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
+#include "kernels/profile.hpp"
 
 namespace sgpt {
 
 using detail::expect;
 using detail::expect_numel;
-
-// ---- GELU ---------------------------------------------------------------------------------------------
-// gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
-// gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-
-constexpr double kGeluScale = 0.7978845608028654;  // sqrt(2/pi)
-
-template <class T>
-static void gelu_forward_cpu(T* out, const T* inp, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    T x = inp[i];
-    T u = T(kGeluScale) * (x + T(0.044715) * x * x * x);
-    out[i] = T(0.5) * x * (T(1) + std::tanh(u));
-  }
-}
-
-template <class T>
-static void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    T x = inp[i];
-    T u = T(kGeluScale) * (x + T(0.044715) * x * x * x);
-    T th = std::tanh(u);
-    T du = T(kGeluScale) * (T(1) + T(3 * 0.044715) * x * x);
-    dinp[i] += (T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * du) * dout[i];
-  }
-}
-
-void gelu_forward(Tensor& out, const Tensor& inp) {
-  const char* op = "gelu_forward";
-  expect(out, op, "out", inp.dtype(), inp.device());
-  expect_numel(out, op, "out", inp.numel());
-  SGPT_DISPATCH_CUDA(inp, op, gelu_forward(out, inp));
-  SGPT_DISPATCH_FLOAT(inp.dtype(), op, gelu_forward_cpu(out.data<scalar_t>(), inp.data<scalar_t>(), inp.numel()));
-}
-
-void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
-  const char* op = "gelu_backward";
-  expect(dinp, op, "dinp", inp.dtype(), inp.device());
-  expect(dout, op, "dout", inp.dtype(), inp.device());
-  expect_numel(dinp, op, "dinp", inp.numel());
-  expect_numel(dout, op, "dout", inp.numel());
-  SGPT_DISPATCH_CUDA(inp, op, gelu_backward(dinp, inp, dout));
-  SGPT_DISPATCH_FLOAT(inp.dtype(), op,
-                      gelu_backward_cpu(dinp.data<scalar_t>(), inp.data<scalar_t>(), dout.data<scalar_t>(), inp.numel()));
-}
 
 // ---- plain loops shared by residual, axpy and scale --------------------------------------------------------
 
@@ -83,6 +37,7 @@ static void scale_cpu(T* x, T alpha, int64_t n) {
 
 void residual_forward(Tensor& out, const Tensor& a, const Tensor& b) {
   const char* op = "residual_forward";
+  detail::OpScope scope(op, a);
   expect(out, op, "out", a.dtype(), a.device());
   expect(b, op, "b", a.dtype(), a.device());
   expect_numel(out, op, "out", a.numel());
@@ -92,6 +47,7 @@ void residual_forward(Tensor& out, const Tensor& a, const Tensor& b) {
 }
 
 void residual_backward(Tensor& da, Tensor& db, const Tensor& dout) {
+  detail::OpScope scope("residual_backward", dout);
   axpy_(da, 1.0, dout);
   axpy_(db, 1.0, dout);
 }
@@ -100,6 +56,7 @@ void residual_backward(Tensor& da, Tensor& db, const Tensor& dout) {
 
 void axpy_(Tensor& y, double alpha, const Tensor& x) {
   const char* op = "axpy_";
+  detail::OpScope scope(op, y);
   expect(x, op, "x", y.dtype(), y.device());
   expect_numel(x, op, "x", y.numel());
   SGPT_DISPATCH_CUDA(y, op, axpy_(y, alpha, x));
@@ -108,12 +65,14 @@ void axpy_(Tensor& y, double alpha, const Tensor& x) {
 
 void scale_(Tensor& x, double alpha) {
   const char* op = "scale_";
+  detail::OpScope scope(op, x);
   SGPT_DISPATCH_CUDA(x, op, scale_(x, alpha));
   SGPT_DISPATCH_FLOAT(x.dtype(), op, scale_cpu(x.data<scalar_t>(), scalar_t(alpha), x.numel()));
 }
 
 double sum_of_squares(const Tensor& x) {
   const char* op = "sum_of_squares";
+  detail::OpScope scope(op, x);
   SGPT_CHECK(x.defined(), op, ": tensor 'x' is undefined");
 #if SGPT_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda::sum_of_squares(x);
@@ -152,6 +111,7 @@ static void adamw_cpu(T* param, const T* grad, T* m, T* v, int64_t n, const Adam
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg, int64_t t,
                   bool decay) {
   const char* op = "adamw_update";
+  detail::OpScope scope(op, param);
   SGPT_CHECK(t >= 1, op, ": the step t is 1-based, got ", t);
   const int64_t n = param.numel();
   detail::expect_all(op, param.dtype(), param.device(),

@@ -6,6 +6,7 @@
 
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
+#include "kernels/profile.hpp"
 
 namespace sgpt {
 
@@ -55,6 +56,7 @@ static void encoder_backward_cpu(T* dwte, T* dwpe, const T* dout, const int32_t*
 
 void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe) {
   const char* op = "encoder_forward";
+  detail::OpScope scope(op, wte);
   int64_t B, T;
   check_tokens(tokens, op, &B, &T);
   SGPT_CHECK(wte.dim() == 2 && wpe.dim() == 2 && wte.size(1) == wpe.size(1), op,
@@ -71,6 +73,7 @@ void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const
 
 void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
   const char* op = "encoder_backward";
+  detail::OpScope scope(op, dwte);
   int64_t B, T;
   check_tokens(tokens, op, &B, &T);
   SGPT_CHECK(dwte.dim() == 2 && dwpe.dim() == 2 && dwte.size(1) == dwpe.size(1) && T <= dwpe.size(0), op,

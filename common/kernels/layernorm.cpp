@@ -12,6 +12,7 @@
 
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
+#include "kernels/profile.hpp"
 
 namespace sgpt {
 
@@ -84,6 +85,7 @@ static void layernorm_backward_cpu(T* dinp, T* dw, T* db, const T* dout, const T
 void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp, const Tensor& weight,
                        const Tensor& bias) {
   const char* op = "layernorm_forward";
+  detail::OpScope scope(op, inp);
   SGPT_CHECK(inp.defined() && inp.dim() >= 1, op, ": tensor 'inp' must have at least one dimension");
   const int64_t C = inp.size(-1), rows = inp.numel() / C;
   const DType dt = inp.dtype();
@@ -101,6 +103,7 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& in
 void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& inp,
                         const Tensor& weight, const Tensor& mean, const Tensor& rstd) {
   const char* op = "layernorm_backward";
+  detail::OpScope scope(op, inp);
   SGPT_CHECK(inp.defined() && inp.dim() >= 1, op, ": tensor 'inp' must have at least one dimension");
   const int64_t C = inp.size(-1), rows = inp.numel() / C;
   const DType dt = inp.dtype();

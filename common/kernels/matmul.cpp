@@ -9,6 +9,7 @@
 
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
+#include "kernels/profile.hpp"
 
 namespace sgpt {
 
@@ -62,6 +63,7 @@ static void matmul_shapes(const char* op, const Tensor& inp, const Tensor& weigh
 
 void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
   const char* op = "matmul_forward";
+  detail::OpScope scope(op, weight);
   int64_t N, C, OC;
   matmul_shapes(op, inp, weight, &N, &C, &OC);
   detail::expect_all(op, weight.dtype(), weight.device(),
@@ -76,6 +78,7 @@ void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
 void matmul_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& inp,
                      const Tensor& weight) {
   const char* op = "matmul_backward";
+  detail::OpScope scope(op, weight);
   int64_t N, C, OC;
   matmul_shapes(op, inp, weight, &N, &C, &OC);
   detail::expect_all(op, weight.dtype(), weight.device(),

@@ -8,16 +8,16 @@
 //             dpre = att * (datt - rowsum(att * datt)) / sqrt(HS);
 //             dq += dpre @ k; dk += dpre^T @ q                                        (+=)
 //
-// Implementation: the work is cut in chunks of (one b, G heads), G chosen so that a chunk's
-// G x T x T scores fit in about a third of L2 (or set by cuda::set_attention_chunk_heads); per
-// chunk, strided-batched GEMMs over the G heads (a head's q, k, v are column blocks of qkv with
-// row stride 3C, so heads are HS apart) and a causal-softmax kernel (one warp per row) run back
-// to back, so the scores are re-read from L2 rather than from memory. The queries are cut in
-// up to 4 blocks (cuda::set_attention_query_blocks) and the GEMMs skip the key blocks that the
-// causal mask hides, so they do about 5/8 of the full T x T work at T = 1024.
+// Implementation: one batched GEMM (cublasGemmBatchedEx, pointer arrays filled by a small
+// kernel) over all B x NH heads per product, and a causal-softmax kernel (one warp per row)
+// over all rows. A head's q, k, v are column blocks of qkv with row stride 3C. The queries are
+// cut in up to 4 blocks (cuda::set_attention_query_blocks) and the GEMMs skip the key blocks
+// that the causal mask hides: about 5/8 of the full T x T work at T = 1024. A second path
+// (cuda::set_attention_chunk_heads > 0) works on chunks of (one b, G heads) with strided-batched
+// GEMMs; it issues many more cuBLAS calls and was slower on H100 (host-bound), kept to compare.
 // Column-major view: a row-major [R,K] block with row stride ld is, to cuBLAS, the column-major
 // [K,R] matrix with leading dimension ld; each call below says which product it forms.
-// Backward scratch: datt/dpre for one chunk, [G,T,T] floats (Scratch::Attention,
+// Backward scratch: datt/dpre, [B,NH,T,T] floats ([G,T,T] when chunked) (Scratch::Attention,
 // charged to Activations).
 
 #include <algorithm>
@@ -72,14 +72,63 @@ void gemm_heads(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                                                matmul_compute_type(), CUBLAS_GEMM_DEFAULT));
 }
 
-// Heads per chunk: the configured value, else as many heads as fit in about a third of L2.
-int chunk_heads(int NH, int T) {
-  int g = attention_chunk_heads();
-  if (g <= 0) {
-    double l2 = device_properties().l2CacheSize > 0 ? device_properties().l2CacheSize : (40 << 20);
-    g = static_cast<int>(l2 / 3 / (4.0 * T * T));
+// ---- batched over all (b, h): pointer arrays built on the device ----------------------------------
+
+constexpr int kMaxSpecs = 64;
+// Each spec describes the B*NH pointers base + b * sb + h * sh (bh = b * NH + h).
+struct PtrSpecs {
+  const float* base[kMaxSpecs];
+  int64_t sb[kMaxSpecs];
+  int64_t sh[kMaxSpecs];
+};
+
+__global__ void fill_pointers_kernel(const float** out, PtrSpecs s, int nspecs, int NH, int BNH) {
+  int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= nspecs * BNH) return;
+  int spec = idx / BNH, bh = idx % BNH;
+  int b = bh / NH, h = bh % NH;
+  out[idx] = s.base[spec] + b * s.sb[spec] + h * s.sh[spec];
+}
+
+class PtrTable {
+ public:
+  PtrTable(int B, int NH) : NH_(NH), BNH_(B * NH) {}
+  int add(const float* base, int64_t sb, int64_t sh) {
+    SGPT_CHECK(n_ < kMaxSpecs, "attention: too many pointer arrays (", n_, ")");
+    s_.base[n_] = base;
+    s_.sb[n_] = sb;
+    s_.sh[n_] = sh;
+    return n_++;
   }
-  return std::max(1, std::min(g, NH));
+  // Fills the arrays on the device (one launch); call after the last add().
+  void build() {
+    dev_ = static_cast<const float**>(scratch(Scratch::Pointers, sizeof(float*) * n_ * BNH_, MemCategory::Other));
+    int total = n_ * BNH_;
+    fill_pointers_kernel<<<ceil_div(total, 256), 256, 0, current_stream()>>>(dev_, s_, n_, NH_, BNH_);
+    SGPT_CUDA_LAUNCH_CHECK("fill_pointers_kernel");
+  }
+  const float* const* operator[](int i) const { return dev_ + (int64_t)i * BNH_; }
+  float* const* mut(int i) const { return const_cast<float* const*>(dev_ + (int64_t)i * BNH_); }
+  int count() const { return BNH_; }
+
+ private:
+  PtrSpecs s_{};
+  int n_ = 0, NH_, BNH_;
+  const float** dev_ = nullptr;
+};
+
+void gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float* const* A,
+                  int lda, const float* const* B, int ldb, float beta, float* const* C, int ldc, int count) {
+  SGPT_CUBLAS_CHECK(cublasGemmBatchedEx(cublas(), ta, tb, m, n, k, &alpha, reinterpret_cast<const void* const*>(A),
+                                        CUDA_R_32F, lda, reinterpret_cast<const void* const*>(B), CUDA_R_32F, ldb,
+                                        &beta, reinterpret_cast<void* const*>(C), CUDA_R_32F, ldc, count,
+                                        matmul_compute_type(), CUBLAS_GEMM_DEFAULT));
+}
+
+// Heads per chunk of the chunked path (0: not chunked, the batched path).
+int chunk_heads(int NH) {
+  int g = attention_chunk_heads();
+  return g <= 0 ? 0 : std::min(g, NH);
 }
 
 // Query blocks [start, end): block q needs keys [0, end) only (causal mask).
@@ -103,9 +152,37 @@ void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head) 
   float* outp = out.data<float>();
   float scale = 1.f / std::sqrt(static_cast<float>(HS));
   int64_t TT = (int64_t)T * T;
-  int G = chunk_heads(NH, T);
   std::vector<int> e = query_blocks(T);
   int nb = static_cast<int>(e.size()) - 1;
+  int G = chunk_heads(NH);
+  if (G == 0) {
+    // One batched GEMM over all B*NH heads per query block (same products as the chunked path below).
+    PtrTable p(B, NH);
+    const int64_t sq = (int64_t)T * 3 * C, sa = (int64_t)NH * TT, so = (int64_t)T * C;
+    int K = p.add(qkvp + C, sq, HS), Vv = p.add(qkvp + 2 * C, sq, HS);
+    std::vector<int> Q(nb), A(nb), O(nb);
+    for (int i = 0; i < nb; ++i) {
+      Q[i] = p.add(qkvp + (int64_t)e[i] * 3 * C, sq, HS);
+      A[i] = p.add(attp + (int64_t)e[i] * T, sa, TT);
+      O[i] = p.add(outp + (int64_t)e[i] * C, so, HS);
+    }
+    p.build();
+    for (int i = 0; i < nb; ++i) {
+      int r0 = e[i], r1 = e[i + 1];
+      gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, r1, r1 - r0, HS, scale, p[K], 3 * C, p[Q[i]], 3 * C, 0.f, p.mut(A[i]), T,
+                   p.count());
+    }
+    int64_t rows = (int64_t)B * NH * T;
+    causal_softmax_forward_kernel<<<ceil_div(rows, kRowsPerBlock), kRowsPerBlock * kWarp, 0, current_stream()>>>(
+        attp, rows, T);
+    SGPT_CUDA_LAUNCH_CHECK("causal_softmax_forward_kernel");
+    for (int i = 0; i < nb; ++i) {
+      int r0 = e[i], r1 = e[i + 1];
+      gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, HS, r1 - r0, r1, 1.f, p[Vv], 3 * C, p[A[i]], T, 0.f, p.mut(O[i]), C,
+                   p.count());
+    }
+    return;
+  }
   // Chunks of (b, heads h0..h0+g): scores -> softmax -> att @ v while the chunk is in L2.
   for (int b = 0; b < B; ++b) {
     for (int h0 = 0; h0 < NH; h0 += G) {
@@ -148,9 +225,48 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
   float* dqkvp = dqkv.data<float>();
   float scale = 1.f / std::sqrt(static_cast<float>(HS));
   int64_t TT = (int64_t)T * T;
-  int G = chunk_heads(NH, T);
   std::vector<int> e = query_blocks(T);
   int nb = static_cast<int>(e.size()) - 1;
+  int G = chunk_heads(NH);
+  if (G == 0) {
+    // Batched over all B*NH heads; the same products as the chunked path below.
+    float* datt =
+        static_cast<float*>(scratch(Scratch::Attention, sizeof(float) * B * NH * TT, MemCategory::Activations));
+    PtrTable p(B, NH);
+    const int64_t sq = (int64_t)T * 3 * C, sa = (int64_t)NH * TT, so = (int64_t)T * C;
+    int K = p.add(qkvp + C, sq, HS), Vv = p.add(qkvp + 2 * C, sq, HS);
+    std::vector<int> Q(nb), DY(nb), D(nb), Dd(nb), Ad(nb), DQ(nb), DK(nb), DV(nb);
+    for (int i = 0; i < nb; ++i) {
+      int64_t r0 = e[i];
+      Q[i] = p.add(qkvp + r0 * 3 * C, sq, HS);
+      DY[i] = p.add(doutp + r0 * C, so, HS);
+      D[i] = p.add(datt + r0 * T, sa, TT);
+      Dd[i] = p.add(datt + r0 * T + r0, sa, TT);
+      Ad[i] = p.add(attp + r0 * T + r0, sa, TT);
+      DQ[i] = p.add(dqkvp + r0 * 3 * C, sq, HS);
+      DK[i] = p.add(dqkvp + C + r0 * 3 * C, sq, HS);
+      DV[i] = p.add(dqkvp + 2 * C + r0 * 3 * C, sq, HS);
+    }
+    p.build();
+    const int n = p.count();
+    for (int i = 0; i < nb; ++i) {
+      int r0 = e[i], r1 = e[i + 1];
+      gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, r1, r1 - r0, HS, 1.f, p[Vv], 3 * C, p[DY[i]], C, 0.f, p.mut(D[i]), T, n);
+      gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, HS, r1 - r0, T - r0, 1.f, p[DY[i]], C, p[Ad[i]], T, 1.f, p.mut(DV[i]),
+                   3 * C, n);
+    }
+    int64_t rows = (int64_t)B * NH * T;
+    causal_softmax_backward_kernel<<<ceil_div(rows, kRowsPerBlock), kRowsPerBlock * kWarp, 0, current_stream()>>>(
+        datt, attp, rows, T, scale);
+    SGPT_CUDA_LAUNCH_CHECK("causal_softmax_backward_kernel");
+    for (int i = 0; i < nb; ++i) {
+      int r0 = e[i], r1 = e[i + 1];
+      gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, HS, r1 - r0, r1, 1.f, p[K], 3 * C, p[D[i]], T, 1.f, p.mut(DQ[i]), 3 * C, n);
+      gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, HS, r1 - r0, T - r0, 1.f, p[Q[i]], 3 * C, p[Dd[i]], T, 1.f, p.mut(DK[i]),
+                   3 * C, n);
+    }
+    return;
+  }
   float* datt = static_cast<float*>(scratch(Scratch::Attention, sizeof(float) * G * TT, MemCategory::Activations));
   for (int b = 0; b < B; ++b) {
     for (int h0 = 0; h0 < NH; h0 += G) {

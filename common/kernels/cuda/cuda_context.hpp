@@ -97,8 +97,10 @@ MatmulPrecision matmul_precision();
 /// The cuBLAS compute type for the current precision.
 cublasComputeType_t matmul_compute_type();
 
-/// Attention works on chunks of (one sequence, `heads` heads) so that a chunk's T x T scores stay
-/// in L2 between the GEMMs and the softmax. 0 (default) picks the chunk from the L2 size.
+/// How attention batches its GEMMs. 0 (default): one batched GEMM over all B x NH heads
+/// (pointer arrays) per query block. `heads` > 0: chunks of (one sequence, `heads` heads), one
+/// strided-batched GEMM each (more, smaller calls; measured slower on H100 at GPT-2 shapes, kept
+/// for experiments).
 void set_attention_chunk_heads(int heads);
 int attention_chunk_heads();
 /// Attention splits the T queries into this many blocks so the GEMMs skip the key blocks that the
@@ -119,6 +121,7 @@ int sm_count();
 enum class Scratch {
   Reduce = 0,     ///< partial sums of reductions (Other)
   Attention,      ///< datt/dpreatt of attention_backward (Activations)
+  Pointers,       ///< pointer arrays of batched GEMMs (Other)
   Count
 };
 /// Device pointer to at least `bytes` bytes of scratch slot `s`.

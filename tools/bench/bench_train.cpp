@@ -1,0 +1,126 @@
+// scalegpt-bench-train: time full training steps (forward, backward, clip, AdamW) of a GPT on
+// one device with random tokens; report the median step, tokens/s, achieved FLOP/s and MFU, the
+// memory tracker's peak per category next to the formula for it, and where the time goes.
+//
+//   scalegpt-bench-train --model d12 --batch 4 --seq-len 64 --vocab 50257        # llm.c's CPU setting
+//   scalegpt-bench-train --device cuda --model d12 --batch 16 --seq-len 1024 --vocab 50257
+
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "core/rng.hpp"
+#include "core/timer.hpp"
+#include "kernels/profile.hpp"
+#include "model/generate.hpp"
+#include "optim/optim.hpp"
+
+extern "C" void openblas_set_num_threads(int);
+
+using namespace sgpt;
+
+int main(int argc, char** argv) {
+  std::string model_name = "d12", device_name_arg = "cpu";
+  int64_t B = 4, T = 64, steps = 5, warmup = 1, vocab = 50257;
+  int threads = 0;
+  double peak_tflops = 0;
+  bool profile = false;
+  CLI::App app{"scalegpt-bench-train: time training steps of a GPT"};
+  app.add_option("--model", model_name, "model preset")->capture_default_str();
+  app.add_option("-b,--batch", B, "sequences per step")->capture_default_str();
+  app.add_option("-t,--seq-len", T, "tokens per sequence")->capture_default_str();
+  app.add_option("--vocab", vocab, "vocabulary size (padded to a multiple of 64)")->capture_default_str();
+  app.add_option("-n,--steps", steps, "timed steps")->capture_default_str();
+  app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
+  app.add_option("--device", device_name_arg, "cpu or cuda")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads (default: all)");
+  app.add_option("--peak-tflops", peak_tflops,
+                 "peak for MFU (default: measured SGEMM on the CPU; 989 = H100/H200 SXM bf16 dense on CUDA)");
+  app.add_flag("--profile", profile, "also run profiled steps and print the per-op breakdown");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (threads > 0) {
+      omp_set_num_threads(threads);
+      openblas_set_num_threads(threads);
+    }
+    const Device dev = device_name_arg == "cuda" ? Device::CUDA : Device::CPU;
+    GPTConfig cfg = gpt_config(model_name);
+    cfg.set_vocab(static_cast<int>(vocab));
+    SGPT_CHECK(T <= cfg.max_seq_len, "--seq-len ", T, " is longer than the context ", cfg.max_seq_len);
+    const double peak = peak_tflops > 0 ? peak_tflops * 1e12
+                        : dev == Device::CPU ? measure_matmul_flops(dev, 2048, 5)
+                                             : 989e12;
+    std::printf("model %s: %lld parameters (V=%d padded to %d), B=%lld T=%lld on %s, %d threads\n", cfg.name.c_str(),
+                cfg.num_parameters(), cfg.vocab_size, cfg.padded_vocab_size, (long long)B, (long long)T,
+                device_name(dev), omp_get_max_threads());
+    std::printf("peak for MFU: %.1f GFLOP/s (%s)\n", peak / 1e9,
+                peak_tflops > 0 ? "given" : dev == Device::CPU ? "measured: best of 5 SGEMMs 2048^3" : "bf16 dense, H100/H200 SXM");
+
+    MemoryTracker::instance().reset_peak();
+    GPT model(cfg, 1337, dev);
+    AdamW opt(model.layout(), AdamWConfig{}, DType::F32, dev);
+    std::vector<int32_t> xs(B * T), ys(B * T);
+    const uint64_t key = rng::stream_key(1, "bench tokens");
+    for (int64_t i = 0; i < B * T; ++i) {
+      xs[i] = static_cast<int32_t>(rng::uniform(key, 2 * i) * cfg.vocab_size) % cfg.vocab_size;
+      ys[i] = static_cast<int32_t>(rng::uniform(key, 2 * i + 1) * cfg.vocab_size) % cfg.vocab_size;
+    }
+    Tensor x = Tensor::from(xs, {B, T}).to(dev), y = Tensor::from(ys, {B, T}).to(dev);
+    auto step = [&](int64_t s) {
+      model.zero_grad();
+      double loss = model.forward(x, y);
+      model.backward();
+      clip_grad_norm(model.grads(), 1.0);
+      opt.step(model.params(), model.grads(), lr_at(s, 10, 1000, 6e-4, 6e-5));
+      device_synchronize(dev);
+      return loss;
+    };
+    std::vector<double> times;
+    for (int64_t s = 0; s < warmup + steps; ++s) {
+      Timer t;
+      double loss = step(s);
+      double dt = t.seconds();
+      if (s >= warmup) times.push_back(dt);
+      std::printf("step %lld: loss %.4f, %.1f ms%s\n", (long long)s, loss, dt * 1e3, s < warmup ? " (warmup)" : "");
+    }
+    const double med = median(times), flops = training_flops_per_token(cfg, T) * double(B * T);
+    std::printf("\nmedian of %lld steps: %.1f ms/step, %.1f tokens/s, %.1f GFLOP/s, MFU %.1f%%\n", (long long)steps,
+                med * 1e3, double(B * T) / med, flops / med / 1e9, 100 * flops / med / peak);
+
+    // Memory: measured peak per category next to what the model allocates by construction.
+    const double N = double(model.layout().numel()), C = cfg.n_embd, L = cfg.n_layer, Vp = cfg.padded_vocab_size;
+    const double BT = double(B * T);
+    const double act = L * double(block_cache_numel(cfg, B, T))  // per-block caches
+                       + BT * C                                   // embedding output
+                       + (BT * C + 2 * BT + BT * Vp + BT + BT * C)  // head: lnf, stats, logits, losses, dlnf
+                       + 15 * BT * C                              // one block's backward scratch
+                       + 2 * BT * C                               // residual-gradient ping-pong
+                       + 2 * BT;                                  // tokens, targets (i32)
+    auto& mt = MemoryTracker::instance();
+    std::printf("\nmemory (MiB)     measured peak   formula   formula terms (elements x 4 bytes)\n");
+    auto row = [&](MemCategory c, double formula, const char* terms) {
+      std::printf("  %-14s %12.2f %9.2f   %s\n", category_name(c), mt.stats(c, dev).peak / 1048576.0,
+                  formula * 4 / 1048576.0, terms);
+    };
+    row(MemCategory::Parameters, N, "N");
+    row(MemCategory::Gradients, N, "N");
+    row(MemCategory::OptimizerState, 2 * N, "2N (AdamW m, v)");
+    row(MemCategory::Activations, act,
+        "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT");
+    std::printf("  %-14s %12.2f\n", "total", mt.total(dev).peak / 1048576.0);
+
+    if (profile) {
+      set_op_profiling(true);
+      reset_op_profile();
+      for (int64_t s = 0; s < 2; ++s) step(warmup + steps + s);
+      set_op_profiling(false);
+      std::printf("\nwhere the time goes (2 profiled steps; each op synchronised, so the sum exceeds a normal step):\n%s",
+                  op_profile_report().c_str());
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "scalegpt-bench-train: %s\n", e.what());
+    return 1;
+  }
+}
