@@ -68,7 +68,7 @@ void softmax_crossentropy_forward(Tensor& losses, Tensor& probs, const Tensor& l
   detail::OpScope scope(op, logits);
   int64_t rows, Vp;
   ce_shapes(op, logits, targets, vocab_size, &rows, &Vp);
-  detail::expect_all(op, logits.dtype(), logits.device(), {{&losses, "losses", rows}, {&probs, "probs", rows * Vp}});
+  detail::expect_all(op, logits.dtype(), logits.device(), {{&losses, "losses", rows}, {&probs, "probs", logits.shape()}});
   SGPT_DISPATCH_CUDA(logits, op, softmax_crossentropy_forward(losses, probs, logits, targets, vocab_size));
   SGPT_DISPATCH_FLOAT(logits.dtype(), op,
                       ce_forward_cpu(losses.data<scalar_t>(), probs.data<scalar_t>(), logits.data<scalar_t>(),
@@ -81,7 +81,7 @@ void softmax_crossentropy_backward(Tensor& dlogits, const Tensor& probs, const T
   detail::OpScope scope(op, probs);
   int64_t rows, Vp;
   ce_shapes(op, probs, targets, vocab_size, &rows, &Vp);
-  detail::expect_all(op, probs.dtype(), probs.device(), {{&dlogits, "dlogits", rows * Vp}});
+  detail::expect_all(op, probs.dtype(), probs.device(), {{&dlogits, "dlogits", probs.shape()}});
   SGPT_DISPATCH_CUDA(probs, op, softmax_crossentropy_backward(dlogits, probs, targets, dloss, vocab_size));
   SGPT_DISPATCH_FLOAT(probs.dtype(), op,
                       ce_backward_cpu(dlogits.data<scalar_t>(), probs.data<scalar_t>(), targets.data<int32_t>(),

@@ -2,6 +2,7 @@
 // Internal to common/kernels: shape checks and the CPU/CUDA, f32/f64 dispatch shared by the ops.
 
 #include <initializer_list>
+#include <utility>
 
 #include "core/tensor.hpp"
 
@@ -27,19 +28,32 @@ inline void expect_numel(const Tensor& t, const char* op, const char* name, int6
              "), expected ", n);
 }
 
-/// One tensor argument of an op: its name and its expected number of elements.
+/// One tensor argument of an op: its name and either its exact shape or (for tensors whose
+/// leading shape is free, such as per-row statistics) its number of elements.
 struct TensorArg {
+  TensorArg(const Tensor* t, const char* n, Shape s) : tensor(t), name(n), shape(std::move(s)), numel(-1) {}
+  TensorArg(const Tensor* t, const char* n, int64_t count) : tensor(t), name(n), numel(count) {}
   const Tensor* tensor;
   const char* name;
+  Shape shape;
   int64_t numel;
 };
 
-/// Checks dtype, device and element count of several arguments at once.
+/// Checks dtype, device and shape (or element count) of several arguments at once.
 inline void expect_all(const char* op, DType dt, Device dev, std::initializer_list<TensorArg> args) {
   for (const TensorArg& a : args) {
     expect(*a.tensor, op, a.name, dt, dev);
-    expect_numel(*a.tensor, op, a.name, a.numel);
+    if (a.numel >= 0)
+      expect_numel(*a.tensor, op, a.name, a.numel);
+    else
+      expect_shape(*a.tensor, op, a.name, a.shape);
   }
+}
+
+/// `s` with its last dimension replaced by `last`.
+inline Shape with_last(Shape s, int64_t last) {
+  s.back() = last;
+  return s;
 }
 
 }  // namespace sgpt::detail

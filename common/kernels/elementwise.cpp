@@ -47,7 +47,10 @@ void residual_forward(Tensor& out, const Tensor& a, const Tensor& b) {
 }
 
 void residual_backward(Tensor& da, Tensor& db, const Tensor& dout) {
-  detail::OpScope scope("residual_backward", dout);
+  const char* op = "residual_backward";
+  detail::OpScope scope(op, dout);
+  SGPT_CHECK(dout.defined(), op, ": tensor 'dout' is undefined");
+  detail::expect_all(op, dout.dtype(), dout.device(), {{&da, "da", dout.numel()}, {&db, "db", dout.numel()}});
   axpy_(da, 1.0, dout);
   axpy_(db, 1.0, dout);
 }

@@ -63,7 +63,7 @@ void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const
              ": wte [Vp,C] and wpe [maxT,C] must share C, got ", shape_str(wte.shape()), " and ", shape_str(wpe.shape()));
   const int64_t C = wte.size(1);
   SGPT_CHECK(T <= wpe.size(0), op, ": sequence length ", T, " is longer than the context ", wpe.size(0));
-  detail::expect_all(op, wte.dtype(), tokens.device(), {{&out, "out", B * T * C}, {&wte, "wte", wte.numel()},
+  detail::expect_all(op, wte.dtype(), tokens.device(), {{&out, "out", Shape{B, T, C}}, {&wte, "wte", wte.numel()},
                                                         {&wpe, "wpe", wpe.numel()}});
   SGPT_DISPATCH_CUDA(wte, op, encoder_forward(out, tokens, wte, wpe));
   SGPT_DISPATCH_FLOAT(wte.dtype(), op,
@@ -81,8 +81,12 @@ void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tens
              ",", T, "]");
   const int64_t C = dwte.size(1);
   detail::expect_all(op, dwte.dtype(), tokens.device(),
-                     {{&dout, "dout", B * T * C}, {&dwte, "dwte", dwte.numel()}, {&dwpe, "dwpe", dwpe.numel()}});
+                     {{&dout, "dout", Shape{B, T, C}}, {&dwte, "dwte", dwte.numel()}, {&dwpe, "dwpe", dwpe.numel()}});
   SGPT_DISPATCH_CUDA(dwte, op, encoder_backward(dwte, dwpe, dout, tokens));
+  const int32_t* tok = tokens.data<int32_t>();
+  for (int64_t i = 0; i < B * T; ++i)
+    SGPT_CHECK(tok[i] >= 0 && tok[i] < dwte.size(0), op, ": token ", tok[i], " at position ", i, " is outside [0, ",
+               dwte.size(0), ")");
   SGPT_DISPATCH_FLOAT(dwte.dtype(), op,
                       encoder_backward_cpu(dwte.data<scalar_t>(), dwpe.data<scalar_t>(), dout.data<scalar_t>(),
                                            tokens.data<int32_t>(), B, T, C));

@@ -91,7 +91,7 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& in
   const DType dt = inp.dtype();
   const Device dev = inp.device();
   detail::expect_all(op, dt, dev,
-                     {{&out, "out", rows * C}, {&mean, "mean", rows}, {&rstd, "rstd", rows}, {&weight, "weight", C},
+                     {{&out, "out", inp.shape()}, {&mean, "mean", rows}, {&rstd, "rstd", rows}, {&weight, "weight", C},
                       {&bias, "bias", C}});
   SGPT_DISPATCH_CUDA(inp, op, layernorm_forward(out, mean, rstd, inp, weight, bias));
   SGPT_DISPATCH_FLOAT(dt, op,
@@ -109,7 +109,7 @@ void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tens
   const DType dt = inp.dtype();
   const Device dev = inp.device();
   detail::expect_all(op, dt, dev,
-                     {{&dinp, "dinp", rows * C}, {&dout, "dout", rows * C}, {&dweight, "dweight", C},
+                     {{&dinp, "dinp", inp.shape()}, {&dout, "dout", inp.shape()}, {&dweight, "dweight", C},
                       {&dbias, "dbias", C}, {&weight, "weight", C}, {&mean, "mean", rows}, {&rstd, "rstd", rows}});
   SGPT_DISPATCH_CUDA(inp, op, layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd));
   SGPT_DISPATCH_FLOAT(dt, op,

@@ -67,8 +67,8 @@ void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
   int64_t N, C, OC;
   matmul_shapes(op, inp, weight, &N, &C, &OC);
   detail::expect_all(op, weight.dtype(), weight.device(),
-                     {{&out, "out", N * OC}, {&inp, "inp", N * C}, {&weight, "weight", OC * C}});
-  if (bias.defined()) detail::expect_all(op, weight.dtype(), weight.device(), {{&bias, "bias", OC}});
+                     {{&out, "out", detail::with_last(inp.shape(), OC)}, {&inp, "inp", N * C}});
+  if (bias.defined()) detail::expect_all(op, weight.dtype(), weight.device(), {{&bias, "bias", Shape{OC}}});
   SGPT_DISPATCH_CUDA(weight, op, matmul_forward(out, inp, weight, bias));
   SGPT_DISPATCH_FLOAT(weight.dtype(), op,
                       matmul_forward_cpu(out.data<scalar_t>(), inp.data<scalar_t>(), weight.data<scalar_t>(),
@@ -82,9 +82,10 @@ void matmul_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor&
   int64_t N, C, OC;
   matmul_shapes(op, inp, weight, &N, &C, &OC);
   detail::expect_all(op, weight.dtype(), weight.device(),
-                     {{&dout, "dout", N * OC}, {&inp, "inp", N * C}, {&dweight, "dweight", OC * C}});
-  if (dinp.defined()) detail::expect_all(op, weight.dtype(), weight.device(), {{&dinp, "dinp", N * C}});
-  if (dbias.defined()) detail::expect_all(op, weight.dtype(), weight.device(), {{&dbias, "dbias", OC}});
+                     {{&dout, "dout", detail::with_last(inp.shape(), OC)}, {&inp, "inp", N * C},
+                      {&dweight, "dweight", weight.shape()}});
+  if (dinp.defined()) detail::expect_all(op, weight.dtype(), weight.device(), {{&dinp, "dinp", inp.shape()}});
+  if (dbias.defined()) detail::expect_all(op, weight.dtype(), weight.device(), {{&dbias, "dbias", Shape{OC}}});
   SGPT_DISPATCH_CUDA(weight, op, matmul_backward(dinp, dweight, dbias, dout, inp, weight));
   SGPT_DISPATCH_FLOAT(weight.dtype(), op,
                       matmul_backward_cpu(dinp.defined() ? dinp.data<scalar_t>() : nullptr, dweight.data<scalar_t>(),
