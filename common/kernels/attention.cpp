@@ -13,6 +13,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
@@ -23,7 +24,7 @@ template <class T>
 static void attention_forward_cpu(T* out, T* att, const T* qkv, int64_t B, int64_t Tn, int64_t C, int64_t NH) {
   const int64_t HS = C / NH, C3 = 3 * C;
   const T scale = T(1) / std::sqrt(T(HS));
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static) if (B * NH * Tn * Tn * HS >= detail::kParallelMin)
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < NH; ++h)
       for (int64_t t = 0; t < Tn; ++t) {
@@ -60,7 +61,7 @@ static void attention_backward_cpu(T* dqkv, const T* dout, const T* qkv, const T
   const int64_t HS = C / NH, C3 = 3 * C;
   const T scale = T(1) / std::sqrt(T(HS));
   // One (b, h) pair per task: its dk and dv rows are written by that task alone.
-#pragma omp parallel
+#pragma omp parallel if (B * NH * Tn * Tn * HS >= detail::kParallelMin)
   {
     std::vector<T> datt(Tn);
 #pragma omp for collapse(2) schedule(static)

@@ -11,10 +11,14 @@
 
 namespace sgpt::detail {
 
+/// Below about this many scalar operations a kernel runs on one thread: starting and joining a
+/// parallel region costs more than it saves (and much more when the cores are oversubscribed).
+constexpr int64_t kParallelMin = 1 << 15;
+
 /// Sum over i in [0, n) of f(i), in double, deterministic for a fixed number of threads.
 template <class F>
 double parallel_sum(int64_t n, F f) {
-  int nt = omp_get_max_threads();
+  int nt = n < kParallelMin ? 1 : omp_get_max_threads();
   std::vector<double> partial(nt, 0.0);
 #pragma omp parallel num_threads(nt)
   {

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
@@ -15,7 +16,7 @@ namespace sgpt {
 template <class T>
 static void ce_forward_cpu(T* losses, T* probs, const T* logits, const int32_t* targets, int64_t rows, int64_t Vp,
                            int64_t V) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * Vp >= detail::kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const T* x = logits + r * Vp;
     T* p = probs + r * Vp;  // may be the same memory as x: each element is read before it is written
@@ -36,7 +37,7 @@ static void ce_forward_cpu(T* losses, T* probs, const T* logits, const int32_t* 
 template <class T>
 static void ce_backward_cpu(T* dlogits, const T* probs, const int32_t* targets, T dloss, int64_t rows, int64_t Vp,
                             int64_t V) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * Vp >= detail::kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const T* p = probs + r * Vp;
     T* d = dlogits + r * Vp;

@@ -17,19 +17,19 @@ using detail::expect_numel;
 
 template <class T>
 static void add_cpu(T* out, const T* a, const T* b, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 template <class T>
 static void axpy_cpu(T* y, T alpha, const T* x, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 template <class T>
 static void scale_cpu(T* x, T alpha, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
 }
 
@@ -99,7 +99,7 @@ static void adamw_cpu(T* param, const T* grad, T* m, T* v, int64_t n, const Adam
   const T b1 = T(c.beta1), b2 = T(c.beta2), lr = T(c.lr), eps = T(c.eps);
   const T wd = decay ? T(c.weight_decay) : T(0);
   const T ibc1 = T(1.0 / bc1), ibc2 = T(1.0 / bc2);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T g = grad[i];
     T mi = b1 * m[i] + (T(1) - b1) * g;

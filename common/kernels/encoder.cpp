@@ -4,6 +4,7 @@
 
 #include <omp.h>
 
+#include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
@@ -23,7 +24,7 @@ static void encoder_forward_cpu(T* out, const int32_t* tokens, const T* wte, con
   for (int64_t bt = 0; bt < B * Tn; ++bt)  // checked before the parallel loop: no throwing inside it
     SGPT_CHECK(tokens[bt] >= 0 && tokens[bt] < V, "encoder_forward: token ", tokens[bt], " at position ", bt,
                " is outside [0, ", V, ")");
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * Tn * C >= detail::kParallelMin)
   for (int64_t bt = 0; bt < B * Tn; ++bt) {
     int32_t tok = tokens[bt];
     const T* e = wte + tok * C;
@@ -38,7 +39,7 @@ static void encoder_backward_cpu(T* dwte, T* dwpe, const T* dout, const int32_t*
                                  int64_t C) {
   // Several positions can hold the same token, so threads split the channels, not the positions:
   // each thread owns columns [c0, c1) of dwte and dwpe and there are no write conflicts.
-#pragma omp parallel
+#pragma omp parallel if (B * Tn * C >= detail::kParallelMin)
   {
     int nt = omp_get_num_threads(), id = omp_get_thread_num();
     int64_t c0 = C * id / nt, c1 = C * (id + 1) / nt;

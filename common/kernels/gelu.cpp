@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
@@ -18,7 +19,7 @@ constexpr double kGeluScale = 0.7978845608028654;  // sqrt(2/pi)
 
 template <class T>
 static void gelu_forward_cpu(T* out, const T* inp, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T x = inp[i];
     T u = T(kGeluScale) * (x + T(0.044715) * x * x * x);
@@ -28,7 +29,7 @@ static void gelu_forward_cpu(T* out, const T* inp, int64_t n) {
 
 template <class T>
 static void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T x = inp[i];
     T u = T(kGeluScale) * (x + T(0.044715) * x * x * x);

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
@@ -21,7 +22,7 @@ constexpr double kLayerNormEps = 1e-5;
 template <class T>
 static void layernorm_forward_cpu(T* out, T* mean, T* rstd, const T* inp, const T* w, const T* b, int64_t rows,
                                   int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * C >= detail::kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const T* x = inp + r * C;
     T m = 0;
@@ -43,7 +44,7 @@ static void layernorm_backward_cpu(T* dinp, T* dw, T* db, const T* dout, const T
                                    const T* rstd, int64_t rows, int64_t C) {
   // Each thread accumulates dw, db for its own contiguous block of rows; the partial sums are
   // then added in thread order, so the result does not depend on timing.
-  int nt = omp_get_max_threads();
+  int nt = rows * C < detail::kParallelMin ? 1 : omp_get_max_threads();
   std::vector<T> partial(static_cast<size_t>(nt) * 2 * C, T(0));
 #pragma omp parallel num_threads(nt)
   {

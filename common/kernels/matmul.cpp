@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 
+#include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
@@ -29,7 +30,7 @@ template <class T>
 static void matmul_forward_cpu(T* out, const T* inp, const T* w, const T* bias, int64_t N, int64_t C, int64_t OC) {
   gemm(false, true, N, OC, C, T(1), inp, C, w, C, T(0), out, OC);
   if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * OC >= detail::kParallelMin)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t o = 0; o < OC; ++o) out[n * OC + o] += bias[o];
   }
@@ -41,7 +42,7 @@ static void matmul_backward_cpu(T* dinp, T* dw, T* dbias, const T* dout, const T
   if (dinp) gemm(false, false, N, C, OC, T(1), dout, OC, w, C, T(1), dinp, C);
   gemm(true, false, OC, C, N, T(1), dout, OC, inp, C, T(1), dw, C);
   if (dbias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * OC >= detail::kParallelMin)
     for (int64_t o = 0; o < OC; ++o) {
       T s = 0;
       for (int64_t n = 0; n < N; ++n) s += dout[n * OC + o];

@@ -16,12 +16,15 @@ std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, int n_new
                cfg.vocab_size, ")");
   const uint64_t key = rng::stream_key(seed, "generate");
   for (int i = 0; i < n_new; ++i) {
+    // The window is padded to a multiple of 64 positions: attention is causal, so the padding
+    // never changes the logits at T-1, and the model's caches are reallocated only every 64 tokens.
     const int64_t T = std::min<int64_t>(tokens.size(), cfg.max_seq_len);
+    const int64_t padded = std::min<int64_t>((T + 63) / 64 * 64, cfg.max_seq_len);
     std::vector<int32_t> window(tokens.end() - T, tokens.end());
-    model.forward(Tensor::from(window, {1, T}));
+    window.resize(padded, 0);
+    model.forward(Tensor::from(window, {1, padded}));
     // Only the last position's logits matter.
-    std::vector<double> logits = model.logits().slice(0, 1).view((T - 1) * cfg.padded_vocab_size,
-                                                                  {cfg.vocab_size}).to_vector();
+    std::vector<double> logits = model.logits().view((T - 1) * cfg.padded_vocab_size, {cfg.vocab_size}).to_vector();
     int32_t next = 0;
     if (temperature <= 0) {
       for (int v = 1; v < cfg.vocab_size; ++v)

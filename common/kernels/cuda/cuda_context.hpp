@@ -105,7 +105,7 @@ void set_attention_chunk_heads(int heads);
 int attention_chunk_heads();
 /// Attention splits the T queries into this many blocks so the GEMMs skip the key blocks that the
 /// causal mask hides (about (1 + 1/blocks)/2 of the full T x T work). 0 (default): automatic
-/// (1 for T <= 64, else up to 4); 1 computes the full T x T products.
+/// (1 for T <= 64, else 2); 1 computes the full T x T products; at most 8 are used.
 void set_attention_query_blocks(int blocks);
 int attention_query_blocks();
 

@@ -6,7 +6,8 @@
 //
 // Row-major vs cuBLAS's column-major: a row-major [R,K] matrix is, to cuBLAS, the column-major
 // [K,R] matrix (its transpose) with leading dimension K. So every product is computed
-// transposed:  out^T[OC,N] = W^T... written out per call below, with m,n,k in cuBLAS terms.
+// transposed, e.g. out^T[OC,N] = (W as column-major [C,OC])^T @ inp^T[C,N]; each call below says
+// which product it forms, with m, n, k in cuBLAS terms.
 // The forward uses cuBLASLt with the bias fused in the epilogue (CUBLASLT_EPILOGUE_BIAS); the
 // backward uses cublasGemmEx with beta = 1 (accumulate); dbias is a deterministic two-pass
 // column sum.

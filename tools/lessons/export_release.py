@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Export the student release: the course tree without solutions/ and hidden tests.
+
+    export_release.py [--out build/release]         -> build/release/scalegpt-student/ + .tar.gz
+    export_release.py --autograder                  -> also build/release/autograder.zip (Gradescope)
+
+The release holds every file git tracks or would track (untracked files that .gitignore does not
+ignore), minus solutions/, grading/hidden/, grading/gradescope/, and with grading/points.json
+reduced to the public tests. The autograder bundle is the release plus the hidden tests, the full
+points.json, setup.sh and run_autograder, laid out as Gradescope expects (files at the zip's root).
+"""
+import argparse
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXCLUDE = ("solutions/", "grading/hidden/", "grading/gradescope/", "build/")
+
+
+def course_files(root):
+    out = subprocess.run(["git", "-C", str(root), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                         check=True, capture_output=True).stdout.decode()
+    files = sorted({f for f in out.split("\0") if f and (root / f).is_file()})
+    return [f for f in files if not f.startswith(EXCLUDE)]
+
+
+def copy_tree(root, files, dest):
+    if dest.exists():
+        shutil.rmtree(dest)
+    for f in files:
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / f, dest / f)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=pathlib.Path, default=ROOT)
+    ap.add_argument("--out", type=pathlib.Path, default=None, help="default: <root>/build/release")
+    ap.add_argument("--autograder", action="store_true", help="also write autograder.zip for Gradescope")
+    a = ap.parse_args()
+    root = a.root.resolve()
+    out = (a.out or root / "build" / "release").resolve()
+    rel = out / "scalegpt-student"
+    files = course_files(root)
+    copy_tree(root, files, rel)
+    points = json.loads((root / "grading" / "points.json").read_text())
+    for l in points["lessons"]:
+        l["tests"] = [t for t in l["tests"] if t["binary"] != "hidden"]
+    (rel / "grading" / "points.json").write_text(json.dumps(points, indent=1) + "\n")
+    tgz = out / "scalegpt-student.tar.gz"
+    with tarfile.open(tgz, "w:gz") as t:
+        t.add(rel, arcname="scalegpt-student")
+    print(f"export_release: {len(files)} files -> {rel}\nexport_release: {tgz}")
+
+    if a.autograder:
+        zpath = out / "autograder.zip"
+        gs = root / "grading" / "gradescope"
+        with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+            for name in ("setup.sh", "run_autograder"):
+                info = zipfile.ZipInfo(name)
+                info.external_attr = 0o755 << 16
+                z.writestr(info, (gs / name).read_text())
+            for f in files:
+                src = root / "grading" / "points.json" if f == "grading/points.json" else root / f
+                z.write(src, f"course/{f}")
+            for p in sorted((root / "grading" / "hidden").rglob("*")):
+                if p.is_file():
+                    z.write(p, f"course/{p.relative_to(root)}")
+        print(f"export_release: {zpath} (upload it as the Gradescope autograder)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
