@@ -56,7 +56,7 @@ static cudaMemcpyKind copy_kind(Device dst, Device src) {
 }
 #endif
 
-[[noreturn]] static void no_cuda() {
+[[noreturn, maybe_unused]] static void no_cuda() {
   SGPT_FAIL("this build has no CUDA backend: configure with the 'cuda' preset (-DSCALEGPT_CUDA=ON)");
 }
 

@@ -51,6 +51,7 @@ void residual_backward(Tensor& da, Tensor& db, const Tensor& dout) {
   detail::OpScope scope(op, dout);
   SGPT_CHECK(dout.defined(), op, ": tensor 'dout' is undefined");
   detail::expect_all(op, dout.dtype(), dout.device(), {{&da, "da", dout.numel()}, {&db, "db", dout.numel()}});
+  SGPT_DISPATCH_CUDA(dout, op, residual_backward(da, db, dout));
   axpy_(da, 1.0, dout);
   axpy_(db, 1.0, dout);
 }

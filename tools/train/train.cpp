@@ -148,10 +148,24 @@ int run(const Options& o) {
            human(peak / 1e9), " GFLOP/s");
 
   std::filesystem::create_directories(o.out_dir);
-  std::ofstream metrics(o.out_dir + "/metrics.jsonl", state.step > 0 ? std::ios::app : std::ios::trunc);
+  PlotSeries train_curve{"train loss", {}, {}, "#1f77b4"}, val_curve{"val loss", {}, {}, "#d62728", true};
+  // A resumed run keeps the history before its step (for the plot) and drops what a previous
+  // attempt logged after it.
+  std::vector<std::string> history;
+  if (state.step > 0) {
+    std::ifstream old(o.out_dir + "/metrics.jsonl");
+    for (std::string line; std::getline(old, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !j.contains("step") || j["step"].get<int64_t>() >= state.step) continue;
+      if (j.contains("loss")) train_curve.x.push_back(j["step"]), train_curve.y.push_back(j["loss"]);
+      if (j.contains("val_loss")) val_curve.x.push_back(j["step"]), val_curve.y.push_back(j["val_loss"]);
+      history.push_back(line);
+    }
+  }
+  std::ofstream metrics(o.out_dir + "/metrics.jsonl", std::ios::trunc);
+  for (const std::string& line : history) metrics << line << "\n";
   const bool tty = isatty(fileno(stderr)) && !o.quiet;
   Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
-  PlotSeries train_curve{"train loss", {}, {}, "#1f77b4"}, val_curve{"val loss", {}, {}, "#d62728", true};
   double val_loss = NAN, elapsed = 0;
   std::vector<double> step_times;
   auto save = [&](int64_t step) {

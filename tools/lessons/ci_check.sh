@@ -1,0 +1,55 @@
+#!/bin/sh
+# Everything CI checks for the lessons, in one script (run from anywhere; about 6-9 minutes on
+# 2 cores, most of it two builds of common/):
+#   1. stubs are what make_stubs.py generates from solutions/; lessons/README.md, folders,
+#      grading/points.json, README task points and slides agree
+#   2. the instructor tree built from solutions/: every lesson test (public + hidden) passes, the
+#      grader gives full marks, and every test in the binaries has an entry in points.json
+#   3. the student release (make release): holds no solutions/hidden tests/solution text; built as
+#      it ships (from its stubs, with the hidden tests added) every graded test fails: zero points
+#   4. Doxygen of common/ with WARN_AS_ERROR (set SGPT_CI_DOCS_WARN_ONLY=1 to report and go on)
+# Build folders are under build/ci-lessons/ and are reused by the next run.
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${SGPT_CI_LESSONS_DIR:-$ROOT/build/ci-lessons}
+JOBS=${JOBS:-$(nproc)}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=PASSIVE
+mkdir -p "$OUT"
+start=$(date +%s)
+step() { echo; echo "=== [$(( $(date +%s) - start )) s] $*"; }
+
+step "1/4 stubs and index"
+python3 "$ROOT/tools/lessons/make_stubs.py" --check
+python3 "$ROOT/tools/lessons/check_index.py"
+
+step "2/4 solutions: full marks, every lesson test passes"
+python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --build-dir "$OUT/instructor" \
+  --jobs "$JOBS" --strict --expect full --results "$OUT/solutions-results.json" --junit "$OUT/solutions-junit.xml" \
+  > "$OUT/solutions-grade.txt" || { cat "$OUT/solutions-grade.txt"; exit 1; }
+tail -n 1 "$OUT/solutions-grade.txt"
+cmake --build "$OUT/instructor/build" -j "$JOBS" --target lessons > "$OUT/lessons-build.txt"
+ctest --test-dir "$OUT/instructor/build" -L lessons --output-on-failure -j "$JOBS" | tail -n 3
+
+step "3/4 student release: exported, clean, builds, zero points on stubs"
+python3 "$ROOT/tools/lessons/export_release.py" --out "$OUT/release"
+python3 "$ROOT/tools/lessons/check_release.py" --release "$OUT/release/scalegpt-student"
+REL="$OUT/release/scalegpt-student"
+python3 "$REL/grading/grade.py" --course "$REL" --build-dir "$OUT/release-build" \
+  --hidden-dir "$ROOT/grading/hidden" --points "$ROOT/grading/points.json" \
+  --jobs "$JOBS" --strict --expect zero --junit "$OUT/stubs-junit.xml" \
+  > "$OUT/stubs-grade.txt" || { cat "$OUT/stubs-grade.txt"; exit 1; }
+tail -n 1 "$OUT/stubs-grade.txt"
+# Every public test binary and driver of the release compiles as shipped.
+cmake --build "$OUT/release-build/build" -j "$JOBS" --target lessons > "$OUT/release-lessons-build.txt"
+echo "release: lessons, drivers and tests compile"
+
+step "4/4 docs (Doxygen, warnings are errors)"
+if cmake --build "$OUT/instructor/build" --target docs > "$OUT/docs.txt" 2>&1; then
+  echo "docs: $OUT/instructor/build/docs/html/index.html"
+else
+  n=$(wc -l < "$OUT/instructor/build/docs/warnings.log" 2>/dev/null || echo "?")
+  echo "docs: Doxygen reported $n warning line(s); see $OUT/instructor/build/docs/warnings.log"
+  if [ "${SGPT_CI_DOCS_WARN_ONLY:-0}" != 1 ]; then exit 1; fi
+fi
+
+step "lessons CI passed in $(( $(date +%s) - start )) s"
