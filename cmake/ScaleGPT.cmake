@@ -26,3 +26,5 @@ endfunction()
 
 # Multi-rank tests (sgpt_add_mpi_test) live beside the communication layer's helpers.
 include(${CMAKE_CURRENT_LIST_DIR}/ScaleGPTMPI.cmake OPTIONAL)
+# Lessons (sgpt_add_lesson) and their stub/solution switch.
+include(${CMAKE_CURRENT_LIST_DIR}/ScaleGPTLessons.cmake OPTIONAL)

@@ -265,6 +265,9 @@ std::vector<TraceEvent> gather_trace(Communicator& comm, const TraceRecorder& re
              comm.name(), "' (size ", comm.size(), ")");
   // The events travel as JSON text packed into an i32 tensor (length first, then the bytes).
   Device dev = comm.preferred_device();
+  // NCCL has no tags (messages match in order); MPI gets tags of their own for these messages.
+  const bool nccl = comm.backend() == Backend::NCCL;
+  const int len_tag = nccl ? 0 : 7001, body_tag = nccl ? 0 : 7002;
   if (comm.rank() != root) {
     std::string text = trace_to_json(recorder.events());
     int64_t words = (static_cast<int64_t>(text.size()) + 3) / 4;
@@ -272,8 +275,8 @@ std::vector<TraceEvent> gather_trace(Communicator& comm, const TraceRecorder& re
     Tensor body = Tensor::zeros({words}, DType::I32);
     std::memcpy(body.raw(), text.data(), text.size());
     body = body.to(dev);
-    comm.send(len, root, 7001);
-    comm.send(body, root, 7002);
+    comm.send(len, root, len_tag);
+    comm.send(body, root, body_tag);
     return {};
   }
   std::vector<TraceEvent> all;
@@ -283,10 +286,10 @@ std::vector<TraceEvent> gather_trace(Communicator& comm, const TraceRecorder& re
       part = recorder.events();
     } else {
       Tensor len = Tensor::empty({1}, DType::I32, dev);
-      comm.recv(len, r, 7001);
+      comm.recv(len, r, len_tag);
       int64_t bytes = static_cast<int64_t>(len.to_vector()[0]);
       Tensor body = Tensor::empty({(bytes + 3) / 4}, DType::I32, dev);
-      comm.recv(body, r, 7002);
+      comm.recv(body, r, body_tag);
       Tensor host = body.to(Device::CPU);
       part = trace_from_json(std::string(static_cast<const char*>(host.raw()), static_cast<std::size_t>(bytes)));
     }

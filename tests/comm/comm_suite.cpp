@@ -308,9 +308,13 @@ void check_accounting(Communicator& c) {
   c.all_gather(f10, shard);
   c.barrier();
   Tensor i5 = Tensor::zeros({5}, DType::I32, dev), j5 = Tensor::empty({5}, DType::I32, dev);
-  Work w = c.send_async(i5, (r + 1) % p);
-  c.recv(j5, (r + p - 1) % p);
-  w.wait();
+  if (c.backend() == Backend::NCCL && p == 1) {
+    c.send_recv(i5, 0, j5, 0);  // NCCL cannot pair a lone send and recv on one rank
+  } else {
+    Work w = c.send_async(i5, (r + 1) % p);
+    c.recv(j5, (r + p - 1) % p);
+    w.wait();
+  }
   c.send_recv(i5, (r + 1) % p, j5, (r + p - 1) % p);
   const CommStats& s = c.stats();
   EXPECT_EQ(s[OpKind::AllReduce], (OpStats{2, 80}));

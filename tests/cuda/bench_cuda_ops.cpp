@@ -138,18 +138,22 @@ int main(int argc, char** argv) {
   mm("fc", C, 4 * C, true);
   mm("fcproj", 4 * C, C, true);
   mm("lm_head", C, Vp, false);
-  double att_flop = 4.0 * B * NH * (double)T * T * (C / NH);  // two T x T x HS products (full, unmasked)
+  // Two T x T x HS products, counted in full (unmasked) so the TFLOP/s column compares variants.
+  double att_flop = 4.0 * B * NH * (double)T * T * (C / NH);
   add("attention_forward", "BxNHxTxT", L, true, att_flop, [&] { cuda::attention_forward(x2, att, qkv, NH); });
   add("attention_backward", "BxNHxTxT", L, true, 2 * att_flop,
       [&] { cuda::attention_backward(dqkv, x, qkv, att, NH); });
   if (detail) {
-    for (int g : {1, 2, 3, 4, 6, 12}) {
+    for (auto [g, qb] : {std::pair{0, 1}, std::pair{0, 2}, std::pair{0, 4}, std::pair{0, 8}, std::pair{12, 1},
+                         std::pair{12, 4}, std::pair{4, 1}}) {
       cuda::set_attention_chunk_heads(g);
-      add("  (chunk " + std::to_string(g) + " heads) attention_fwd", "BxNHxTxT", 0, true, att_flop,
-          [&] { cuda::attention_forward(x2, att, qkv, NH); });
-      add("  (chunk " + std::to_string(g) + " heads) attention_bwd", "BxNHxTxT", 0, true, 2 * att_flop,
-          [&] { cuda::attention_backward(dqkv, x, qkv, att, NH); });
+      cuda::set_attention_query_blocks(qb);
+      std::string tag = "  (" + (g ? "chunk " + std::to_string(g) : std::string("batched")) + ", qblk " +
+                        std::to_string(qb) + ") attention_";
+      add(tag + "fwd", "BxNHxTxT", 0, true, att_flop, [&] { cuda::attention_forward(x2, att, qkv, NH); });
+      add(tag + "bwd", "BxNHxTxT", 0, true, 2 * att_flop, [&] { cuda::attention_backward(dqkv, x, qkv, att, NH); });
     }
+    cuda::set_attention_query_blocks(0);
     cuda::set_attention_chunk_heads(0);
   }
   add("gelu_forward", "BxTx4C", L, false, 0, [&] { cuda::gelu_forward(h4b, h4); });

@@ -26,7 +26,7 @@ step "2/4 solutions: full marks, every lesson test passes"
 python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --build-dir "$OUT/instructor" \
   --jobs "$JOBS" --strict --expect full --results "$OUT/solutions-results.json" --junit "$OUT/solutions-junit.xml" \
   > "$OUT/solutions-grade.txt" || { cat "$OUT/solutions-grade.txt"; exit 1; }
-tail -n 1 "$OUT/solutions-grade.txt"
+grep "^Score" "$OUT/solutions-grade.txt"
 cmake --build "$OUT/instructor/build" -j "$JOBS" --target lessons > "$OUT/lessons-build.txt"
 ctest --test-dir "$OUT/instructor/build" -L lessons --output-on-failure -j "$JOBS" | tail -n 3
 
@@ -38,7 +38,7 @@ python3 "$REL/grading/grade.py" --course "$REL" --build-dir "$OUT/release-build"
   --hidden-dir "$ROOT/grading/hidden" --points "$ROOT/grading/points.json" \
   --jobs "$JOBS" --strict --expect zero --junit "$OUT/stubs-junit.xml" \
   > "$OUT/stubs-grade.txt" || { cat "$OUT/stubs-grade.txt"; exit 1; }
-tail -n 1 "$OUT/stubs-grade.txt"
+grep "^Score" "$OUT/stubs-grade.txt"
 # Every public test binary and driver of the release compiles as shipped.
 cmake --build "$OUT/release-build/build" -j "$JOBS" --target lessons > "$OUT/release-lessons-build.txt"
 echo "release: lessons, drivers and tests compile"
