@@ -25,6 +25,7 @@ class Error : public std::runtime_error {
 /// Thrown by a student stub that has not been written yet. Names the lesson, task and file.
 class NotImplemented : public Error {
  public:
+  /// Message "[rank r] not implemented: lesson LL, task t (what) in file" (see SGPT_TODO).
   NotImplemented(int lesson, int task, const std::string& what, const std::string& file);
   int lesson;  ///< lesson number, e.g. 2
   int task;    ///< task number inside the lesson
@@ -44,6 +45,8 @@ std::string str(const Args&... args) {
 }
 
 namespace detail {
+/// Throws sgpt::Error with the message "[rank r] file:line: what -> why" (`file` shortened to its
+/// path from the repository's top folder). Called by the SGPT_* check macros.
 [[noreturn]] void fail(const char* file, int line, const std::string& what, const std::string& why);
 }  // namespace detail
 
@@ -62,6 +65,8 @@ namespace detail {
 #define SGPT_TODO(lesson, task, what) throw ::sgpt::NotImplemented((lesson), (task), (what), __FILE__)
 
 // Backend checks: each evaluates the call once and reports the library's own error string.
+/// Shared body of the backend checks below: evaluates `expr` once and, unless the result equals
+/// `ok`, throws sgpt::Error with `errstr(result)` as the reason. Use the named checks instead.
 #define SGPT_CHECK_CALL_(expr, ok, errstr)                                                 \
   do {                                                                                     \
     auto sgpt_status_ = (expr);                                                            \

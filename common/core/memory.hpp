@@ -41,9 +41,13 @@ struct MemoryStats {
 /// Process-wide memory accounting (thread-safe). One instance per process, i.e. per rank.
 class MemoryTracker {
  public:
+  /// The process-wide tracker.
   static MemoryTracker& instance();
 
+  /// Charges `bytes` to (d, c) and to d's total, updating the peaks (called by Storage).
   void on_alloc(Device d, MemCategory c, std::size_t bytes);
+  /// Credits `bytes` back to (d, c) and to d's total (called by Storage); throws sgpt::Error when
+  /// more is freed than was allocated.
   void on_free(Device d, MemCategory c, std::size_t bytes);
 
   /// Stats of one category on one device.

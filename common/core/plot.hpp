@@ -9,9 +9,10 @@ namespace sgpt {
 
 /// One line of a chart: points (x[i], y[i]), drawn in `color` (any SVG colour).
 struct PlotSeries {
-  std::string label;
-  std::vector<double> x, y;
-  std::string color = "#1f77b4";
+  std::string label;               ///< name shown in the legend
+  /// x coordinates of the points.
+  std::vector<double> x, y;        ///< y coordinates of the points (same length as x)
+  std::string color = "#1f77b4";   ///< stroke colour of the line and markers (any SVG colour)
   bool markers = false;  ///< draw a dot on every point (for sparse series such as validation loss)
 };
 

@@ -12,15 +12,18 @@
 #include <string_view>
 
 #if defined(__CUDACC__)
+/// Marks a function callable from host and device code (`__host__ __device__` under nvcc).
 #define SGPT_HD __host__ __device__
 #else
+/// Marks a function callable from host and device code (empty outside nvcc).
 #define SGPT_HD
 #endif
 
 namespace sgpt::rng {
 
+/// 128 random bits: one Philox4x32 output block.
 struct U32x4 {
-  uint32_t v[4];
+  uint32_t v[4];  ///< four independent, uniformly distributed 32-bit words
 };
 
 /// Philox4x32 with 10 rounds: 128 random bits from a 64-bit key and a 128-bit counter.

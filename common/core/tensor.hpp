@@ -22,29 +22,51 @@ namespace sgpt {
 /// Element type. bf16 is reserved for mixed precision (storage exists, kernels come later).
 enum class DType : unsigned char { F32 = 0, F64, BF16, I32 };
 
+/// Bytes per element of `t` (f32 4, f64 8, bf16 2, i32 4).
 std::size_t dtype_size(DType t);
+/// Short name of `t`: "f32", "f64", "bf16" or "i32" (used in error messages).
 const char* dtype_name(DType t);
 
 /// Maps a C++ type to its DType.
 template <class T> struct dtype_of;
+/// float is DType::F32.
 template <> struct dtype_of<float> { static constexpr DType value = DType::F32; };
+/// double is DType::F64.
 template <> struct dtype_of<double> { static constexpr DType value = DType::F64; };
+/// int32_t is DType::I32.
 template <> struct dtype_of<int32_t> { static constexpr DType value = DType::I32; };
+/// @var dtype_of<float>::value
+/// DType::F32.
+/// @var dtype_of<double>::value
+/// DType::F64.
+/// @var dtype_of<int32_t>::value
+/// DType::I32.
 
+/// Dimensions of a tensor, outermost first (row-major); {} is a scalar (one element).
 using Shape = std::vector<int64_t>;
+/// `s` as text, e.g. "[4, 64, 768]" (for messages).
 std::string shape_str(const Shape& s);
+/// Number of elements of `s` (the product of its dimensions; 1 for {}). Throws sgpt::Error on a
+/// negative dimension.
 int64_t shape_numel(const Shape& s);
 
 /// Raw memory on a device, charged to the tracker for its lifetime.
 class Storage {
  public:
+  /// Allocates `bytes` uninitialised bytes on `device` (host memory 64-byte aligned) and charges
+  /// them to `category` in the MemoryTracker; throws sgpt::Error when out of memory or when the
+  /// build has no CUDA. Freed, and the tracker credited, by the destructor.
   Storage(std::size_t bytes, Device device, MemCategory category);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
+  /// Start of the allocation (a device pointer for Device::CUDA); owned by this Storage.
   void* data() const { return data_; }
+  /// Size in bytes, as requested (and as charged to the tracker).
   std::size_t bytes() const { return bytes_; }
+  /// Device the memory lives on.
   Device device() const { return device_; }
+  /// Category the bytes are charged to.
   MemCategory category() const { return category_; }
 
  private:
@@ -77,18 +99,29 @@ class Tensor {
   /// Rows [begin, end) of the first dimension.
   Tensor slice(int64_t begin, int64_t end) const;
 
+  /// True when the tensor has storage (a default-constructed Tensor is undefined).
   bool defined() const { return storage_ != nullptr; }
+  /// The dimensions, outermost first.
   const Shape& shape() const { return shape_; }
+  /// Number of dimensions.
   int dim() const { return static_cast<int>(shape_.size()); }
   /// Size of dimension i (negative i counts from the end).
   int64_t size(int i) const;
+  /// Number of elements (product of the shape).
   int64_t numel() const { return shape_numel(shape_); }
+  /// Bytes of this tensor's elements: numel() * dtype_size(dtype()) (not of the whole storage).
   std::size_t nbytes() const { return numel() * dtype_size(dtype_); }
+  /// Element type.
   DType dtype() const { return dtype_; }
+  /// Device of the storage (Device::CPU for an undefined tensor).
   Device device() const { return storage_ ? storage_->device() : Device::CPU; }
+  /// Memory category of the storage (MemCategory::Other for an undefined tensor).
   MemCategory category() const { return storage_ ? storage_->category() : MemCategory::Other; }
+  /// Offset of the first element into the storage, in elements (0 unless a view).
   int64_t offset() const { return offset_; }
 
+  /// Untyped pointer to the first element (a device pointer on CUDA); throws sgpt::Error when
+  /// undefined. The storage owns the memory.
   void* raw() const;
   /// Typed pointer; checks that T matches the dtype.
   template <class T>

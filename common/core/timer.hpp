@@ -12,6 +12,7 @@ namespace sgpt {
 class Timer {
  public:
   Timer() : start_(std::chrono::steady_clock::now()) {}
+  /// Restarts the stopwatch from now.
   void reset() { start_ = std::chrono::steady_clock::now(); }
   /// Seconds since construction or the last reset().
   double seconds() const {

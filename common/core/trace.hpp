@@ -38,7 +38,7 @@ TraceCategory parse_trace_category(const std::string& name);
 /// One complete event ("ph": "X").
 struct TraceEvent {
   std::string name;                           ///< e.g. "forward", "all_reduce"
-  TraceCategory category = TraceCategory::Other;
+  TraceCategory category = TraceCategory::Other;  ///< becomes the Chrome "cat"
   double start_us = 0;                        ///< microseconds since the recorder's origin
   double duration_us = 0;                     ///< microseconds
   int rank = 0;                               ///< becomes the Chrome "pid"
@@ -51,6 +51,8 @@ struct TraceEvent {
 /// A thread-safe list of events for one rank.
 class TraceRecorder {
  public:
+  /// An empty recorder for `rank`, with its origin at construction; enabled only when
+  /// SGPT_TRACE is set (and not "0").
   explicit TraceRecorder(int rank = 0);
 
   /// The process-wide recorder (one per rank when ranks are processes).
@@ -58,10 +60,13 @@ class TraceRecorder {
   /// The recorder of the calling thread: the one installed by ScopedTraceRecorder, else global().
   static TraceRecorder& current();
 
+  /// Turns recording on or off (while off, record() and add() do nothing).
   void set_enabled(bool on);
+  /// Whether events are being recorded.
   bool enabled() const;
   /// Rank stamped on events recorded from now on (init_distributed sets it).
   void set_rank(int rank);
+  /// Rank stamped on recorded events.
   int rank() const;
 
   /// Microseconds since the origin.
@@ -103,6 +108,8 @@ class TraceRecorder {
 /// threads backend gives each rank thread its own this way).
 class ScopedTraceRecorder {
  public:
+  /// Makes `r` (not owned; it must outlive this object) the current() recorder of this thread;
+  /// the destructor restores the previous one.
   explicit ScopedTraceRecorder(TraceRecorder& r);
   ~ScopedTraceRecorder();
   ScopedTraceRecorder(const ScopedTraceRecorder&) = delete;
@@ -117,6 +124,8 @@ class ScopedTraceRecorder {
 ///     { TraceScope s("forward", TraceCategory::Compute, {{"microbatch", "3"}}); stage.forward(); }
 class TraceScope {
  public:
+  /// Starts the span `name` now on TraceRecorder::current(); the destructor adds the event (on
+  /// track 0) if that recorder is enabled.
   explicit TraceScope(std::string name, TraceCategory category = TraceCategory::Compute,
                       std::map<std::string, std::string> args = {});
   ~TraceScope();

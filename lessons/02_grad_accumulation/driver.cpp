@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/memory.hpp"
+#include "core/main.hpp"
 #include "core/plot.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
@@ -80,13 +81,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const NotImplemented& e) {
-    std::fprintf(stderr, "%s\nFinish that task, then run this driver again.\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  return sgpt::run_guarded(argv[0], [&] { return run(argc, argv); });
 }

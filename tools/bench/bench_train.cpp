@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "core/main.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
 #include "kernels/profile.hpp"
@@ -39,7 +40,7 @@ int main(int argc, char** argv) {
                  "peak for MFU (default: measured SGEMM on the CPU; 989 = H100/H200 SXM bf16 dense on CUDA)");
   app.add_flag("--profile", profile, "also run profiled steps and print the per-op breakdown");
   CLI11_PARSE(app, argc, argv);
-  try {
+  return run_guarded("scalegpt-bench-train", [&] {
     if (threads > 0) {
       omp_set_num_threads(threads);
       openblas_set_num_threads(threads);
@@ -119,8 +120,5 @@ int main(int argc, char** argv) {
                   op_profile_report().c_str());
     }
     return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "scalegpt-bench-train: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/main.hpp"
 #include "comm/communicator.hpp"
 #include "core/timer.hpp"
 
@@ -122,8 +123,8 @@ int main(int argc, char** argv) {
   app.add_option("--ranks", o.ranks, "number of ranks (threads backend only)")->capture_default_str();
   app.add_flag("--check", o.check, "keep the call check on (off by default: it costs a collective per call)");
   CLI11_PARSE(app, argc, argv);
-  SGPT_CHECK(o.factor > 1, "--step-factor must be > 1");
-  try {
+  return sgpt::run_guarded("scalegpt-bench-comm", [&] {
+    SGPT_CHECK(o.factor > 1, "--step-factor must be > 1");
     sgpt::Backend b = sgpt::parse_backend(o.backend);
     if (b == sgpt::Backend::Threads) {
       sgpt::run_threads(o.ranks, [&](sgpt::Communicator& c) { bench(c, o); });
@@ -133,9 +134,6 @@ int main(int argc, char** argv) {
       world.reset();
       sgpt::finalize_distributed();
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "scalegpt-bench-comm: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

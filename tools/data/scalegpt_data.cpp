@@ -17,6 +17,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/main.hpp"
 #include "core/check.hpp"
 #include "data/synthetic.hpp"
 #include "data/token_file.hpp"
@@ -117,7 +118,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
-  try {
+  return sgpt::run_guarded("scalegpt-data", [&] {
     if (*tokenize) {
       write_split(read_whole_file(in_path), out_dir, val_fraction);
     } else if (*synth) {
@@ -126,9 +127,6 @@ int main(int argc, char** argv) {
     } else if (*info_cmd) {
       info(info_path, show);
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "scalegpt-data: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

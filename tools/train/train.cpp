@@ -17,6 +17,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/main.hpp"
 #include "core/log.hpp"
 #include "core/plot.hpp"
 #include "core/safetensors.hpp"
@@ -281,10 +282,5 @@ int main(int argc, char** argv) {
   app.add_option("--log-every", o.log_every, "steps between log lines when not on a terminal")->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   CLI11_PARSE(app, argc, argv);
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "scalegpt-train: %s\n", e.what());
-    return 1;
-  }
+  return run_guarded("scalegpt-train", [&] { return run(o); });
 }
