@@ -19,7 +19,15 @@
 # with ctest labels lesson-NN and lessons (+ hidden). RANKS registers multi-rank runs through
 # sgpt_add_mpi_test (later lessons); one-rank lessons leave it out.
 
-set(SCALEGPT_LESSONS_FROM "stubs" CACHE STRING
+# The default follows the tree: the instructors' tree (with solutions/) builds the reference, so
+# `make test` passes there; the student release (no solutions/) builds the stubs, so `make test`
+# says which tasks are left.
+if(EXISTS ${PROJECT_SOURCE_DIR}/solutions)
+  set(_sgpt_lessons_default solutions)
+else()
+  set(_sgpt_lessons_default stubs)
+endif()
+set(SCALEGPT_LESSONS_FROM ${_sgpt_lessons_default} CACHE STRING
     "Where lesson student files come from: stubs (lessons/), solutions (solutions/), or a directory holding NN_slug/ folders")
 set(SCALEGPT_HIDDEN_TESTS_DIR "${PROJECT_SOURCE_DIR}/grading/hidden" CACHE PATH
     "Folder of hidden tests (NN_slug/ sub-folders); ignored when it does not exist")

@@ -88,6 +88,7 @@ const char* reduce_op_name(ReduceOp op);
 struct ShardRange {
   int64_t begin = 0;  ///< first element of the shard
   int64_t count = 0;  ///< number of elements in the shard
+  /// Equal when begin and count are.
   bool operator==(const ShardRange&) const = default;
 };
 
@@ -104,14 +105,16 @@ double bus_bytes(OpKind kind, double payload, int world);
 struct OpStats {
   int64_t calls = 0;  ///< number of calls made by this rank
   int64_t bytes = 0;  ///< payload bytes, as defined in the table at the top of this file
+  /// Equal when calls and bytes are.
   bool operator==(const OpStats&) const = default;
 };
 
 /// Per-op-kind counters of one communicator on this rank.
 struct CommStats {
-  std::array<OpStats, static_cast<int>(OpKind::Count)> ops{};
+  std::array<OpStats, static_cast<int>(OpKind::Count)> ops{};  ///< counters indexed by OpKind
   /// Counters of one op kind.
   const OpStats& operator[](OpKind k) const { return ops[static_cast<int>(k)]; }
+  /// Counters of one op kind (mutable).
   OpStats& operator[](OpKind k) { return ops[static_cast<int>(k)]; }
   /// Sum over all op kinds.
   OpStats total() const;
@@ -138,7 +141,9 @@ class Work {
     virtual bool test() = 0;
   };
 
+  /// A handle on nothing: complete, and valid() is false.
   Work() = default;
+  /// A handle on the backend operation `impl` (shared by copies of this Work).
   explicit Work(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
   /// Blocks until the operation is complete (idempotent).
@@ -203,12 +208,19 @@ class Communicator {
 
   // ---- async forms: same semantics, return at once; buffers must stay untouched until wait() ----
 
+  /// Async broadcast(): `t` must stay untouched until the Work completes.
   Work broadcast_async(Tensor& t, int root);
+  /// Async all_reduce(): `t` must stay untouched until the Work completes.
   Work all_reduce_async(Tensor& t, ReduceOp op = ReduceOp::Sum);
+  /// Async reduce_scatter(): `out` and `in` must stay untouched until the Work completes.
   Work reduce_scatter_async(Tensor& out, const Tensor& in, ReduceOp op = ReduceOp::Sum);
+  /// Async all_gather(): `out` and `in` must stay untouched until the Work completes.
   Work all_gather_async(Tensor& out, const Tensor& in);
+  /// Async send(): `t` must stay untouched until the Work completes.
   Work send_async(const Tensor& t, int dst, int tag = 0);
+  /// Async recv(): `t` may be read only after the Work completes.
   Work recv_async(Tensor& t, int src, int tag = 0);
+  /// Async send_recv(): `out` and `in` must stay untouched until the Work completes.
   Work send_recv_async(const Tensor& out, int dst, Tensor& in, int src, int tag = 0);
 
   /// Splits the group (collective): ranks that pass the same `color` form a new group, ordered by
@@ -225,9 +237,12 @@ class Communicator {
   /// Turns the call check (signature exchange before each collective) on or off. On by default
   /// for MPI and threads, off for NCCL; SGPT_COMM_CHECK=0/1 overrides the default.
   void set_call_checks(bool on) { call_checks_ = on; }
+  /// Whether the call check is on.
   bool call_checks() const { return call_checks_; }
 
  protected:
+  /// For backends: this rank's index `rank` in a group of `size` ranks named `name` (throws
+  /// sgpt::Error unless 0 <= rank < size). Call checks start on unless SGPT_COMM_CHECK=0/off.
   Communicator(int rank, int size, std::string name);
 
   /// What the call check compares across ranks.
@@ -244,12 +259,19 @@ class Communicator {
   virtual std::vector<CallSignature> exchange_signatures(const CallSignature& mine) = 0;
 
   // Backend hooks. Arguments are validated; `out`/`in` have matching dtypes and sizes.
+  /// Starts barrier().
   virtual Work start_barrier() = 0;
+  /// Starts broadcast().
   virtual Work start_broadcast(Tensor& t, int root) = 0;
+  /// Starts all_reduce().
   virtual Work start_all_reduce(Tensor& t, ReduceOp op) = 0;
+  /// Starts reduce_scatter().
   virtual Work start_reduce_scatter(Tensor& out, const Tensor& in, ReduceOp op) = 0;
+  /// Starts all_gather().
   virtual Work start_all_gather(Tensor& out, const Tensor& in) = 0;
+  /// Starts send().
   virtual Work start_send(const Tensor& t, int dst, int tag) = 0;
+  /// Starts recv().
   virtual Work start_recv(Tensor& t, int src, int tag) = 0;
   /// Default: start_send and start_recv, completed together.
   virtual Work start_send_recv(const Tensor& out, int dst, Tensor& in, int src, int tag);
@@ -282,6 +304,8 @@ struct LaunchInfo {
   int local_rank = 0;        ///< rank among the processes of this node (selects the GPU)
   std::string launcher;      ///< "openmpi", "slurm", "pmi" or "none"
 };
+/// Reads LaunchInfo from the environment (OpenMPI first, then Slurm, then PMI); launcher "none",
+/// rank 0 of 1, when no launcher variables are set.
 LaunchInfo detect_launch();
 
 /// The world communicator of a backend. MPI and NCCL initialise MPI if needed (NCCL selects GPU

@@ -15,7 +15,8 @@ enum class LogLevel { Debug = 0, Info, Warn, Error, Quiet };
 void set_log_level(LogLevel level);
 /// The lowest level printed now.
 LogLevel log_level();
-/// Prints a line to stderr as "[rank r] message" (info lines from rank 0 only).
+/// Prints `message` to stderr if `level` is at least log_level(): info lines bare and from rank 0
+/// only (as are debug lines), warnings and errors as "[rank r] warn: message" from every rank.
 void log_line(LogLevel level, const std::string& message);
 
 /// Logs the streamed arguments at LogLevel::Info (printed by rank 0 only).

@@ -27,6 +27,7 @@ namespace sgpt {
 struct LoaderState {
   int64_t position = 0;  ///< index of the first token of the next global batch
   int64_t epoch = 0;     ///< completed passes over the data
+  /// Equal when position and epoch are.
   bool operator==(const LoaderState&) const = default;
 };
 
@@ -59,7 +60,9 @@ class DataLoader {
   int64_t seq_len() const { return T_; }
   /// Global batches per epoch (before the position wraps to 0).
   int64_t batches_per_epoch() const;
+  /// This loader's data-parallel rank.
   int rank() const { return rank_; }
+  /// Number of data-parallel ranks sharing each global batch.
   int world() const { return world_; }
 
  private:

@@ -52,7 +52,9 @@ class TokenFile {
   /// error messages in place of a path. Every token must lie in [0, vocab_size).
   TokenFile(std::vector<int32_t> tokens, int64_t vocab_size, std::string name = "<memory>");
   ~TokenFile();
+  /// Takes over `other`'s tokens (and mapping); `other` is left empty.
   TokenFile(TokenFile&& other) noexcept;
+  /// Releases this object's tokens, then takes over `other`'s; `other` is left empty.
   TokenFile& operator=(TokenFile&& other) noexcept;
   TokenFile(const TokenFile&) = delete;
   TokenFile& operator=(const TokenFile&) = delete;

@@ -8,28 +8,46 @@
 
 namespace sgpt::cuda {
 
+/// CUDA implementation of sgpt::encoder_forward (see ops.hpp).
 void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe);
+/// CUDA implementation of sgpt::encoder_backward (see ops.hpp).
 void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens);
+/// CUDA implementation of sgpt::layernorm_forward (see ops.hpp).
 void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp, const Tensor& weight,
                        const Tensor& bias);
+/// CUDA implementation of sgpt::layernorm_backward (see ops.hpp).
 void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& inp,
                         const Tensor& weight, const Tensor& mean, const Tensor& rstd);
+/// CUDA implementation of sgpt::matmul_forward (see ops.hpp).
 void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias);
+/// CUDA implementation of sgpt::matmul_backward (see ops.hpp).
 void matmul_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& inp,
                      const Tensor& weight);
+/// CUDA implementation of sgpt::attention_forward (see ops.hpp).
 void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head);
+/// CUDA implementation of sgpt::attention_backward (see ops.hpp).
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head);
+/// CUDA implementation of sgpt::gelu_forward (see ops.hpp).
 void gelu_forward(Tensor& out, const Tensor& inp);
+/// CUDA implementation of sgpt::gelu_backward (see ops.hpp).
 void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);
+/// CUDA implementation of sgpt::residual_forward (see ops.hpp).
 void residual_forward(Tensor& out, const Tensor& a, const Tensor& b);
+/// CUDA implementation of sgpt::residual_backward (see ops.hpp).
 void residual_backward(Tensor& da, Tensor& db, const Tensor& dout);
+/// CUDA implementation of sgpt::softmax_crossentropy_forward (see ops.hpp).
 void softmax_crossentropy_forward(Tensor& losses, Tensor& probs, const Tensor& logits, const Tensor& targets,
                                   int vocab_size);
+/// CUDA implementation of sgpt::softmax_crossentropy_backward (see ops.hpp).
 void softmax_crossentropy_backward(Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss,
                                    int vocab_size);
+/// CUDA implementation of sgpt::axpy_ (see ops.hpp).
 void axpy_(Tensor& y, double alpha, const Tensor& x);
+/// CUDA implementation of sgpt::scale_ (see ops.hpp).
 void scale_(Tensor& x, double alpha);
+/// CUDA implementation of sgpt::sum_of_squares (see ops.hpp).
 double sum_of_squares(const Tensor& x);
+/// CUDA implementation of sgpt::adamw_update (see ops.hpp).
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg, int64_t t,
                   bool decay);
 

@@ -6,6 +6,7 @@
 
 #include "core/tensor.hpp"
 
+/// @cond INTERNAL
 namespace sgpt::detail {
 
 /// Checks that `t` is defined, has dtype `dt` and lives on `dev`; names op and tensor otherwise.
@@ -85,3 +86,4 @@ inline Shape with_last(Shape s, int64_t last) {
 #define SGPT_DISPATCH_CUDA(t, op, call) \
   SGPT_CHECK((t).device() == ::sgpt::Device::CPU, op, ": this build has no CUDA backend (use the 'cuda' preset)");
 #endif
+/// @endcond

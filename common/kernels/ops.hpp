@@ -90,11 +90,11 @@ double sum_of_squares(const Tensor& x);
 
 /// Hyper-parameters of AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization").
 struct AdamWConfig {
-  double lr = 6e-4;
-  double beta1 = 0.9;
-  double beta2 = 0.95;
-  double eps = 1e-8;
-  double weight_decay = 0.1;
+  double lr = 6e-4;            ///< learning rate (AdamW::step replaces it with its `lr` argument)
+  double beta1 = 0.9;          ///< decay rate b1 of the first-moment (mean) estimate
+  double beta2 = 0.95;         ///< decay rate b2 of the second-moment (uncentred variance) estimate
+  double eps = 1e-8;           ///< added to sqrt(vhat) in the denominator
+  double weight_decay = 0.1;   ///< decoupled weight decay wd, scaled by lr (only where `decay`)
 };
 /// One AdamW step (t is 1-based, for the bias correction), in place on param, m and v:
 ///   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m/(1-b1^t);  vhat = v/(1-b2^t)

@@ -50,6 +50,8 @@ std::unique_ptr<GPT> import_hf(const std::string& dir, Device device = Device::C
 
 /// GPTConfig <-> JSON text (ScaleGPT's own field names).
 std::string config_to_json(const GPTConfig& cfg);
+/// Parses the JSON that config_to_json writes and validates the result (throws on a missing
+/// field or an invalid configuration).
 GPTConfig config_from_json(const std::string& json);
 
 }  // namespace sgpt

@@ -21,34 +21,49 @@ namespace sgpt {
 
 /// Views of one block's parameters (or of their gradients) inside a flat buffer.
 struct BlockParams {
-  Tensor ln1_w, ln1_b;        ///< [C], [C]
-  Tensor qkv_w, qkv_b;        ///< [3C,C], [3C]
-  Tensor attproj_w, attproj_b;  ///< [C,C], [C]
-  Tensor ln2_w, ln2_b;        ///< [C], [C]
-  Tensor fc_w, fc_b;          ///< [4C,C], [4C]
-  Tensor fcproj_w, fcproj_b;  ///< [C,4C], [C]
+  /// LayerNorm 1 gain [C].
+  Tensor ln1_w, ln1_b;        ///< LayerNorm 1 bias [C]
+  /// Fused query/key/value projection weight [3C,C].
+  Tensor qkv_w, qkv_b;        ///< query/key/value projection bias [3C]
+  /// Attention output projection weight [C,C].
+  Tensor attproj_w, attproj_b;  ///< attention output projection bias [C]
+  /// LayerNorm 2 gain [C].
+  Tensor ln2_w, ln2_b;        ///< LayerNorm 2 bias [C]
+  /// MLP expansion weight [4C,C].
+  Tensor fc_w, fc_b;          ///< MLP expansion bias [4C]
+  /// MLP contraction (output projection) weight [C,4C].
+  Tensor fcproj_w, fcproj_b;  ///< MLP contraction bias [C]
 };
 
 /// Views of the parameters outside the blocks.
 struct OuterParams {
   Tensor wte;      ///< [Vp,C] token embedding
   Tensor wpe;      ///< [maxT,C] position embedding
-  Tensor lnf_w, lnf_b;  ///< [C] final LayerNorm
+  /// Final LayerNorm gain [C].
+  Tensor lnf_w, lnf_b;  ///< final LayerNorm bias [C]
   Tensor lm_head;  ///< [Vp,C]: wte itself when embeddings are tied
 };
 
 /// Views of every parameter of `layout` inside `flat` (parameters or gradients).
 BlockParams block_views(const Tensor& flat, const ParameterLayout& layout, int layer);
+/// Views of the parameters outside the blocks inside `flat` (parameters or gradients); lm_head
+/// is the wte view itself when `cfg.tied_embeddings`.
 OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const GPTConfig& cfg);
 
 /// What one block's forward keeps for its backward (all [B,T,...] activations).
 struct BlockCache {
-  Tensor ln1, ln1_mean, ln1_rstd;  ///< LayerNorm 1 output [B,T,C] and its statistics [B,T]
+  /// LayerNorm 1 output [B,T,C].
+  Tensor ln1, ln1_mean, ln1_rstd;  ///< LayerNorm 1 reciprocal standard deviation [B,T]
+  /// @var ln1_mean
+  /// LayerNorm 1 mean of each row [B,T].
   Tensor qkv;                      ///< [B,T,3C]
   Tensor att;                      ///< softmax probabilities [B,NH,T,T]
   Tensor atty;                     ///< attention output before the projection [B,T,C]
   Tensor resid2;                   ///< input + attention branch [B,T,C]
-  Tensor ln2, ln2_mean, ln2_rstd;  ///< LayerNorm 2 output and statistics
+  /// LayerNorm 2 output [B,T,C].
+  Tensor ln2, ln2_mean, ln2_rstd;  ///< LayerNorm 2 reciprocal standard deviation [B,T]
+  /// @var ln2_mean
+  /// LayerNorm 2 mean of each row [B,T].
   Tensor fch;                      ///< MLP hidden pre-activation [B,T,4C]
   Tensor fch_gelu;                 ///< after GELU [B,T,4C]
   Tensor out;                      ///< block output = resid2 + MLP branch [B,T,C]
@@ -56,15 +71,25 @@ struct BlockCache {
 
 /// Scratch for one block's backward: gradients of its intermediate activations.
 struct BlockGradScratch {
-  Tensor dresid2, dln2, datty, dln1;  ///< [B,T,C]
-  Tensor dfch, dfch_gelu;             ///< [B,T,4C]
-  Tensor dqkv;                        ///< [B,T,3C]
+  /// Gradient w.r.t. BlockCache::resid2 [B,T,C].
+  Tensor dresid2, dln2, datty, dln1;  ///< gradient w.r.t. BlockCache::ln1 [B,T,C]
+  /// @var dln2
+  /// Gradient w.r.t. BlockCache::ln2 [B,T,C].
+  /// @var datty
+  /// Gradient w.r.t. BlockCache::atty [B,T,C].
+
+  /// Gradient w.r.t. BlockCache::fch [B,T,4C].
+  Tensor dfch, dfch_gelu;             ///< gradient w.r.t. BlockCache::fch_gelu [B,T,4C]
+  Tensor dqkv;                        ///< gradient w.r.t. BlockCache::qkv [B,T,3C]
 };
 
 /// What the head keeps: final LayerNorm, logits (overwritten in place by the probabilities and
 /// then by their gradient), and the per-position losses.
 struct HeadCache {
-  Tensor lnf, lnf_mean, lnf_rstd;  ///< [B,T,C], [B,T], [B,T]
+  /// Final LayerNorm output [B,T,C].
+  Tensor lnf, lnf_mean, lnf_rstd;  ///< final LayerNorm reciprocal standard deviation [B,T]
+  /// @var lnf_mean
+  /// Final LayerNorm mean of each row [B,T].
   Tensor logits;                   ///< [B,T,Vp]
   Tensor losses;                   ///< [B,T]
   Tensor dlnf;                     ///< scratch for the backward [B,T,C]
@@ -75,7 +100,11 @@ int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T);
 
 /// Allocates caches with MemCategory::Activations.
 BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
+/// Allocates one block's backward scratch for batch shape [B,T] (uninitialised,
+/// MemCategory::Activations).
 BlockGradScratch make_block_grad_scratch(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
+/// Allocates the head's cache for batch shape [B,T], logits [B,T,Vp] included (uninitialised,
+/// MemCategory::Activations).
 HeadCache make_head_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
 
 /// encoded[B,T,C] = wte[tokens] + wpe[positions].
@@ -106,14 +135,21 @@ class GPT {
   /// Allocates parameters and gradients (zero) and initialises the parameters from `seed`.
   GPT(const GPTConfig& cfg, uint64_t seed, Device device = Device::CPU, DType dtype = DType::F32);
 
+  /// The configuration the model was built from.
   const GPTConfig& config() const { return cfg_; }
+  /// Where each parameter lives in params() and grads().
   const ParameterLayout& layout() const { return layout_; }
+  /// Device of parameters, gradients and activations.
   Device device() const { return device_; }
+  /// Element type of parameters, gradients and activations.
   DType dtype() const { return dtype_; }
+  /// The flat parameter buffer [layout().numel()] (MemCategory::Parameters), owned by the model.
   Tensor& params() { return params_; }
+  /// The flat gradient buffer, same layout as params() (MemCategory::Gradients), owned by the model.
   Tensor& grads() { return grads_; }
   /// The parameter or gradient `name` as a view (e.g. "transformer.h.0.ln_1.weight").
   Tensor param(const std::string& name) const;
+  /// The gradient of parameter `name` as a view into grads() (throws for an unknown name).
   Tensor grad(const std::string& name) const;
 
   /// Runs the forward pass over tokens [B,T] (i32, on any device). With targets, returns the

@@ -24,9 +24,9 @@ struct ParamInfo {
   std::string name;  ///< e.g. "transformer.h.0.attn.c_attn.weight"
   Shape shape;       ///< e.g. {3C, C}
   int64_t offset;    ///< first element in the flat buffer
-  int64_t numel;
+  int64_t numel;     ///< number of elements (product of `shape`)
   int layer;         ///< block index, or -1 for embeddings / final LayerNorm / lm_head
-  InitKind init;
+  InitKind init;     ///< how init_parameters() fills it
   double init_std;   ///< for InitKind::Normal
   int64_t init_rows; ///< rows that are initialised; rows past it (vocabulary padding) stay zero
   bool weight_decay; ///< AdamW decays matrices and embeddings, not biases or LayerNorm gains
@@ -35,8 +35,11 @@ struct ParamInfo {
 /// The parameter layout of a configuration.
 class ParameterLayout {
  public:
+  /// Lays out every parameter of `cfg` (validates it first).
   explicit ParameterLayout(const GPTConfig& cfg);
+  /// Every parameter, in buffer order (increasing offset, no gaps).
   const std::vector<ParamInfo>& params() const { return params_; }
+  /// Total elements of the flat buffer (= GPTConfig::num_parameters()).
   int64_t numel() const { return numel_; }
   /// The entry named `name` (throws for an unknown name).
   const ParamInfo& find(const std::string& name) const;

@@ -25,10 +25,15 @@ class AdamW {
   /// rate `lr`. Increments the step first, so the first update uses t = 1.
   void step(Tensor& params, const Tensor& grads, double lr);
 
+  /// Steps taken so far (0 before the first step()).
   int64_t t() const { return t_; }
+  /// Sets the step counter (when resuming from a checkpoint).
   void set_t(int64_t t) { t_ = t; }
+  /// First moments [numel] of this optimizer's range, owned by the optimizer.
   Tensor& m() { return m_; }
+  /// Second moments [numel] of this optimizer's range, owned by the optimizer.
   Tensor& v() { return v_; }
+  /// The hyper-parameters (its lr is unused: step() takes the learning rate).
   const AdamWConfig& config() const { return cfg_; }
 
  private:

@@ -40,11 +40,13 @@ void device_synchronize();
 /// A new stream; `non_blocking` streams do not synchronise with the legacy default stream.
 /// `priority` as in cudaStreamCreateWithPriority (lower number = higher priority; 0 = default).
 cudaStream_t create_stream(bool non_blocking = true, int priority = 0);
+/// Destroys a stream made by create_stream (throws sgpt::Error if it is the current stream).
 void destroy_stream(cudaStream_t s);
 
 /// Makes `s` current for the lifetime of the guard, then restores the previous stream.
 class StreamGuard {
  public:
+  /// Remembers the current stream and makes `s` current.
   explicit StreamGuard(cudaStream_t s) : prev_(current_stream()) { set_current_stream(s); }
   ~StreamGuard() { set_current_stream(prev_); }
   StreamGuard(const StreamGuard&) = delete;
@@ -57,10 +59,13 @@ class StreamGuard {
 /// A CUDA event (owning). Default: timing enabled.
 class Event {
  public:
+  /// Creates the event; `timing` false creates it with cudaEventDisableTiming (cheaper, no
+  /// elapsed_ms()).
   explicit Event(bool timing = true);
   ~Event();
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
+  /// Takes over `o`'s event; `o` is left empty.
   Event(Event&& o) noexcept : e_(o.e_) { o.e_ = nullptr; }
   /// Records the event on `s` (default: the current stream).
   void record(cudaStream_t s = current_stream());
@@ -72,6 +77,7 @@ class Event {
   bool query() const;
   /// Milliseconds between `start` (recorded earlier) and this event; both must have completed.
   float elapsed_ms(const Event& start) const;
+  /// The underlying cudaEvent_t (still owned by this Event; nullptr after a move).
   cudaEvent_t get() const { return e_; }
 
  private:
@@ -85,6 +91,7 @@ cublasHandle_t cublas();
 cublasLtHandle_t cublaslt();
 /// The workspace given to cuBLAS and used by cublasLtMatmul (device memory, fixed size).
 void* cublas_workspace();
+/// Size of cublas_workspace() in bytes (32 MiB).
 std::size_t cublas_workspace_bytes();
 
 /// Precision of the f32 matmuls (linear layers and attention products).
@@ -92,7 +99,9 @@ enum class MatmulPrecision {
   TF32,  ///< tensor cores, inputs rounded to TF32 (10-bit mantissa), f32 accumulation (default)
   FP32   ///< full f32 (CUDA cores): slower, bit-for-bit closer to the CPU
 };
+/// Sets the precision of the f32 matmuls that follow.
 void set_matmul_precision(MatmulPrecision p);
+/// The current matmul precision (default MatmulPrecision::TF32).
 MatmulPrecision matmul_precision();
 /// The cuBLAS compute type for the current precision.
 cublasComputeType_t matmul_compute_type();
@@ -102,11 +111,13 @@ cublasComputeType_t matmul_compute_type();
 /// strided-batched GEMM each (more, smaller calls; measured slower on H100 at GPT-2 shapes, kept
 /// for experiments).
 void set_attention_chunk_heads(int heads);
+/// The value set by set_attention_chunk_heads (default 0).
 int attention_chunk_heads();
 /// Attention splits the T queries into this many blocks so the GEMMs skip the key blocks that the
 /// causal mask hides (about (1 + 1/blocks)/2 of the full T x T work). 0 (default): automatic
 /// (1 for T <= 64, else 2); 1 computes the full T x T products; at most 8 are used.
 void set_attention_query_blocks(int blocks);
+/// The value set by set_attention_query_blocks (default 0: automatic).
 int attention_query_blocks();
 
 // ---- device facts and scratch memory ------------------------------------------------------------
