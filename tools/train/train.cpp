@@ -231,9 +231,13 @@ int run(const Options& o) {
   std::ofstream(o.out_dir + "/loss.svg") << line_chart_svg("ScaleGPT " + cfg.name + " on " + train.path(), "step",
                                                           "cross-entropy loss (nats/token)", {train_curve, val_curve});
   const double med = median(step_times);
-  log_info("done: final val loss ", val_loss, " | median step ", med * 1e3, " ms, ",
-           human(double(o.batch * o.seq_len) / med), " tokens/s, ", flops_per_step / med / 1e9, " GFLOP/s (MFU ",
-           100 * flops_per_step / med / peak, "%) | wrote ", o.out_dir, "/{checkpoint.safetensors, metrics.jsonl, loss.svg}");
+  const std::string speed = step_times.empty()
+                                ? std::string("no timed steps")
+                                : str("median step ", med * 1e3, " ms, ", human(double(o.batch * o.seq_len) / med),
+                                      " tokens/s, ", flops_per_step / med / 1e9, " GFLOP/s (MFU ",
+                                      100 * flops_per_step / med / peak, "%)");
+  log_info("done: final val loss ", val_loss, " | ", speed, " | wrote ", o.out_dir,
+           "/{checkpoint.safetensors, metrics.jsonl, loss.svg}");
   log_info(MemoryTracker::instance().report(device));
 
   if (o.sample_tokens > 0) {
