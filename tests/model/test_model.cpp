@@ -7,21 +7,13 @@
 #include <cmath>
 
 #include "core/rng.hpp"
+#include "core/testing.hpp"
 #include "model/gpt.hpp"
 #include "optim/optim.hpp"
 
 using namespace sgpt;
 
-namespace {
-
-Tensor random_tokens(int64_t B, int64_t T, int V, uint64_t seed) {
-  std::vector<int32_t> v(B * T);
-  uint64_t key = rng::stream_key(seed, "tokens");
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int32_t>(rng::uniform(key, i) * V) % V;
-  return Tensor::from(v, {B, T});
-}
-
-}  // namespace
+using sgpt::testing::random_tokens;
 
 TEST(Config, ParameterCountMatchesBuffersAndGpt2) {
   for (const std::string& name : gpt_config_names()) {

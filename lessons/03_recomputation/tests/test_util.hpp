@@ -1,27 +1,12 @@
 #pragma once
-// Small helpers shared by the tests of lesson 03 (public and hidden).
-#include <cstdint>
-#include <vector>
-
-#include "core/memory.hpp"
-#include "core/rng.hpp"
-#include "core/tensor.hpp"
+// Helpers for lesson 03's tests (public and hidden), from common/core/testing.hpp.
+#include "core/testing.hpp"
 
 namespace lesson03_test {
-
-/// Random tokens in [0, V), a pure function of the seed.
+/// Random tokens in [0, V), a pure function of the seed (this lesson's own stream).
 inline sgpt::Tensor random_tokens(int64_t B, int64_t T, int V, uint64_t seed) {
-  std::vector<int32_t> v(B * T);
-  const uint64_t key = sgpt::rng::stream_key(seed, "lesson03-tokens");
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int32_t>(sgpt::rng::uniform(key, i) * V) % V;
-  return sgpt::Tensor::from(v, {B, T});
+  return sgpt::testing::random_tokens(B, T, V, seed, "lesson03-tokens");
 }
-
-/// Current bytes of one category (CPU).
-inline int64_t current(sgpt::MemCategory c) {
-  return static_cast<int64_t>(sgpt::MemoryTracker::instance().stats(c).current);
-}
-/// Peak bytes of one category (CPU) since the last reset_peak.
-inline int64_t peak(sgpt::MemCategory c) { return static_cast<int64_t>(sgpt::MemoryTracker::instance().stats(c).peak); }
-
+using sgpt::testing::current;
+using sgpt::testing::peak;
 }  // namespace lesson03_test
