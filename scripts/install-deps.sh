@@ -6,7 +6,7 @@
 # for the GPU build (see docs/cuda.md); the CPU build needs none of it.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config python3 curl ca-certificates
-      libopenblas-dev libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev
+      libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev
       libcli11-dev nlohmann-json3-dev doxygen)
 missing=()
 for p in "${pkgs[@]}"; do
