@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
                        + (BT * C + 2 * BT + BT * Vp + BT + BT * C)  // head: lnf, stats, logits, losses, dlnf
                        + 15 * BT * C                              // one block's backward scratch
                        + 2 * BT * C                               // residual-gradient ping-pong
-                       + 2 * BT;                                  // tokens, targets (i32)
+                       + 2 * BT                                   // tokens, targets (i32)
+                       + (dev == Device::CUDA ? double(cfg.n_head) * BT * double(T) : 0.0);  // CUDA attention-backward scratch
     auto& mt = MemoryTracker::instance();
     std::printf("\nmemory (MiB)     measured peak   formula   formula terms (elements x 4 bytes)\n");
     auto row = [&](MemCategory c, double formula, const char* terms) {
@@ -108,7 +109,8 @@ int main(int argc, char** argv) {
     row(MemCategory::Gradients, N, "N");
     row(MemCategory::OptimizerState, 2 * N, "2N (AdamW m, v)");
     row(MemCategory::Activations, act,
-        "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT");
+        dev == Device::CUDA ? "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T^2 (CUDA scratch)"
+                            : "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT");
     std::printf("  %-14s %12.2f\n", "total", mt.total(dev).peak / 1048576.0);
 
     if (profile) {
