@@ -26,6 +26,7 @@
 #include "data/synthetic.hpp"
 #include "data/token_file.hpp"
 #include "data/tokenizer.hpp"
+#include "comm/communicator.hpp"
 #include "model/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
@@ -98,8 +99,11 @@ std::pair<TokenFile, TokenFile> open_data(const Options& o) {
   return {TokenFile(o.data + "/train.bin"), TokenFile(o.data + "/val.bin")};
 }
 
-double evaluate(GPT& model, const TokenFile& val, const Options& o) {
-  DataLoader loader(val, o.batch, o.seq_len);
+// Mean validation loss over the first --eval-batches global batches; with several ranks each
+// rank evaluates its rows and the means are averaged.
+double evaluate(GPT& model, const TokenFile& val, const Options& o, Communicator* world) {
+  const int rank = world ? world->rank() : 0, n_ranks = world ? world->size() : 1;
+  DataLoader loader(val, o.batch * n_ranks, o.seq_len, rank, n_ranks);
   Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
   const int64_t n = std::min<int64_t>(o.eval_batches, loader.batches_per_epoch());
   double sum = 0;
@@ -107,10 +111,20 @@ double evaluate(GPT& model, const TokenFile& val, const Options& o) {
     loader.next(x, y);
     sum += model.forward(x, y);
   }
-  return sum / double(n);
+  Tensor mean = Tensor::from(std::vector<double>{sum / double(n)}, {1});
+  if (world) world->all_reduce(mean, ReduceOp::Avg);
+  return mean.data<double>()[0];
 }
 
-int run(const Options& o) {
+int run(const Options& o, int argc, char** argv) {
+  // Data parallelism: started under mpirun/srun with several processes, every rank holds the whole
+  // model, trains on its own rows of each global batch (--batch rows per rank), and the gradients
+  // are averaged across ranks before the optimizer step, so N ranks x --batch b compute what one
+  // rank with --batch N*b computes. Ranks talk through MPI on the CPU and NCCL on GPUs.
+  std::shared_ptr<Communicator> world;
+  if (detect_launch().world > 1)
+    world = init_distributed(argc, argv, o.device == "cuda" ? Backend::NCCL : Backend::MPI);
+  const int rank = world ? world->rank() : 0, n_ranks = world ? world->size() : 1;
   if (o.threads > 0) {
     omp_set_num_threads(o.threads);
     openblas_set_num_threads(o.threads);
@@ -130,7 +144,7 @@ int run(const Options& o) {
   ac.lr = o.lr;
   ac.weight_decay = o.weight_decay;
   AdamW opt(model.layout(), ac, model.dtype(), device);
-  DataLoader loader(train, o.batch, o.seq_len);
+  DataLoader loader(train, o.batch * n_ranks, o.seq_len, rank, n_ranks);
   TrainState state;
   state.seed = o.seed;
   if (!o.resume.empty()) {
@@ -139,16 +153,18 @@ int run(const Options& o) {
     log_info("resumed from ", o.resume, " at step ", state.step);
   }
 
-  const double flops_per_step = training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len);
+  const double flops_per_step = training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len);  // per rank
   const double peak = o.peak_tflops > 0 ? o.peak_tflops * 1e12 : measure_matmul_flops(device, device == Device::CPU ? 1024 : 4096);
   log_info("model ", cfg.name, ": ", human(double(cfg.num_parameters())), " parameters, L=", cfg.n_layer,
            " C=", cfg.n_embd, " NH=", cfg.n_head, " V=", cfg.vocab_size, " | data ", train.path(), ": ",
            human(double(train.size())), " train / ", human(double(val.size())), " val tokens");
-  log_info("batch ", o.batch, " x ", o.seq_len, " tokens, ", o.steps, " steps, lr ", o.lr, " on ",
-           device_name(device), " (", omp_get_max_threads(), " threads); MFU against a measured peak of ",
-           human(peak / 1e9), " GFLOP/s");
+  log_info("batch ", o.batch, " x ", o.seq_len, " tokens", n_ranks > 1 ? str(" per rank x ", n_ranks, " ranks") : "",
+           ", ", o.steps, " steps, lr ", o.lr, " on ", device_name(device), " (", omp_get_max_threads(),
+           " threads", n_ranks > 1 ? " per rank" : "", "); MFU against a measured peak of ", human(peak / 1e9),
+           " GFLOP/s", n_ranks > 1 ? " per rank" : "");
+  const bool writer = rank == 0;  // one rank writes files; all ranks hold the same model
 
-  std::filesystem::create_directories(o.out_dir);
+  if (writer) std::filesystem::create_directories(o.out_dir);
   PlotSeries train_curve{"train loss", {}, {}, "#1f77b4"}, val_curve{"val loss", {}, {}, "#d62728", true};
   // A resumed run keeps the history before its step (for the plot) and drops what a previous
   // attempt logged after it.
@@ -163,9 +179,10 @@ int run(const Options& o) {
       history.push_back(line);
     }
   }
-  std::ofstream metrics(o.out_dir + "/metrics.jsonl", std::ios::trunc);
+  std::ofstream metrics;
+  if (writer) metrics.open(o.out_dir + "/metrics.jsonl", std::ios::trunc);
   for (const std::string& line : history) metrics << line << "\n";
-  const bool tty = isatty(fileno(stderr)) && !o.quiet;
+  const bool tty = isatty(fileno(stderr)) && !o.quiet && writer;
   Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
   double val_loss = NAN, elapsed = 0;
   std::vector<double> step_times;
@@ -175,13 +192,14 @@ int run(const Options& o) {
     LoaderState ls = loader.state();
     s.data_position = ls.position;
     s.data_epoch = ls.epoch;
-    save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, opt, s);
+    if (writer) save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, opt, s);
+    if (world) world->barrier();  // nobody resumes from a checkpoint that is still being written
   };
 
   for (int64_t step = state.step; step <= o.steps; ++step) {
     const bool last = step == o.steps;
     if (o.eval_every > 0 && (step % o.eval_every == 0 || last)) {
-      val_loss = evaluate(model, val, o);
+      val_loss = evaluate(model, val, o, world.get());
       val_curve.x.push_back(double(step));
       val_curve.y.push_back(val_loss);
       metrics << nlohmann::json{{"step", step}, {"val_loss", val_loss}}.dump() << "\n";
@@ -197,8 +215,14 @@ int run(const Options& o) {
     Timer t;
     loader.next(x, y);
     model.zero_grad();
-    const double loss = model.forward(x, y);
+    double loss = model.forward(x, y);
     model.backward();
+    if (world) {
+      world->all_reduce(model.grads(), ReduceOp::Avg);  // data parallelism: the mean gradient of the global batch
+      Tensor l = Tensor::from(std::vector<double>{loss}, {1});
+      world->all_reduce(l, ReduceOp::Avg);  // for the log: the loss of the global batch
+      loss = l.data<double>()[0];
+    }
     const double norm = clip_grad_norm(model.grads(), o.clip);
     const double lr = lr_at(step, o.warmup, o.steps, o.lr, o.lr * o.min_lr_frac);
     opt.step(model.params(), model.grads(), lr);
@@ -207,7 +231,7 @@ int run(const Options& o) {
     elapsed += dt;
     if (step > state.step) step_times.push_back(dt);  // the first step warms up
     SGPT_CHECK(std::isfinite(loss), "the loss became ", loss, " at step ", step, " (try a lower --lr)");
-    const double tok_s = double(o.batch * o.seq_len) / dt, mfu = flops_per_step / dt / peak;
+    const double tok_s = double(o.batch * o.seq_len * n_ranks) / dt, mfu = flops_per_step / dt / peak;
     train_curve.x.push_back(double(step));
     train_curve.y.push_back(loss);
     metrics << nlohmann::json{{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"step_s", dt},
@@ -228,19 +252,20 @@ int run(const Options& o) {
   if (tty) std::fprintf(stderr, "\n");
   save(o.steps);
 
-  std::ofstream(o.out_dir + "/loss.svg") << line_chart_svg("ScaleGPT " + cfg.name + " on " + train.path(), "step",
+  if (writer)
+    std::ofstream(o.out_dir + "/loss.svg") << line_chart_svg("ScaleGPT " + cfg.name + " on " + train.path(), "step",
                                                           "cross-entropy loss (nats/token)", {train_curve, val_curve});
   const double med = median(step_times);
   const std::string speed = step_times.empty()
                                 ? std::string("no timed steps")
-                                : str("median step ", med * 1e3, " ms, ", human(double(o.batch * o.seq_len) / med),
+                                : str("median step ", med * 1e3, " ms, ", human(double(o.batch * o.seq_len * n_ranks) / med),
                                       " tokens/s, ", flops_per_step / med / 1e9, " GFLOP/s (MFU ",
                                       100 * flops_per_step / med / peak, "%)");
   log_info("done: final val loss ", val_loss, " | ", speed, " | wrote ", o.out_dir,
            "/{checkpoint.safetensors, metrics.jsonl, loss.svg}");
   log_info(MemoryTracker::instance().report(device));
 
-  if (o.sample_tokens > 0) {
+  if (o.sample_tokens > 0 && writer) {
     ByteTokenizer tok;
     std::vector<int32_t> prompt = tok.encode(o.prompt);
     if (cfg.vocab_size != tok.vocab_size()) prompt = {0};
@@ -286,5 +311,5 @@ int main(int argc, char** argv) {
   app.add_option("--log-every", o.log_every, "steps between log lines when not on a terminal")->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   CLI11_PARSE(app, argc, argv);
-  return run_guarded("scalegpt-train", [&] { return run(o); });
+  return run_guarded("scalegpt-train", [&] { return run(o, argc, argv); });
 }
