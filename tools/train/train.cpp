@@ -99,6 +99,13 @@ std::pair<TokenFile, TokenFile> open_data(const Options& o) {
   return {TokenFile(o.data + "/train.bin"), TokenFile(o.data + "/val.bin")};
 }
 
+// The mean of one number over the ranks (on `device`: NCCL moves only GPU tensors).
+double mean_over_ranks(Communicator& world, double value, Device device) {
+  Tensor t = Tensor::from(std::vector<double>{value}, {1}).to(device);
+  world.all_reduce(t, ReduceOp::Avg);
+  return t.to_vector()[0];
+}
+
 // Mean validation loss over the first --eval-batches global batches; with several ranks each
 // rank evaluates its rows and the means are averaged.
 double evaluate(GPT& model, const TokenFile& val, const Options& o, Communicator* world) {
@@ -111,9 +118,7 @@ double evaluate(GPT& model, const TokenFile& val, const Options& o, Communicator
     loader.next(x, y);
     sum += model.forward(x, y);
   }
-  Tensor mean = Tensor::from(std::vector<double>{sum / double(n)}, {1});
-  if (world) world->all_reduce(mean, ReduceOp::Avg);
-  return mean.data<double>()[0];
+  return world ? mean_over_ranks(*world, sum / double(n), model.device()) : sum / double(n);
 }
 
 int run(const Options& o, int argc, char** argv) {
@@ -219,9 +224,7 @@ int run(const Options& o, int argc, char** argv) {
     model.backward();
     if (world) {
       world->all_reduce(model.grads(), ReduceOp::Avg);  // data parallelism: the mean gradient of the global batch
-      Tensor l = Tensor::from(std::vector<double>{loss}, {1});
-      world->all_reduce(l, ReduceOp::Avg);  // for the log: the loss of the global batch
-      loss = l.data<double>()[0];
+      loss = mean_over_ranks(*world, loss, device);  // for the log: the loss of the global batch
     }
     const double norm = clip_grad_norm(model.grads(), o.clip);
     const double lr = lr_at(step, o.warmup, o.steps, o.lr, o.lr * o.min_lr_frac);
