@@ -42,7 +42,7 @@ struct Options {
   std::string data = "synthetic";
   int64_t synthetic_bytes = 1 << 20;
   int64_t batch = 16;
-  int64_t seq_len = 128;
+  int64_t seq_len = 0;  // 0: the model's context, at most 128
   int64_t steps = 300;
   double lr = 3e-3;
   double min_lr_frac = 0.1;
@@ -121,7 +121,7 @@ double evaluate(GPT& model, const TokenFile& val, const Options& o, Communicator
   return world ? mean_over_ranks(*world, sum / double(n), model.device()) : sum / double(n);
 }
 
-int run(const Options& o, int argc, char** argv) {
+int run(Options o, int argc, char** argv) {
   // Data parallelism: started under mpirun/srun with several processes, every rank holds the whole
   // model, trains on its own rows of each global batch (--batch rows per rank), and the gradients
   // are averaged across ranks before the optimizer step, so N ranks x --batch b compute what one
@@ -136,11 +136,12 @@ int run(const Options& o, int argc, char** argv) {
   }
   const Device device = o.device == "cuda" ? Device::CUDA : Device::CPU;
   SGPT_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '", o.device, "'");
-  SGPT_CHECK(o.batch >= 1 && o.seq_len >= 1 && o.steps >= 0, "--batch and --seq-len must be positive");
+  SGPT_CHECK(o.batch >= 1 && o.seq_len >= 0 && o.steps >= 0, "--batch and --seq-len must be positive");
 
   auto [train, val] = open_data(o);
   GPTConfig cfg = o.resume.empty() ? gpt_config(o.model) : checkpoint_config(o.resume);
   if (cfg.vocab_size != train.vocab_size()) cfg.set_vocab(static_cast<int>(train.vocab_size()));
+  if (o.seq_len == 0) o.seq_len = std::min<int64_t>(128, cfg.max_seq_len);
   SGPT_CHECK(o.seq_len <= cfg.max_seq_len, "--seq-len ", o.seq_len, " is longer than the context ", cfg.max_seq_len,
              " of model '", cfg.name, "'");
 
@@ -291,7 +292,7 @@ int main(int argc, char** argv) {
   app.add_option("--data", o.data, "'synthetic' or a directory with train.bin and val.bin")->capture_default_str();
   app.add_option("--synthetic-bytes", o.synthetic_bytes, "size of the synthetic corpus")->capture_default_str();
   app.add_option("-b,--batch", o.batch, "sequences per step (B)")->capture_default_str();
-  app.add_option("-t,--seq-len", o.seq_len, "tokens per sequence (T)")->capture_default_str();
+  app.add_option("-t,--seq-len", o.seq_len, "tokens per sequence (T; default: the model's context, at most 128)");
   app.add_option("-n,--steps", o.steps, "optimizer steps")->capture_default_str();
   app.add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
   app.add_option("--min-lr-frac", o.min_lr_frac, "final lr as a fraction of the peak")->capture_default_str();
