@@ -114,8 +114,8 @@ std::vector<std::pair<std::string, Tensor>> hf_state_dict(const GPT& model, bool
 
 void save_checkpoint(const std::string& path, const GPT& model, const AdamW& opt, const TrainState& s) {
   auto tensors = hf_state_dict(model, /*trim_vocab=*/false);
-  tensors.emplace_back("optimizer.exp_avg", const_cast<AdamW&>(opt).m());
-  tensors.emplace_back("optimizer.exp_avg_sq", const_cast<AdamW&>(opt).v());
+  tensors.emplace_back("optimizer.exp_avg", opt.m());
+  tensors.emplace_back("optimizer.exp_avg_sq", opt.v());
   std::map<std::string, std::string> m = s.extra;
   m["format"] = kFormat;
   m["version"] = kVersion;

@@ -31,8 +31,12 @@ class AdamW {
   void set_t(int64_t t) { t_ = t; }
   /// First moments [numel] of this optimizer's range, owned by the optimizer.
   Tensor& m() { return m_; }
+  /// First moments, read-only.
+  const Tensor& m() const { return m_; }
   /// Second moments [numel] of this optimizer's range, owned by the optimizer.
   Tensor& v() { return v_; }
+  /// Second moments, read-only.
+  const Tensor& v() const { return v_; }
   /// The hyper-parameters (its lr is unused: step() takes the learning rate).
   const AdamWConfig& config() const { return cfg_; }
 
