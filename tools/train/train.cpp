@@ -190,7 +190,7 @@ int run(Options o, int argc, char** argv) {
   for (const std::string& line : history) metrics << line << "\n";
   const bool tty = isatty(fileno(stderr)) && !o.quiet && writer;
   Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
-  double val_loss = NAN, elapsed = 0;
+  double val_loss = NAN;
   std::vector<double> step_times;
   auto save = [&](int64_t step) {
     TrainState s = state;
@@ -232,7 +232,6 @@ int run(Options o, int argc, char** argv) {
     opt.step(model.params(), model.grads(), lr);
     device_synchronize(device);
     const double dt = t.seconds();
-    elapsed += dt;
     if (step > state.step) step_times.push_back(dt);  // the first step warms up
     SGPT_CHECK(std::isfinite(loss), "the loss became ", loss, " at step ", step, " (try a lower --lr)");
     const double tok_s = double(o.batch * o.seq_len * n_ranks) / dt, mfu = flops_per_step / dt / peak;
