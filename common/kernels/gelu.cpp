@@ -1,6 +1,9 @@
 // GELU with the tanh approximation (Hendrycks & Gimpel, 2016), as GPT-2 uses it.
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
@@ -17,23 +20,53 @@ using detail::expect_numel;
 
 constexpr double kGeluScale = 0.7978845608028654;  // sqrt(2/pi)
 
+// tanh for float in a form the compiler vectorises (glibc's tanhf is a scalar call unless the
+// whole file is built with -ffast-math). For |x| < 1/4 its Taylor series to x^9; above,
+// 1 - 2 / (e^{2|x|} + 1) with e^y = 2^k e^r, |r| <= ln2/2, e^r by its Taylor series to r^6; the
+// sign restored at the end. The clamp and the choice between the two branches compare bit
+// patterns (for non-negative floats they order like the values): integer min and selects
+// vectorise where float comparisons, which may trap, do not. Largest relative error 3.1e-7 over
+// [-30, 30] against tanh in double precision.
+static inline float tanh_simd(float x) {
+  const int32_t abits = std::min(std::bit_cast<int32_t>(std::fabs(x)), std::bit_cast<int32_t>(20.0f));
+  const float ax = std::bit_cast<float>(abits);  // |x| clamped to 20: tanh(20) is 1 in float
+  const float y = 2.0f * ax;
+  const float kr = y * 1.44269504f + 12582912.0f;  // round(y / ln2), held in the low mantissa bits
+  const int32_t k = std::bit_cast<int32_t>(kr) - 0x4B400000;
+  const float kf = kr - 12582912.0f;
+  const float r = (y - kf * 0.693145751953125f) - kf * 1.428606765330187e-06f;  // ln2 split in two parts
+  const float er =
+      1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+  const float big = 1.0f - 2.0f / (er * std::bit_cast<float>((k + 127) << 23) + 1.0f);
+  const float x2 = ax * ax;
+  const float small =
+      ax * (1.0f + x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835)))));
+  const int32_t use_small = -static_cast<int32_t>(abits < std::bit_cast<int32_t>(0.25f));  // all ones or zero
+  const float res =
+      std::bit_cast<float>((std::bit_cast<int32_t>(small) & use_small) | (std::bit_cast<int32_t>(big) & ~use_small));
+  return std::copysign(res, x);
+}
+
+static inline float tanh_of(float x) { return tanh_simd(x); }
+static inline double tanh_of(double x) { return std::tanh(x); }  // f64 is for accuracy, not speed
+
 template <class T>
 static void gelu_forward_cpu(T* out, const T* inp, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T x = inp[i];
     T u = T(kGeluScale) * (x + T(0.044715) * x * x * x);
-    out[i] = T(0.5) * x * (T(1) + std::tanh(u));
+    out[i] = T(0.5) * x * (T(1) + tanh_of(u));
   }
 }
 
 template <class T>
 static void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T x = inp[i];
     T u = T(kGeluScale) * (x + T(0.044715) * x * x * x);
-    T th = std::tanh(u);
+    T th = tanh_of(u);
     T du = T(kGeluScale) * (T(1) + T(3 * 0.044715) * x * x);
     dinp[i] += (T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * du) * dout[i];
   }
