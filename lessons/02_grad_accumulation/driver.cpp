@@ -11,6 +11,7 @@
 
 #include "core/memory.hpp"
 #include "core/main.hpp"
+#include "core/testing.hpp"
 #include "core/plot.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
@@ -22,10 +23,7 @@ using namespace sgpt::lesson02;
 namespace {
 
 Tensor random_tokens(int64_t B, int64_t T, int V, uint64_t seed) {
-  std::vector<int32_t> v(B * T);
-  const uint64_t key = rng::stream_key(seed, "lesson02-driver");
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int32_t>(rng::uniform(key, i) * V) % V;
-  return Tensor::from(v, {B, T});
+  return testing::random_tokens(B, T, V, seed, "lesson02-driver");
 }
 
 int run(int argc, char** argv) {

@@ -9,6 +9,7 @@
 
 #include "core/memory.hpp"
 #include "core/main.hpp"
+#include "core/testing.hpp"
 #include "core/plot.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
@@ -20,10 +21,7 @@ using namespace sgpt::lesson03;
 namespace {
 
 Tensor random_tokens(int64_t B, int64_t T, int V, uint64_t seed) {
-  std::vector<int32_t> v(B * T);
-  const uint64_t key = rng::stream_key(seed, "lesson03-driver");
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int32_t>(rng::uniform(key, i) * V) % V;
-  return Tensor::from(v, {B, T});
+  return testing::random_tokens(B, T, V, seed, "lesson03-driver");
 }
 
 struct Result {
