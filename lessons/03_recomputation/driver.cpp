@@ -11,7 +11,6 @@
 #include "core/main.hpp"
 #include "core/testing.hpp"
 #include "core/plot.hpp"
-#include "core/rng.hpp"
 #include "core/timer.hpp"
 #include "recompute.hpp"
 
