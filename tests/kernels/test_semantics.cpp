@@ -298,6 +298,9 @@ TEST(Views, ParameterAndGradientViewsOfFlatBuffers) {
   Vec before = vec(params);
   adamw_update(pw, gw, mv, vv, AdamWConfig{}, 1, true);
   Vec after = vec(params);
-  for (int64_t i = 0; i < total; ++i)
-    if (i < ow || i >= ow + OC * C) EXPECT_EQ(after[i], before[i]) << "param " << i;
+  for (int64_t i = 0; i < total; ++i) {
+    if (i < ow || i >= ow + OC * C) {
+      EXPECT_EQ(after[i], before[i]) << "param " << i;
+    }
+  }
 }

@@ -155,8 +155,11 @@ TEST(Checkpoint, HuggingFaceExportImportRoundTrip) {
   GPT a(cfg, 3);
   export_hf(dir.string(), a);
   SafeTensorsHeader h = read_safetensors_header((dir / "model.safetensors").string());
-  for (auto& t : h.tensors)
-    if (t.name == "transformer.wte.weight") EXPECT_EQ(t.shape, (Shape{1500, 32}));
+  for (auto& t : h.tensors) {
+    if (t.name == "transformer.wte.weight") {
+      EXPECT_EQ(t.shape, (Shape{1500, 32}));
+    }
+  }
   std::ifstream cfg_file(dir / "config.json");
   std::string text((std::istreambuf_iterator<char>(cfg_file)), {});
   EXPECT_NE(text.find("\"model_type\": \"gpt2\""), std::string::npos);
