@@ -9,9 +9,9 @@
 /// backward micro-batches in 1F1B), or parse a written file with trace_from_json().
 ///
 /// Times are microseconds since the recorder's origin (its construction or reset_origin()); to line
-/// up ranks, call reset_origin() on every rank right after a barrier (align_trace_clocks() does
-/// both). Recording is off until set_enabled(true) (or SGPT_TRACE=1 in the environment), so
-/// long runs pay nothing.
+/// up ranks, call reset_origin() on every rank right after a barrier (align_trace_clocks() in
+/// comm/trace_gather.hpp does both). Recording is off until set_enabled(true) (or SGPT_TRACE=1 in
+/// the environment), so long runs pay nothing.
 ///
 /// Output format: `{"traceEvents": [...], "displayTimeUnit": "ms"}` where each event is
 /// `{"name", "cat", "ph": "X", "ts", "dur", "pid": rank, "tid": track, "args": {...}}`, plus
@@ -26,7 +26,6 @@
 
 namespace sgpt {
 
-class Communicator;
 
 /// What a span of time was spent on.
 enum class TraceCategory { Compute, Comm, Idle, Other };
@@ -147,12 +146,5 @@ std::string trace_to_json(const std::vector<TraceEvent>& events);
 std::vector<TraceEvent> trace_from_json(const std::string& json);
 /// Reads and concatenates trace files (e.g. one per rank) into one file.
 void merge_trace_files(const std::vector<std::string>& inputs, const std::string& output);
-
-/// Collective: every rank sends its recorder's events to `root`, which returns all of them (rank
-/// 0's first, then rank 1's, ...); other ranks return an empty list. Uses send/recv on `comm`
-/// (counted in its Send/Recv stats).
-std::vector<TraceEvent> gather_trace(Communicator& comm, const TraceRecorder& recorder, int root = 0);
-/// Collective: barrier, then reset_origin() on `recorder`, so all ranks share time zero.
-void align_trace_clocks(Communicator& comm, TraceRecorder& recorder);
 
 }  // namespace sgpt

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/trace_gather.hpp"
 #include "core/trace.hpp"
 
 namespace sgpt::commtest {
