@@ -113,7 +113,7 @@ void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head) 
   int64_t B, T, C;
   attention_shapes(op, qkv, n_head, &B, &T, &C);
   detail::expect_all(op, qkv.dtype(), qkv.device(), {{&out, "out", Shape{B, T, C}}, {&att, "att", Shape{B, n_head, T, T}}});
-  SGPT_DISPATCH_CUDA(qkv, op, attention_forward(out, att, qkv, n_head));
+  if (detail::on_cuda(qkv, op)) return SGPT_CUDA(op, attention_forward(out, att, qkv, n_head));
   SGPT_DISPATCH_FLOAT(qkv.dtype(), op,
                       attention_forward_cpu(out.data<scalar_t>(), att.data<scalar_t>(), qkv.data<scalar_t>(), B, T, C,
                                             n_head));
@@ -126,7 +126,7 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
   attention_shapes(op, qkv, n_head, &B, &T, &C);
   detail::expect_all(op, qkv.dtype(), qkv.device(),
                      {{&dqkv, "dqkv", qkv.shape()}, {&dout, "dout", Shape{B, T, C}}, {&att, "att", Shape{B, n_head, T, T}}});
-  SGPT_DISPATCH_CUDA(qkv, op, attention_backward(dqkv, dout, qkv, att, n_head));
+  if (detail::on_cuda(qkv, op)) return SGPT_CUDA(op, attention_backward(dqkv, dout, qkv, att, n_head));
   SGPT_DISPATCH_FLOAT(qkv.dtype(), op,
                       attention_backward_cpu(dqkv.data<scalar_t>(), dout.data<scalar_t>(), qkv.data<scalar_t>(),
                                              att.data<scalar_t>(), B, T, C, n_head));

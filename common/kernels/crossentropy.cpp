@@ -70,7 +70,7 @@ void softmax_crossentropy_forward(Tensor& losses, Tensor& probs, const Tensor& l
   int64_t rows, Vp;
   ce_shapes(op, logits, targets, vocab_size, &rows, &Vp);
   detail::expect_all(op, logits.dtype(), logits.device(), {{&losses, "losses", rows}, {&probs, "probs", logits.shape()}});
-  SGPT_DISPATCH_CUDA(logits, op, softmax_crossentropy_forward(losses, probs, logits, targets, vocab_size));
+  if (detail::on_cuda(logits, op)) return SGPT_CUDA(op, softmax_crossentropy_forward(losses, probs, logits, targets, vocab_size));
   SGPT_DISPATCH_FLOAT(logits.dtype(), op,
                       ce_forward_cpu(losses.data<scalar_t>(), probs.data<scalar_t>(), logits.data<scalar_t>(),
                                      targets.data<int32_t>(), rows, Vp, vocab_size));
@@ -83,7 +83,7 @@ void softmax_crossentropy_backward(Tensor& dlogits, const Tensor& probs, const T
   int64_t rows, Vp;
   ce_shapes(op, probs, targets, vocab_size, &rows, &Vp);
   detail::expect_all(op, probs.dtype(), probs.device(), {{&dlogits, "dlogits", probs.shape()}});
-  SGPT_DISPATCH_CUDA(probs, op, softmax_crossentropy_backward(dlogits, probs, targets, dloss, vocab_size));
+  if (detail::on_cuda(probs, op)) return SGPT_CUDA(op, softmax_crossentropy_backward(dlogits, probs, targets, dloss, vocab_size));
   SGPT_DISPATCH_FLOAT(probs.dtype(), op,
                       ce_backward_cpu(dlogits.data<scalar_t>(), probs.data<scalar_t>(), targets.data<int32_t>(),
                                       static_cast<scalar_t>(dloss), rows, Vp, vocab_size));

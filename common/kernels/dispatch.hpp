@@ -6,6 +6,10 @@
 
 #include "core/tensor.hpp"
 
+#ifndef SGPT_WITH_CUDA
+#define SGPT_WITH_CUDA 0
+#endif
+
 /// @cond INTERNAL
 namespace sgpt::detail {
 
@@ -73,17 +77,29 @@ inline Shape with_last(Shape s, int64_t last) {
     }                                                                                   \
   } while (0)
 
+namespace sgpt::detail {
+
+/// True when `t` lives on the GPU: the op then runs its CUDA implementation (which takes f32; this
+/// checks it). A build without CUDA has no GPU tensors, so there it is always false.
+inline bool on_cuda(const Tensor& t, const char* op) {
+  if (t.device() != Device::CUDA) return false;
+  SGPT_CHECK(SGPT_WITH_CUDA, op, ": this build has no CUDA backend (use the 'cuda' preset)");
+  SGPT_CHECK(t.dtype() == DType::F32, op, ": CUDA kernels take f32, got ", dtype_name(t.dtype()));
+  return true;
+}
+
+/// Reached only through on_cuda() in a build without CUDA, which never returns true.
+[[noreturn]] inline void no_cuda_backend(const char* op) { SGPT_FAIL(op, ": this build has no CUDA backend"); }
+
+}  // namespace sgpt::detail
+
+// SGPT_CUDA(op, call): names the CUDA implementation `sgpt::cuda::call` of an op; in a CPU-only build,
+// where those functions do not exist, it names an error instead. Use it as
+//   if (detail::on_cuda(t, op)) return SGPT_CUDA(op, matmul_forward(out, inp, weight, bias));
 #if SGPT_WITH_CUDA
 #include "kernels/cuda_ops.hpp"
-/// On a CUDA tensor, checks f32 and runs the CUDA implementation `cuda::call` and returns.
-#define SGPT_DISPATCH_CUDA(t, op, call)                                                        \
-  if ((t).device() == ::sgpt::Device::CUDA) {                                                  \
-    SGPT_CHECK((t).dtype() == ::sgpt::DType::F32, op, ": CUDA kernels take f32, got ", ::sgpt::dtype_name((t).dtype())); \
-    ::sgpt::cuda::call;                                                                        \
-    return;                                                                                    \
-  }
+#define SGPT_CUDA(op, call) ::sgpt::cuda::call
 #else
-#define SGPT_DISPATCH_CUDA(t, op, call) \
-  SGPT_CHECK((t).device() == ::sgpt::Device::CPU, op, ": this build has no CUDA backend (use the 'cuda' preset)");
+#define SGPT_CUDA(op, call) ::sgpt::detail::no_cuda_backend(op)
 #endif
 /// @endcond

@@ -66,7 +66,7 @@ void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const
   SGPT_CHECK(T <= wpe.size(0), op, ": sequence length ", T, " is longer than the context ", wpe.size(0));
   detail::expect_all(op, wte.dtype(), tokens.device(), {{&out, "out", Shape{B, T, C}}, {&wte, "wte", wte.numel()},
                                                         {&wpe, "wpe", wpe.numel()}});
-  SGPT_DISPATCH_CUDA(wte, op, encoder_forward(out, tokens, wte, wpe));
+  if (detail::on_cuda(wte, op)) return SGPT_CUDA(op, encoder_forward(out, tokens, wte, wpe));
   SGPT_DISPATCH_FLOAT(wte.dtype(), op,
                       encoder_forward_cpu(out.data<scalar_t>(), tokens.data<int32_t>(), wte.data<scalar_t>(),
                                           wpe.data<scalar_t>(), B, T, C, wte.size(0)));
@@ -83,7 +83,7 @@ void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tens
   const int64_t C = dwte.size(1);
   detail::expect_all(op, dwte.dtype(), tokens.device(),
                      {{&dout, "dout", Shape{B, T, C}}, {&dwte, "dwte", dwte.numel()}, {&dwpe, "dwpe", dwpe.numel()}});
-  SGPT_DISPATCH_CUDA(dwte, op, encoder_backward(dwte, dwpe, dout, tokens));
+  if (detail::on_cuda(dwte, op)) return SGPT_CUDA(op, encoder_backward(dwte, dwpe, dout, tokens));
   const int32_t* tok = tokens.data<int32_t>();
   for (int64_t i = 0; i < B * T; ++i)
     SGPT_CHECK(tok[i] >= 0 && tok[i] < dwte.size(0), op, ": token ", tok[i], " at position ", i, " is outside [0, ",

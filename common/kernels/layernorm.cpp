@@ -94,7 +94,7 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& in
   detail::expect_all(op, dt, dev,
                      {{&out, "out", inp.shape()}, {&mean, "mean", rows}, {&rstd, "rstd", rows}, {&weight, "weight", C},
                       {&bias, "bias", C}});
-  SGPT_DISPATCH_CUDA(inp, op, layernorm_forward(out, mean, rstd, inp, weight, bias));
+  if (detail::on_cuda(inp, op)) return SGPT_CUDA(op, layernorm_forward(out, mean, rstd, inp, weight, bias));
   SGPT_DISPATCH_FLOAT(dt, op,
                       layernorm_forward_cpu(out.data<scalar_t>(), mean.data<scalar_t>(), rstd.data<scalar_t>(),
                                             inp.data<scalar_t>(), weight.data<scalar_t>(), bias.data<scalar_t>(),
@@ -112,7 +112,7 @@ void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tens
   detail::expect_all(op, dt, dev,
                      {{&dinp, "dinp", inp.shape()}, {&dout, "dout", inp.shape()}, {&dweight, "dweight", C},
                       {&dbias, "dbias", C}, {&weight, "weight", C}, {&mean, "mean", rows}, {&rstd, "rstd", rows}});
-  SGPT_DISPATCH_CUDA(inp, op, layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd));
+  if (detail::on_cuda(inp, op)) return SGPT_CUDA(op, layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd));
   SGPT_DISPATCH_FLOAT(dt, op,
                       layernorm_backward_cpu(dinp.data<scalar_t>(), dweight.data<scalar_t>(), dbias.data<scalar_t>(),
                                              dout.data<scalar_t>(), inp.data<scalar_t>(), weight.data<scalar_t>(),

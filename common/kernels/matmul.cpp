@@ -70,7 +70,7 @@ void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
   detail::expect_all(op, weight.dtype(), weight.device(),
                      {{&out, "out", detail::with_last(inp.shape(), OC)}, {&inp, "inp", N * C}});
   if (bias.defined()) detail::expect_all(op, weight.dtype(), weight.device(), {{&bias, "bias", Shape{OC}}});
-  SGPT_DISPATCH_CUDA(weight, op, matmul_forward(out, inp, weight, bias));
+  if (detail::on_cuda(weight, op)) return SGPT_CUDA(op, matmul_forward(out, inp, weight, bias));
   SGPT_DISPATCH_FLOAT(weight.dtype(), op,
                       matmul_forward_cpu(out.data<scalar_t>(), inp.data<scalar_t>(), weight.data<scalar_t>(),
                                          bias.defined() ? bias.data<scalar_t>() : nullptr, N, C, OC));
@@ -87,7 +87,7 @@ void matmul_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor&
                       {&dweight, "dweight", weight.shape()}});
   if (dinp.defined()) detail::expect_all(op, weight.dtype(), weight.device(), {{&dinp, "dinp", inp.shape()}});
   if (dbias.defined()) detail::expect_all(op, weight.dtype(), weight.device(), {{&dbias, "dbias", Shape{OC}}});
-  SGPT_DISPATCH_CUDA(weight, op, matmul_backward(dinp, dweight, dbias, dout, inp, weight));
+  if (detail::on_cuda(weight, op)) return SGPT_CUDA(op, matmul_backward(dinp, dweight, dbias, dout, inp, weight));
   SGPT_DISPATCH_FLOAT(weight.dtype(), op,
                       matmul_backward_cpu(dinp.defined() ? dinp.data<scalar_t>() : nullptr, dweight.data<scalar_t>(),
                                           dbias.defined() ? dbias.data<scalar_t>() : nullptr, dout.data<scalar_t>(),

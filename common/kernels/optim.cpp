@@ -1,0 +1,69 @@
+// The optimizer's kernels: the sum of squares (for the gradient norm and clipping) and the AdamW
+// update over a flat buffer. Their CUDA twins are in cuda/optim.cu; the policy around them (decay
+// segments, schedules, clipping) is in optim/.
+
+#include <cmath>
+
+#include "kernels/cpu_util.hpp"
+#include "kernels/dispatch.hpp"
+#include "kernels/ops.hpp"
+#include "kernels/profile.hpp"
+
+namespace sgpt {
+
+using detail::expect;
+using detail::expect_numel;
+
+double sum_of_squares(const Tensor& x) {
+  const char* op = "sum_of_squares";
+  detail::OpScope scope(op, x);
+  SGPT_CHECK(x.defined(), op, ": tensor 'x' is undefined");
+#if SGPT_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda::sum_of_squares(x);
+#else
+  SGPT_CHECK(x.device() == Device::CPU, op, ": this build has no CUDA backend (use the 'cuda' preset)");
+#endif
+  double result = 0.0;
+  SGPT_DISPATCH_FLOAT(x.dtype(), op, {
+    const scalar_t* p = x.data<scalar_t>();
+    result = detail::parallel_sum(x.numel(), [p](int64_t i) { return double(p[i]) * double(p[i]); });
+  });
+  return result;
+}
+
+// ---- AdamW ---------------------------------------------------------------------------------------------------
+
+template <class T>
+static void adamw_cpu(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWConfig& c, int64_t t, bool decay) {
+  const double bc1 = 1.0 - std::pow(c.beta1, double(t));
+  const double bc2 = 1.0 - std::pow(c.beta2, double(t));
+  const T b1 = T(c.beta1), b2 = T(c.beta2), lr = T(c.lr), eps = T(c.eps);
+  const T wd = decay ? T(c.weight_decay) : T(0);
+  const T ibc1 = T(1.0 / bc1), ibc2 = T(1.0 / bc2);
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    T g = grad[i];
+    T mi = b1 * m[i] + (T(1) - b1) * g;
+    T vi = b2 * v[i] + (T(1) - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    T mhat = mi * ibc1, vhat = vi * ibc2;
+    param[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + wd * param[i]);
+  }
+}
+
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg, int64_t t,
+                  bool decay) {
+  const char* op = "adamw_update";
+  detail::OpScope scope(op, param);
+  SGPT_CHECK(t >= 1, op, ": the step t is 1-based, got ", t);
+  const int64_t n = param.numel();
+  detail::expect_all(op, param.dtype(), param.device(),
+                     {{&param, "param", n}, {&grad, "grad", n}, {&m, "m", n}, {&v, "v", n}});
+  if (detail::on_cuda(param, op)) return SGPT_CUDA(op, adamw_update(param, grad, m, v, cfg, t, decay));
+  SGPT_DISPATCH_FLOAT(param.dtype(), op,
+                      adamw_cpu(param.data<scalar_t>(), grad.data<scalar_t>(), m.data<scalar_t>(), v.data<scalar_t>(),
+                                param.numel(), cfg, t, decay));
+}
+
+}  // namespace sgpt
