@@ -56,6 +56,7 @@ expect "--temperature must be a finite number > 0" --sample-tokens 5 --temperatu
 expect "--comm-timeout must be a finite number of seconds >= 0" --comm-timeout -1
 expect "--device must be cpu or cuda" --device tpu
 expect "holds 5 tokens" --synthetic-bytes 5 --batch 2 --seq-len 8
+expect "--synthetic-bytes applies to --data synthetic only" --data "$dir/bad" --synthetic-bytes 1000
 # --out must be writable, and that is known before the first step (/proc: not even root writes there).
 out_dir=/proc expect "--out /proc is not writable"
 touch "$dir/afile"

@@ -146,6 +146,8 @@ void validate_flags(const Options& o) {
   SGPT_CHECK(o.steps >= 1, "--steps must be at least 1, got ", o.steps);
   SGPT_CHECK(o.data != "synthetic" || o.synthetic_bytes >= 1, "--synthetic-bytes must be at least 1, got ",
              o.synthetic_bytes);
+  SGPT_CHECK(o.data == "synthetic" || !o.given.count("--synthetic-bytes"), "--synthetic-bytes applies to --data ",
+             "synthetic only, but --data is ", o.data);
   SGPT_CHECK(o.eval_every >= 0, "--eval-every must be >= 0 (0 = never), got ", o.eval_every);
   SGPT_CHECK(o.eval_batches >= 1, "--eval-batches must be at least 1, got ", o.eval_batches);
   SGPT_CHECK(o.checkpoint_every >= 0, "--checkpoint-every must be >= 0 (0 = only at the end), got ",
@@ -306,6 +308,10 @@ int run(Options o, int argc, char** argv) {
   TrainState state;
   run_on_all_ranks(world.get(), [&] {
     validate_flags(o);
+    // --out first: a read-only or misnamed directory is reported before anything slow happens.
+    if (writer)
+      for (const std::string& f : train::prepare_out_dir(o.out_dir, {"checkpoint.safetensors", "metrics.jsonl", "loss.svg"}))
+        log_info("removed ", f, ", an orphan temporary file of an earlier run that was killed while writing");
     int64_t resume_step = -1;
     if (!o.resume.empty()) {
       const SafeTensorsHeader h = read_safetensors_header(o.resume);  // verifies the metadata checksum
@@ -343,11 +349,7 @@ int run(Options o, int argc, char** argv) {
       state = load_checkpoint(o.resume, *model_slot, *opt_slot);  // verifies every checksum
       loader_slot->set_state({state.data_position, state.data_epoch});
     }
-    if (writer) {
-      for (const std::string& f : train::prepare_out_dir(o.out_dir, {"checkpoint.safetensors", "metrics.jsonl", "loss.svg"}))
-        log_info("removed ", f, ", an orphan temporary file of an earlier run that was killed while writing");
-      metrics.emplace(o.out_dir + "/metrics.jsonl", o.resume.empty() ? -1 : state.step);
-    }
+    if (writer) metrics.emplace(o.out_dir + "/metrics.jsonl", o.resume.empty() ? -1 : state.step);
   });
   if (!o.resume.empty()) log_info("resumed from ", o.resume, " at step ", state.step);
   auto& [train, val] = *data;
