@@ -7,7 +7,34 @@
 
 #include "comm/communicator.hpp"
 
+#if SGPT_WITH_MPI
+// Only MPI's C API is used; skip the deprecated C++ bindings.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+#endif
+
 namespace sgpt::detail {
+
+/// Prints "<what> waited more than <timeout> s ..." and aborts every rank (a communication
+/// timeout; see Communicator's "Timeouts").
+[[noreturn]] void comm_timeout_abort(const std::string& what, double timeout_s);
+
+/// Sleeps a little longer on each call of a polling loop (from a few microseconds up to half a
+/// millisecond), so that a long wait does not take a core from the other ranks of an
+/// oversubscribed machine while a short one stays fast.
+class PollBackoff {
+ public:
+  /// Waits before the next poll.
+  void pause();
+  /// Seconds since construction.
+  double elapsed() const;
+
+ private:
+  double start_ = now();
+  int polls_ = 0;
+  static double now();
+};
 
 /// A one-rank group of the threads backend.
 std::shared_ptr<Communicator> make_threads_single();
@@ -19,6 +46,9 @@ void mpi_ensure_init(int* argc, char*** argv);
 bool mpi_active();
 /// A communicator over a duplicate of MPI_COMM_WORLD.
 std::shared_ptr<Communicator> make_mpi_world();
+/// MPI_Waitall with a deadline: polls the `n` requests with MPI_Testall and returns its code once
+/// they are complete; after `timeout_s` seconds (0 = never) calls comm_timeout_abort(what).
+int mpi_wait_all(int n, MPI_Request* reqs, MPI_Status* statuses, double timeout_s, const std::string& what);
 #endif
 
 #if SGPT_WITH_NCCL && SGPT_WITH_MPI

@@ -3,10 +3,13 @@
 
 #include "comm/communicator.hpp"
 
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <thread>
 
 #include "comm/backends.hpp"
 #include "core/trace.hpp"
@@ -149,9 +152,30 @@ bool default_call_checks(Backend b) {
 
 // ---- Communicator -------------------------------------------------------------------------------
 
+double default_comm_timeout() {
+  const std::string v = detail::env_or("SGPT_COMM_TIMEOUT", "");
+  if (v.empty()) return 300;
+  char* end = nullptr;
+  const double s = std::strtod(v.c_str(), &end);
+  SGPT_CHECK(end && *end == '\0' && std::isfinite(s) && s >= 0, "SGPT_COMM_TIMEOUT='", v,
+             "' is not a number of seconds >= 0");
+  return s;
+}
+
 Communicator::Communicator(int rank, int size, std::string name) : rank_(rank), size_(size), name_(std::move(name)) {
   SGPT_CHECK(size >= 1 && rank >= 0 && rank < size, "bad communicator rank ", rank, " of ", size);
   call_checks_ = default_call_checks(Backend::Auto);
+  timeout_s_ = default_comm_timeout();
+}
+
+void Communicator::set_timeout(double seconds) {
+  SGPT_CHECK(std::isfinite(seconds) && seconds >= 0, "communication timeout must be a number of seconds >= 0, got ",
+             seconds);
+  timeout_s_ = seconds;
+}
+
+std::string Communicator::describe_call(const char* op) const {
+  return str(op, " on group '", name_, "' (call #", stats_.total().calls, ")");
 }
 
 Communicator::~Communicator() = default;
@@ -370,7 +394,7 @@ std::shared_ptr<Communicator> Communicator::split(int color, int key, const std:
   stats_[OpKind::Split].calls += 1;
   std::string n = name.empty() ? str(name_, "/", color) : name;
   auto sub = do_split(color, key, n);
-  if (sub) sub->call_checks_ = call_checks_;
+  if (sub) sub->call_checks_ = call_checks_, sub->timeout_s_ = timeout_s_;
   return sub;
 }
 
@@ -381,6 +405,26 @@ namespace detail {
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v ? std::string(v) : fallback;
+}
+
+void comm_timeout_abort(const std::string& what, double timeout_s) {
+  abort_all(str(what, " waited more than ", timeout_s,
+                " s for the other ranks (the communication timeout: --comm-timeout or SGPT_COMM_TIMEOUT); ",
+                "at least one rank of the group did not join it (stalled, deadlocked or dead): aborting every rank"));
+}
+
+double PollBackoff::now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double PollBackoff::elapsed() const { return now() - start_; }
+
+void PollBackoff::pause() {
+  // About the first 64 polls spin (a collective that is nearly done), then sleep 2, 4, ... up to
+  // 512 microseconds.
+  if (++polls_ < 64) return;
+  const int shift = std::min(polls_ - 64, 8);
+  std::this_thread::sleep_for(std::chrono::microseconds(2 << shift));
 }
 
 template <class T>

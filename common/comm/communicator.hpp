@@ -33,6 +33,15 @@
 /// counted when they are issued. Sub-groups made by split() have their own counters; a call is
 /// counted only in the communicator it was made on.
 ///
+/// ## Timeouts
+/// A call that waits longer than timeout() seconds for the other ranks (MPI and NCCL backends:
+/// the collective itself, its call check, point-to-point operations, async waits) ends the whole
+/// job: it prints "[rank r] ... <op> on group '<name>' (call #n) waited more than T s ..." and calls
+/// abort_all() (NCCL aborts its communicator first). A stalled, deadlocked or dead rank thus
+/// ends the job in bounded time instead of hanging it. NCCL's asynchronous errors
+/// (ncclCommGetAsyncError) are polled while waiting and abort the same way. The default is
+/// SGPT_COMM_TIMEOUT seconds when set, else 300; 0 waits forever.
+///
 /// ## Tracing
 /// When the current TraceRecorder (core/trace.hpp) is enabled, every call records a "comm" event
 /// named after the op ("all_reduce", ...) with the group name and payload bytes in its args.
@@ -239,8 +248,18 @@ class Communicator {
   void set_call_checks(bool on) { call_checks_ = on; }
   /// Whether the call check is on.
   bool call_checks() const { return call_checks_; }
+  /// Sets how long a call may wait for the other ranks before the job is aborted (seconds; 0 =
+  /// forever; see "Timeouts" above). Groups made by split() later inherit it. Every rank should
+  /// set the same value.
+  void set_timeout(double seconds);
+  /// The timeout in seconds (0 = none).
+  double timeout() const { return timeout_s_; }
 
  protected:
+  /// For backends' messages: "<op> on group '<name>' (call #n)", n counting this group's calls
+  /// on this rank so far (the current one included).
+  std::string describe_call(const char* op) const;
+
   /// For backends: this rank's index `rank` in a group of `size` ranks named `name` (throws
   /// sgpt::Error unless 0 <= rank < size). Call checks start on unless SGPT_COMM_CHECK=0/off.
   Communicator(int rank, int size, std::string name);
@@ -290,6 +309,7 @@ class Communicator {
   std::string name_;
   CommStats stats_;
   bool call_checks_ = true;
+  double timeout_s_ = 300;
   int64_t seq_ = 0;
   bool sync_call_ = false;  // set while a blocking call runs through its async form
 };
@@ -334,5 +354,8 @@ std::string mpi_error_string(int code);
 /// Ends every rank of the job now (MPI_Abort under MPI; std::abort otherwise), after printing
 /// `why` with the rank prefix.
 [[noreturn]] void abort_all(const std::string& why, int exit_code = 1);
+
+/// The default Communicator timeout: SGPT_COMM_TIMEOUT (seconds) when set, else 300.
+double default_comm_timeout();
 
 }  // namespace sgpt

@@ -106,6 +106,7 @@ class MpiWork final : public Work::Impl {
   std::vector<char> scratch;         // temporary input or output
   std::function<void(const std::vector<MPI_Status>&)> after;
   std::string what;
+  double timeout_s = 0;  // the communicator's timeout when the operation started
 
   ~MpiWork() override {
     try {
@@ -116,7 +117,8 @@ class MpiWork final : public Work::Impl {
   void wait() override {
     if (finished_) return;
     std::vector<MPI_Status> st(reqs.size());
-    int rc = reqs.empty() ? MPI_SUCCESS : MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), st.data());
+    int rc = reqs.empty() ? MPI_SUCCESS
+                          : detail::mpi_wait_all(static_cast<int>(reqs.size()), reqs.data(), st.data(), timeout_s, what);
     complete(rc, st);
   }
   bool test() override {
@@ -172,7 +174,12 @@ class MpiCommunicator final : public Communicator {
   std::vector<CallSignature> exchange_signatures(const CallSignature& mine) override {
     std::vector<CallSignature> all(size());
     const int bytes = static_cast<int>(sizeof(CallSignature));
-    SGPT_MPI_CHECK(MPI_Allgather(&mine, bytes, MPI_BYTE, all.data(), bytes, MPI_BYTE, check_comm_));
+    // Non-blocking and timed: the check is where a stalled rank is usually noticed first.
+    MPI_Request req;
+    SGPT_MPI_CHECK(MPI_Iallgather(&mine, bytes, MPI_BYTE, all.data(), bytes, MPI_BYTE, check_comm_, &req));
+    const std::string what = str("MPI call check of ", op_name(static_cast<OpKind>(mine.kind)), " on group '", name(),
+                                 "' (collective #", mine.seq, ")");
+    SGPT_MPI_CHECK(detail::mpi_wait_all(1, &req, MPI_STATUS_IGNORE, timeout(), what));
     return all;
   }
 
@@ -279,7 +286,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   Work start_recv(Tensor& t, int src, int tag) override {
-    auto w = make_work(str("recv from rank ", src, " tag ", tag, " on group '", name(), "'"));
+    auto w = make_work(str("recv from rank ", src, " tag ", tag));
     auto& buf = add_buffer(*w, t, false);
     w->reqs.resize(1);
     MPI_Datatype dt = mpi_type(t.dtype());
@@ -298,6 +305,10 @@ class MpiCommunicator final : public Communicator {
   }
 
   std::shared_ptr<Communicator> do_split(int color, int key, const std::string& name) override {
+    // MPI_Comm_split blocks with no deadline; a timed barrier first makes sure every rank is here.
+    MPI_Request req;
+    SGPT_MPI_CHECK(MPI_Ibarrier(check_comm_, &req));
+    SGPT_MPI_CHECK(detail::mpi_wait_all(1, &req, MPI_STATUS_IGNORE, timeout(), "MPI " + describe_call("split")));
     MPI_Comm sub = MPI_COMM_NULL;
     SGPT_MPI_CHECK(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &sub));
     if (sub == MPI_COMM_NULL) return nullptr;
@@ -310,7 +321,8 @@ class MpiCommunicator final : public Communicator {
  private:
   std::shared_ptr<MpiWork> make_work(const std::string& what) {
     auto w = std::make_shared<MpiWork>();
-    w->what = str("MPI ", what, " on group '", name(), "'");
+    w->what = "MPI " + describe_call(what.c_str());
+    w->timeout_s = timeout();
     return w;
   }
   static HostBuffer& add_buffer(MpiWork& w, const Tensor& t, bool copy_in) {
@@ -327,6 +339,18 @@ void finalize_at_exit() { finalize_distributed(); }
 }  // namespace
 
 namespace detail {
+
+int mpi_wait_all(int n, MPI_Request* reqs, MPI_Status* statuses, double timeout_s, const std::string& what) {
+  if (timeout_s <= 0) return MPI_Waitall(n, reqs, statuses);
+  PollBackoff backoff;
+  for (;;) {
+    int done = 0;
+    const int rc = MPI_Testall(n, reqs, &done, statuses);  // also drives MPI's progress
+    if (rc != MPI_SUCCESS || done) return rc;
+    if (backoff.elapsed() > timeout_s) comm_timeout_abort(what, timeout_s);
+    backoff.pause();
+  }
+}
 
 bool mpi_active() {
   int init = 0, fin = 0;

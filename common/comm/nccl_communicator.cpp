@@ -38,9 +38,21 @@ ncclDataType_t nccl_type(DType d) {
 
 ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::Avg ? ncclAvg : ncclSum; }
 
+// Polls NCCL's asynchronous error state (a peer that failed, a network error, a timeout inside
+// NCCL): a failed communicator is aborted, then the whole job, instead of hanging on the event.
+void check_nccl_async(ncclComm_t comm, const std::string& what) {
+  ncclResult_t async = ncclSuccess;
+  SGPT_NCCL_CHECK(ncclCommGetAsyncError(comm, &async));
+  if (async == ncclSuccess || async == ncclInProgress) return;
+  ncclCommAbort(comm);
+  abort_all(str(what, " failed asynchronously: ", ncclGetErrorString(async), " (", ncclGetLastError(comm),
+                "): aborting every rank"));
+}
+
 class NcclWork final : public Work::Impl {
  public:
-  NcclWork(cudaEvent_t ev, std::vector<Tensor> keep) : ev_(ev), keep_(std::move(keep)) {}
+  NcclWork(cudaEvent_t ev, std::vector<Tensor> keep, ncclComm_t comm, double timeout_s, std::string what)
+      : ev_(ev), keep_(std::move(keep)), comm_(comm), timeout_s_(timeout_s), what_(std::move(what)) {}
   ~NcclWork() override {
     try {
       wait();
@@ -48,16 +60,26 @@ class NcclWork final : public Work::Impl {
     }
     cudaEventDestroy(ev_);
   }
+  // Not cudaEventSynchronize: that would wait forever for a peer that never comes. Poll the event,
+  // NCCL's error state and the deadline instead.
   void wait() override {
     if (done_) return;
-    done_ = true;
-    SGPT_CUDA_CHECK(cudaEventSynchronize(ev_));
-    keep_.clear();
+    detail::PollBackoff backoff;
+    while (!test()) {
+      if (timeout_s_ > 0 && backoff.elapsed() > timeout_s_) {
+        ncclCommAbort(comm_);  // frees the GPU from the stuck kernel before the process ends
+        detail::comm_timeout_abort(what_, timeout_s_);
+      }
+      backoff.pause();
+    }
   }
   bool test() override {
     if (done_) return true;
     cudaError_t e = cudaEventQuery(ev_);
-    if (e == cudaErrorNotReady) return false;
+    if (e == cudaErrorNotReady) {
+      check_nccl_async(comm_, what_);
+      return false;
+    }
     SGPT_CUDA_CHECK(e);
     done_ = true;
     keep_.clear();
@@ -67,6 +89,9 @@ class NcclWork final : public Work::Impl {
  private:
   cudaEvent_t ev_;
   std::vector<Tensor> keep_;
+  ncclComm_t comm_;
+  double timeout_s_;
+  std::string what_;
   bool done_ = false;
 };
 
@@ -77,7 +102,12 @@ class NcclCommunicator final : public Communicator {
     SGPT_MPI_CHECK(MPI_Comm_set_errhandler(mpi_, MPI_ERRORS_RETURN));
     ncclUniqueId id;
     if (rank() == 0) SGPT_NCCL_CHECK(ncclGetUniqueId(&id));
-    SGPT_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, mpi_));
+    // Timed: ncclCommInitRank waits for every rank with no deadline, so make sure they all got
+    // here (the broadcast of the id does that) before calling it.
+    MPI_Request req;
+    SGPT_MPI_CHECK(MPI_Ibcast(&id, sizeof(id), MPI_BYTE, 0, mpi_, &req));
+    SGPT_MPI_CHECK(detail::mpi_wait_all(1, &req, MPI_STATUS_IGNORE, timeout(),
+                                        str("NCCL set-up of group '", name, "' (broadcast of the unique id)")));
     SGPT_CUDA_CHECK(cudaGetDevice(&device_));
     SGPT_NCCL_CHECK(ncclCommInitRank(&nccl_, size(), id, rank()));
     SGPT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -103,27 +133,33 @@ class NcclCommunicator final : public Communicator {
   std::vector<CallSignature> exchange_signatures(const CallSignature& mine) override {
     std::vector<CallSignature> all(size());
     const int bytes = static_cast<int>(sizeof(CallSignature));
-    SGPT_MPI_CHECK(MPI_Allgather(&mine, bytes, MPI_BYTE, all.data(), bytes, MPI_BYTE, mpi_));
+    MPI_Request req;
+    SGPT_MPI_CHECK(MPI_Iallgather(&mine, bytes, MPI_BYTE, all.data(), bytes, MPI_BYTE, mpi_, &req));
+    SGPT_MPI_CHECK(detail::mpi_wait_all(1, &req, MPI_STATUS_IGNORE, timeout(),
+                                        str("NCCL call check of ", op_name(static_cast<OpKind>(mine.kind)),
+                                            " on group '", name(), "' (collective #", mine.seq, ")")));
     return all;
   }
 
   Work start_barrier() override {
     // Everything queued before the barrier must be done, on every rank.
     SGPT_CUDA_CHECK(cudaDeviceSynchronize());
-    SGPT_MPI_CHECK(MPI_Barrier(mpi_));
+    MPI_Request req;
+    SGPT_MPI_CHECK(MPI_Ibarrier(mpi_, &req));
+    SGPT_MPI_CHECK(detail::mpi_wait_all(1, &req, MPI_STATUS_IGNORE, timeout(), "NCCL " + describe_call("barrier")));
     return Work();
   }
 
   Work start_broadcast(Tensor& t, int root) override {
     begin();
     SGPT_NCCL_CHECK(ncclBroadcast(t.raw(), t.raw(), t.numel(), nccl_type(t.dtype()), root, nccl_, stream_));
-    return end({t});
+    return end("broadcast", {t});
   }
 
   Work start_all_reduce(Tensor& t, ReduceOp op) override {
     begin();
     SGPT_NCCL_CHECK(ncclAllReduce(t.raw(), t.raw(), t.numel(), nccl_type(t.dtype()), nccl_op(op), nccl_, stream_));
-    return end({t});
+    return end("all_reduce", {t});
   }
 
   Work start_reduce_scatter(Tensor& out, const Tensor& in, ReduceOp op) override {
@@ -144,7 +180,7 @@ class NcclCommunicator final : public Communicator {
       }
       SGPT_NCCL_CHECK(ncclGroupEnd());
     }
-    return end({out, in});
+    return end("reduce_scatter", {out, in});
   }
 
   Work start_all_gather(Tensor& out, const Tensor& in) override {
@@ -165,21 +201,21 @@ class NcclCommunicator final : public Communicator {
       }
       SGPT_NCCL_CHECK(ncclGroupEnd());
     }
-    return end({out, in});
+    return end("all_gather", {out, in});
   }
 
   Work start_send(const Tensor& t, int dst, int tag) override {
     SGPT_CHECK(tag == 0, "NCCL backend: send/recv have no tags (got tag ", tag, "); messages match in order");
     begin();
     SGPT_NCCL_CHECK(ncclSend(t.raw(), t.numel(), nccl_type(t.dtype()), dst, nccl_, stream_));
-    return end({t});
+    return end("send", {t});
   }
 
   Work start_recv(Tensor& t, int src, int tag) override {
     SGPT_CHECK(tag == 0, "NCCL backend: send/recv have no tags (got tag ", tag, "); messages match in order");
     begin();
     SGPT_NCCL_CHECK(ncclRecv(t.raw(), t.numel(), nccl_type(t.dtype()), src, nccl_, stream_));
-    return end({t});
+    return end("recv", {t});
   }
 
   Work start_send_recv(const Tensor& out, int dst, Tensor& in, int src, int tag) override {
@@ -189,10 +225,13 @@ class NcclCommunicator final : public Communicator {
     SGPT_NCCL_CHECK(ncclSend(out.raw(), out.numel(), nccl_type(out.dtype()), dst, nccl_, stream_));
     SGPT_NCCL_CHECK(ncclRecv(in.raw(), in.numel(), nccl_type(in.dtype()), src, nccl_, stream_));
     SGPT_NCCL_CHECK(ncclGroupEnd());
-    return end({out, in});
+    return end("send_recv", {out, in});
   }
 
   std::shared_ptr<Communicator> do_split(int color, int key, const std::string& name) override {
+    MPI_Request req;  // MPI_Comm_split has no deadline: a timed barrier first
+    SGPT_MPI_CHECK(MPI_Ibarrier(mpi_, &req));
+    SGPT_MPI_CHECK(detail::mpi_wait_all(1, &req, MPI_STATUS_IGNORE, timeout(), "NCCL " + describe_call("split")));
     MPI_Comm sub = MPI_COMM_NULL;
     SGPT_MPI_CHECK(MPI_Comm_split(mpi_, color < 0 ? MPI_UNDEFINED : color, key, &sub));
     if (sub == MPI_COMM_NULL) return nullptr;
@@ -215,11 +254,11 @@ class NcclCommunicator final : public Communicator {
     SGPT_CUDA_CHECK(cudaEventRecord(ready_, cudaStreamLegacy));
     SGPT_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
   }
-  Work end(std::vector<Tensor> keep) {
+  Work end(const char* op, std::vector<Tensor> keep) {
     cudaEvent_t ev;
     SGPT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
     SGPT_CUDA_CHECK(cudaEventRecord(ev, stream_));
-    return Work(std::make_shared<NcclWork>(ev, std::move(keep)));
+    return Work(std::make_shared<NcclWork>(ev, std::move(keep), nccl_, timeout(), "NCCL " + describe_call(op)));
   }
 
   MPI_Comm mpi_;

@@ -1,6 +1,7 @@
 #include "core/safetensors.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,8 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+
+#include "core/checksum.hpp"
 
 static_assert(std::endian::native == std::endian::little,
               "safetensors and token files are little-endian; this host is not");
@@ -140,8 +143,75 @@ const Tensor& SafeTensors::at(const std::string& name) const {
   SGPT_FAIL("no tensor named '", name, "' in this safetensors file (", tensors.size(), " tensors)");
 }
 
+uint64_t tensor_checksum(const std::string& name, DType dtype, const Shape& shape, const void* data,
+                         std::size_t bytes) {
+  Checksum64 c;
+  c.update_field(name);
+  c.update_field(safetensors_dtype_name(dtype));
+  c.update_field(shape_str(shape));
+  c.update(data, bytes);
+  return c.digest();
+}
+
+namespace {
+
+constexpr const char* kChecksumsKey = "checksums";
+constexpr const char* kMetaChecksumKey = "metadata_checksum";
+constexpr const char* kChecksumPrefix = "sgpt64:";
+
+std::string checksum_text(uint64_t v) { return kChecksumPrefix + checksum_hex(v); }
+
+// Parses "sgpt64:<16 hex>"; false for anything else.
+bool parse_checksum(const std::string& text, uint64_t& out) {
+  const std::string prefix = kChecksumPrefix;
+  if (text.size() != prefix.size() + 16 || text.compare(0, prefix.size(), prefix) != 0) return false;
+  out = 0;
+  for (std::size_t i = prefix.size(); i < text.size(); ++i) {
+    const char c = text[i];
+    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    out = out << 4 | static_cast<uint64_t>(d);
+  }
+  return true;
+}
+
+// Every metadata entry but the metadata checksum itself, in key order (std::map sorts).
+uint64_t metadata_checksum(const std::map<std::string, std::string>& metadata) {
+  Checksum64 c;
+  for (const auto& [k, v] : metadata) {
+    if (k == kMetaChecksumKey) continue;
+    c.update_field(k);
+    c.update_field(v);
+  }
+  return c.digest();
+}
+
+uint64_t checksum_of(const std::string& name, const Tensor& t) {
+  if (t.device() == Device::CPU) return tensor_checksum(name, t.dtype(), t.shape(), t.raw(), t.nbytes());
+  Tensor host = t.to(Device::CPU);
+  return tensor_checksum(name, host.dtype(), host.shape(), host.raw(), host.nbytes());
+}
+
+}  // namespace
+
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata_in, Checksums checksums) {
+  std::map<std::string, std::string> metadata = metadata_in;
+  if (checksums == Checksums::On) {
+    // The checksums go into the header, which precedes the data: compute them first.
+    nlohmann::ordered_json sums = nlohmann::ordered_json::object();
+    for (const auto& [name, t] : tensors) {
+      SGPT_CHECK(t.defined(), "cannot save '", path, "': tensor '", name, "' is undefined");
+      sums[name] = checksum_text(checksum_of(name, t));
+    }
+    metadata[kChecksumsKey] = sums.dump();
+    metadata.erase(kMetaChecksumKey);
+    metadata[kMetaChecksumKey] = checksum_text(metadata_checksum(metadata));
+  } else {
+    for (const char* key : {kChecksumsKey, kMetaChecksumKey})
+      SGPT_CHECK(!metadata.count(key), "cannot save '", path, "': metadata key '", key,
+                 "' is reserved for checksums (save with Checksums::On to recompute them)");
+  }
   // Build the header in insertion order (ordered_json keeps keys in the order they were added).
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
@@ -183,6 +253,47 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     }
   });
 }
+
+namespace {
+
+// Fills header.checksums from the metadata and checks the metadata checksum (see the header file).
+void read_checksums(const std::string& path, SafeTensorsHeader& h) {
+  const bool has_list = h.metadata.count(kChecksumsKey), has_meta = h.metadata.count(kMetaChecksumKey);
+  if (!has_list && !has_meta) return;
+  const std::string where = str("safetensors file '", path, "'");
+  SGPT_CHECK(has_list && has_meta, where, ": the metadata has '", has_list ? kChecksumsKey : kMetaChecksumKey,
+             "' without '", has_list ? kMetaChecksumKey : kChecksumsKey, "'; the file is damaged");
+  uint64_t stored = 0;
+  SGPT_CHECK(parse_checksum(h.metadata.at(kMetaChecksumKey), stored), where, ": metadata_checksum '",
+             h.metadata.at(kMetaChecksumKey), "' is not of the form ", kChecksumPrefix, "<16 hex digits>");
+  const uint64_t computed = metadata_checksum(h.metadata);
+  SGPT_CHECK(stored == computed, where, ": the metadata fails its checksum (stored ", checksum_hex(stored),
+             ", computed ", checksum_hex(computed), "): a metadata value such as the step or the configuration ",
+             "was edited or damaged after the file was written");
+  nlohmann::json list = nlohmann::json::parse(h.metadata.at(kChecksumsKey), nullptr, /*allow_exceptions=*/false);
+  SGPT_CHECK(list.is_object(), where, ": the 'checksums' metadata is not a JSON object");
+  for (const auto& [name, v] : list.items()) {
+    uint64_t c = 0;
+    SGPT_CHECK(v.is_string() && parse_checksum(v.get<std::string>(), c), where, ": the checksum of tensor '", name,
+               "' is not of the form ", kChecksumPrefix, "<16 hex digits>");
+    h.checksums[name] = c;
+  }
+  for (const auto& t : h.tensors)
+    SGPT_CHECK(h.checksums.count(t.name), where, ": tensor '", t.name, "' has no checksum (a tensor was added)");
+  SGPT_CHECK(h.checksums.size() == h.tensors.size(), where, ": the checksums name ", h.checksums.size(),
+             " tensors but the file holds ", h.tensors.size(), " (a tensor was removed)");
+  h.checksummed = true;
+}
+
+void check_tensor_checksum(const std::string& path, const SafeTensorsHeader& h, const SafeTensorInfo& info,
+                           uint64_t computed) {
+  const uint64_t stored = h.checksums.at(info.name);
+  SGPT_CHECK(stored == computed, "safetensors file '", path, "': tensor '", info.name, "' fails its checksum (stored ",
+             checksum_hex(stored), ", computed ", checksum_hex(computed),
+             "): its bytes were damaged after the file was written");
+}
+
+}  // namespace
 
 SafeTensorsHeader read_safetensors_header(const std::string& path) {
   Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -294,6 +405,7 @@ SafeTensorsHeader read_safetensors_header(const std::string& path) {
   }
   SGPT_CHECK(expect == out.data_bytes, "safetensors file '", path, "': the tensors do not cover the data section: ",
              out.data_bytes - expect, " bytes after offset ", expect, " belong to no tensor");
+  read_checksums(path, out);
   return out;
 }
 
@@ -308,9 +420,66 @@ SafeTensors load_safetensors(const std::string& path, MemCategory category) {
     Tensor t = Tensor::empty(info.shape, info.dtype, Device::CPU, category);
     SGPT_CHECK(pread_all(f.fd, t.raw(), info.end - info.begin, data_start + info.begin),
                "safetensors file '", path, "': cannot read tensor '", info.name, "' (file changed while reading?)");
+    if (header.checksummed)
+      check_tensor_checksum(path, header, info, tensor_checksum(info.name, info.dtype, info.shape, t.raw(), t.nbytes()));
     out.tensors.emplace_back(info.name, std::move(t));
   }
   return out;
+}
+
+SafeTensorsHeader verify_safetensors(const std::string& path) {
+  SafeTensorsHeader header = read_safetensors_header(path);
+  if (!header.checksummed) return header;
+  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  SGPT_CHECK(f.fd >= 0, "cannot open safetensors file '", path, "': ", errno_text());
+  const uint64_t data_start = 8 + header.header_bytes;
+  std::vector<char> chunk(8 << 20);
+  for (const auto& info : header.tensors) {
+    Checksum64 c;
+    c.update_field(info.name);
+    c.update_field(safetensors_dtype_name(info.dtype));
+    c.update_field(shape_str(info.shape));
+    for (uint64_t at = info.begin; at < info.end;) {
+      const std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(chunk.size(), info.end - at));
+      SGPT_CHECK(pread_all(f.fd, chunk.data(), n, data_start + at), "safetensors file '", path,
+                 "': cannot read tensor '", info.name, "' (file changed while reading?)");
+      c.update(chunk.data(), n);
+      at += n;
+    }
+    check_tensor_checksum(path, header, info, c.digest());
+  }
+  return header;
+}
+
+std::vector<std::string> remove_orphan_temp_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path target(path);
+  fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::vector<std::string> removed;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return removed;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    // The rest must be exactly PID.N (write_file_atomic's pattern), digits only.
+    const std::string rest = name.substr(prefix.size());
+    const auto dot = rest.find('.');
+    auto digits = [](const std::string& s) {
+      return !s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (dot == std::string::npos || !digits(rest.substr(0, dot)) || !digits(rest.substr(dot + 1))) continue;
+    const long long pid = std::stoll(rest.substr(0, dot));
+    if (pid <= 0 || pid == ::getpid()) continue;
+    // kill(pid, 0) fails with ESRCH when no such process exists: its writer is gone.
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    if (!entry.is_regular_file(ec)) continue;
+    SGPT_CHECK(fs::remove(entry.path(), ec) && !ec, "cannot remove the orphan temporary file '",
+               entry.path().string(), "': ", ec.message());
+    removed.push_back(entry.path().string());
+  }
+  SGPT_CHECK(!ec, "cannot list directory '", dir.string(), "': ", ec.message());
+  return removed;
 }
 
 }  // namespace sgpt

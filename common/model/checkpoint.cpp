@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/log.hpp"
 #include "core/safetensors.hpp"
 
 namespace sgpt {
@@ -14,7 +15,10 @@ using json = nlohmann::json;
 namespace {
 
 constexpr const char* kFormat = "scalegpt-checkpoint";
-constexpr const char* kVersion = "1";
+// Version 2 carries checksums (core/safetensors.hpp) and must verify; version 1 files, written
+// before checksums existed, still load, with a warning that they could not be verified.
+constexpr const char* kVersion = "2";
+constexpr const char* kVersionUnchecked = "1";
 
 // Hugging Face's GPT-2 uses Conv1D for these, storing the weight as [in, out].
 bool is_conv1d(const std::string& name) {
@@ -126,13 +130,28 @@ void save_checkpoint(const std::string& path, const GPT& model, const AdamW& opt
   m["data_position"] = std::to_string(s.data_position);
   m["data_epoch"] = std::to_string(s.data_epoch);
   m["seed"] = std::to_string(s.seed);
-  save_safetensors(path, tensors, m);
+  save_safetensors(path, tensors, m, Checksums::On);
 }
+
+namespace {
+
+// The format and version checks shared by every reader of a checkpoint (the header's metadata
+// checksum has already been verified by read_safetensors_header when the file carries one).
+void check_format(const std::string& path, const SafeTensorsHeader& h) {
+  SGPT_CHECK(h.metadata.count("format") && h.metadata.at("format") == kFormat, path,
+             ": not a ScaleGPT checkpoint (metadata 'format' is missing or not '", kFormat, "')");
+  const std::string version = meta(h.metadata, "version", path);
+  SGPT_CHECK(version == kVersion || version == kVersionUnchecked, path, ": checkpoint version ", version,
+             " is not supported (expected ", kVersion, " or the older ", kVersionUnchecked, ")");
+  SGPT_CHECK(version == kVersionUnchecked || h.checksummed, path, ": a version ", kVersion,
+             " checkpoint must carry checksums but this one has none (the metadata was edited)");
+}
+
+}  // namespace
 
 GPTConfig checkpoint_config(const std::string& path) {
   SafeTensorsHeader h = read_safetensors_header(path);
-  SGPT_CHECK(h.metadata.count("format") && h.metadata.at("format") == kFormat, path,
-             ": not a ScaleGPT checkpoint (metadata 'format' is missing or not '", kFormat, "')");
+  check_format(path, h);
   try {
     return config_from_json(meta(h.metadata, "config", path));
   } catch (const json::exception& e) {
@@ -140,13 +159,21 @@ GPTConfig checkpoint_config(const std::string& path) {
   }
 }
 
+SafeTensorsHeader verify_checkpoint(const std::string& path) {
+  SafeTensorsHeader h = verify_safetensors(path);  // structure, metadata and every tensor's checksum
+  check_format(path, h);
+  (void)checkpoint_config(path);
+  return h;
+}
+
 TrainState load_checkpoint(const std::string& path, GPT& model, AdamW& opt) {
-  SafeTensors st = load_safetensors(path);
-  SGPT_CHECK(st.metadata.count("format") && st.metadata.at("format") == kFormat, path,
-             ": not a ScaleGPT checkpoint (metadata 'format' is missing or not '", kFormat, "')");
-  SGPT_CHECK(meta(st.metadata, "version", path) == kVersion, path, ": checkpoint version ",
-             st.metadata.at("version"), " is not supported (expected ", kVersion, ")");
+  // The header first (cheap): a wrong format or an edited metadata value is reported before the
+  // tensors are read; then load_safetensors verifies every tensor's checksum.
   const GPTConfig saved = checkpoint_config(path);
+  SafeTensors st = load_safetensors(path);
+  if (st.metadata.at("version") == kVersionUnchecked)
+    log_warn(path, ": a version ", kVersionUnchecked, " checkpoint (written before checkpoints carried checksums); ",
+             "loaded without verifying its contents");
   SGPT_CHECK(config_to_json(saved) == config_to_json(model.config()), path, ": the checkpoint holds model ",
              config_to_json(saved), " but this run builds ", config_to_json(model.config()));
   SGPT_CHECK(meta(st.metadata, "dtype", path) == dtype_name(model.dtype()), path, ": the checkpoint is ",
@@ -177,7 +204,8 @@ TrainState load_checkpoint(const std::string& path, GPT& model, AdamW& opt) {
 void export_hf(const std::string& dir, const GPT& model) {
   std::filesystem::create_directories(dir);
   const GPTConfig& c = model.config();
-  save_safetensors(dir + "/model.safetensors", hf_state_dict(model, /*trim_vocab=*/true), {{"format", "pt"}});
+  save_safetensors(dir + "/model.safetensors", hf_state_dict(model, /*trim_vocab=*/true), {{"format", "pt"}},
+                   Checksums::On);
   json cfg = {{"architectures", {"GPT2LMHeadModel"}},
               {"model_type", "gpt2"},
               {"vocab_size", c.vocab_size},
@@ -220,11 +248,41 @@ std::unique_ptr<GPT> import_hf(const std::string& dir, Device device, DType dtyp
   }
   SafeTensors st = load_safetensors(w_path);
   auto model = std::make_unique<GPT>(c, 0, device, dtype);
+  // Every tensor of the file must be used: a parameter of this configuration, or one of the
+  // buffers that transformers saves and ScaleGPT recomputes (the causal masks). Anything else
+  // means the weights and config.json disagree (say, a config with fewer layers than the file).
+  std::map<std::string, bool> used;
+  for (const auto& [name, t] : st.tensors) used[name] = false;
   for (const ParamInfo& p : model->layout().params()) {
     std::string name = p.name;
     if (!st.contains(name) && name.starts_with("transformer.")) name = name.substr(std::strlen("transformer."));
-    SGPT_CHECK(st.contains(name), w_path, ": no tensor '", p.name, "' (nor '", name, "')");
+    SGPT_CHECK(st.contains(name), w_path, ": no tensor '", p.name, "' (nor '", name, "') for ", cfg_path, "'s ",
+               c.n_layer, " layers");
     load_param(model->param(p.name), st.at(name), p, w_path);
+    used[name] = true;
+  }
+  for (const auto& [name, t] : st.tensors) {
+    if (used[name]) continue;
+    std::string bare = name.starts_with("transformer.") ? name.substr(std::strlen("transformer.")) : name;
+    // "h.<l>.attn.bias" / "h.<l>.attn.masked_bias": the causal mask of a layer that exists.
+    bool mask = false;
+    for (int l = 0; l < c.n_layer && !mask; ++l) {
+      const std::string p = "h." + std::to_string(l) + ".attn.";
+      mask = bare == p + "bias" || bare == p + "masked_bias";
+    }
+    // A tied model may also store its head, which must then equal the embedding.
+    if (!mask && bare == "lm_head.weight" && c.tied_embeddings) {
+      const std::string wte = st.contains("transformer.wte.weight") ? "transformer.wte.weight" : "wte.weight";
+      const Tensor& head = st.at(name);
+      const Tensor& emb = st.at(wte);
+      SGPT_CHECK(head.shape() == emb.shape() && std::memcmp(head.raw(), emb.raw(), head.nbytes()) == 0, w_path,
+                 ": tensor 'lm_head.weight' differs from the embedding, but ", cfg_path,
+                 " says the embeddings are tied (tie_word_embeddings)");
+      continue;
+    }
+    SGPT_CHECK(mask, w_path, ": tensor '", name, "' has no place in the model that ", cfg_path, " describes (",
+               c.n_layer, " layers, n_embd ", c.n_embd, ", tie_word_embeddings ",
+               c.tied_embeddings ? "true" : "false", "): the weights and the config disagree");
   }
   return model;
 }

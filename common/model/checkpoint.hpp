@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/safetensors.hpp"
 #include "model/gpt.hpp"
 #include "optim/optim.hpp"
 
@@ -33,19 +34,28 @@ struct TrainState {
 /// `trim_vocab`, wte/lm_head keep only the vocab_size real rows (for export).
 std::vector<std::pair<std::string, Tensor>> hf_state_dict(const GPT& model, bool trim_vocab);
 
-/// Saves parameters, AdamW state and the train state to `path` (atomic).
+/// Saves parameters, AdamW state and the train state to `path` (atomic, with a checksum of every
+/// tensor and of the metadata: see core/safetensors.hpp).
 void save_checkpoint(const std::string& path, const GPT& model, const AdamW& opt, const TrainState& state);
 /// The model configuration stored in a checkpoint (to build the model before loading it).
 GPTConfig checkpoint_config(const std::string& path);
 /// Loads a checkpoint into an existing model and optimizer of the same configuration.
-/// Throws sgpt::Error naming the file on any mismatch or damage; nothing is modified then.
+/// Throws sgpt::Error naming the file on any mismatch or damage (a tensor that fails its checksum
+/// is named; an edited step or configuration fails the metadata checksum); nothing is modified
+/// then. Checkpoints of version 1 (written before checksums existed) load with a warning.
 TrainState load_checkpoint(const std::string& path, GPT& model, AdamW& opt);
+/// Checks a checkpoint without loading it into a model: structure, format, configuration, and the
+/// checksum of the metadata and of every tensor. Returns the header (its `checksummed` is false
+/// for a version 1 checkpoint, which cannot be verified). Throws sgpt::Error naming the problem.
+SafeTensorsHeader verify_checkpoint(const std::string& path);
 
 /// Writes `dir`/model.safetensors and `dir`/config.json that Hugging Face transformers loads
 /// with GPT2LMHeadModel.from_pretrained(dir).
 void export_hf(const std::string& dir, const GPT& model);
 /// Reads a Hugging Face GPT-2 directory (config.json + model.safetensors, names with or without
-/// the "transformer." prefix) into a new model.
+/// the "transformer." prefix) into a new model. Every tensor must fit the config: a missing or
+/// misshapen parameter, or a tensor the config has no place for (an extra layer, an unknown name),
+/// is an error naming it. The causal-mask buffers transformers saves (h.L.attn.bias) are skipped.
 std::unique_ptr<GPT> import_hf(const std::string& dir, Device device = Device::CPU, DType dtype = DType::F32);
 
 /// GPTConfig <-> JSON text (ScaleGPT's own field names).

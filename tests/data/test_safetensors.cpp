@@ -5,6 +5,9 @@
 #include <cstring>
 #include <limits>
 
+#include <sys/wait.h>
+
+#include "core/checksum.hpp"
 #include "core/safetensors.hpp"
 #include "test_util.hpp"
 
@@ -207,4 +210,146 @@ TEST(SafeTensors, FailedWriteLeavesTheOldFileIntact) {
   // And a successful write replaces the file.
   save_safetensors(path, {{"w", Tensor::from<float>({4, 5}, {2})}}, {{"step", "3"}});
   EXPECT_EQ(load_safetensors(path).metadata.at("step"), "3");
+}
+
+// ---- checksums (Checksums::On) ------------------------------------------------------------------
+
+namespace {
+
+// Byte offset, in the file, of tensor `name`'s data.
+uint64_t data_offset(const std::string& path, const std::string& name) {
+  SafeTensorsHeader h = read_safetensors_header(path);
+  for (const auto& t : h.tensors)
+    if (t.name == name) return 8 + h.header_bytes + t.begin;
+  throw std::runtime_error("no tensor " + name);
+}
+
+void flip_byte(const std::string& path, uint64_t offset) {
+  std::string bytes = read_bytes(path);
+  bytes.at(offset) ^= 0x01;
+  write_bytes(path, bytes);
+}
+
+// Replaces the first occurrence of `from` in the file by `to` (same length: the header stays valid).
+void edit_file(const std::string& path, const std::string& from, const std::string& to) {
+  ASSERT_EQ(from.size(), to.size());
+  std::string bytes = read_bytes(path);
+  const auto at = bytes.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  bytes.replace(at, from.size(), to);
+  write_bytes(path, bytes);
+}
+
+std::vector<std::pair<std::string, Tensor>> three_tensors() {
+  std::vector<float> big(1000);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = 0.25f * static_cast<float>(i);
+  return {{"first", Tensor::from<float>({1, 2, 3}, {3})},
+          {"second", Tensor::from(big, {10, 100})},
+          {"third", Tensor::from<int32_t>({7, 8}, {2})}};
+}
+
+}  // namespace
+
+TEST(SafeTensorsChecksums, ChecksumIsIncrementalAndSeesEveryByte) {
+  std::vector<unsigned char> data(1000);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 7 + 3);
+  const uint64_t whole = checksum64(data.data(), data.size());
+  // Any split into pieces gives the same value (pieces of odd sizes cross the 32-byte stripes).
+  for (std::size_t a : {0, 1, 5, 31, 32, 33, 999}) {
+    Checksum64 c;
+    c.update(data.data(), a);
+    c.update(data.data() + a, data.size() - a);
+    EXPECT_EQ(c.digest(), whole) << "split at " << a;
+  }
+  // Every single-bit flip, in the stripes and in the tail, changes it; so do length and seed.
+  for (std::size_t i = 0; i < data.size(); i += 37) {
+    data[i] ^= 0x10;
+    EXPECT_NE(checksum64(data.data(), data.size()), whole) << "byte " << i;
+    data[i] ^= 0x10;
+  }
+  EXPECT_NE(checksum64(data.data(), 999), whole);
+  EXPECT_NE(checksum64(data.data(), data.size(), 1), whole);
+  // Swapping two 8-byte words of a stripe changes it too.
+  std::vector<unsigned char> swapped = data;
+  std::swap_ranges(swapped.begin(), swapped.begin() + 8, swapped.begin() + 8);
+  EXPECT_NE(checksum64(swapped.data(), swapped.size()), whole);
+  EXPECT_EQ(checksum_hex(0x0123456789abcdefULL), "0123456789abcdef");
+}
+
+TEST(SafeTensorsChecksums, AFlippedByteIsFoundAndTheTensorNamed) {
+  ScratchDir dir;
+  const std::string path = dir.file("c.safetensors");
+  save_safetensors(path, three_tensors(), {{"step", "12"}}, Checksums::On);
+  SafeTensorsHeader h = verify_safetensors(path);
+  EXPECT_TRUE(h.checksummed);
+  EXPECT_EQ(h.checksums.size(), 3u);
+  EXPECT_EQ(load_safetensors(path).metadata.at("step"), "12");
+
+  // One bit in the middle of "second": both the loader and the verifier name that tensor.
+  flip_byte(path, data_offset(path, "second") + 2001);
+  expect_error([&] { load_safetensors(path); }, {path, "tensor 'second' fails its checksum"});
+  expect_error([&] { verify_safetensors(path); }, {path, "tensor 'second' fails its checksum"});
+  // The header alone is intact.
+  EXPECT_NO_THROW(read_safetensors_header(path));
+  // The first bad tensor in file order is the one named.
+  flip_byte(path, data_offset(path, "third"));
+  flip_byte(path, data_offset(path, "first") + 4);
+  expect_error([&] { verify_safetensors(path); }, {"tensor 'first' fails"});
+}
+
+TEST(SafeTensorsChecksums, AnEditedMetadataValueOrShapeIsFound) {
+  ScratchDir dir;
+  const std::string path = dir.file("c.safetensors");
+  save_safetensors(path, three_tensors(), {{"step", "12"}}, Checksums::On);
+  const std::string good = read_bytes(path);
+  // Another step, same length: a valid file, but not the one that was written.
+  edit_file(path, R"("step":"12")", R"("step":"13")");
+  expect_error([&] { read_safetensors_header(path); }, {path, "the metadata fails its checksum"});
+  expect_error([&] { load_safetensors(path); }, {"the metadata fails its checksum"});
+  // A reshaped tensor (same bytes, [10,100] read as [20,50]) fails that tensor's checksum.
+  write_bytes(path, good);
+  edit_file(path, "[10,100]", "[20, 50]");
+  expect_error([&] { load_safetensors(path); }, {"tensor 'second' fails its checksum"});
+  // A checksum list that lost its metadata checksum is damage, not "no checksums".
+  write_bytes(path, good);
+  edit_file(path, "metadata_checksum", "metadata_checksuX");
+  expect_error([&] { read_safetensors_header(path); }, {"without 'metadata_checksum'"});
+}
+
+TEST(SafeTensorsChecksums, PlainFilesStayPlainAndReservedKeysAreRefused) {
+  ScratchDir dir;
+  const std::string path = dir.file("p.safetensors");
+  save_safetensors(path, three_tensors(), {{"format", "pt"}});
+  SafeTensorsHeader h = verify_safetensors(path);  // no checksums: structure only
+  EXPECT_FALSE(h.checksummed);
+  EXPECT_EQ(h.metadata.size(), 1u);
+  // Stale checksums copied from another file cannot be saved without recomputing them.
+  save_safetensors(path, three_tensors(), {}, Checksums::On);
+  std::map<std::string, std::string> copied = load_safetensors(path).metadata;
+  expect_error([&] { save_safetensors(path, three_tensors(), copied); }, {"'checksums' is reserved"});
+  copied["step"] = "5";  // re-saving with Checksums::On recomputes them
+  save_safetensors(path, three_tensors(), copied, Checksums::On);
+  EXPECT_EQ(load_safetensors(path).metadata.at("step"), "5");
+}
+
+TEST(SafeTensorsChecksums, OrphanTemporaryFilesOfDeadWritersAreRemoved) {
+  ScratchDir dir;
+  const std::string path = dir.file("ckpt.safetensors");
+  save_safetensors(path, three_tensors(), {}, Checksums::On);
+  // A process that has ended: its pid is free (until reused, which the test cannot prevent, but
+  // a fresh child's pid is not reused within the test).
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  ::waitpid(dead, nullptr, 0);
+  const std::string orphan = str(path, ".tmp.", dead, ".0"), live = str(path, ".tmp.", ::getppid(), ".3");
+  for (const std::string& f : {orphan, live, path + ".tmp.notapid", dir.file("other.bin.tmp.1.0"), path + ".tmp." +
+                                                                                                      std::to_string(dead)})
+    write_bytes(f, "partial");
+  std::vector<std::string> removed = remove_orphan_temp_files(path);
+  EXPECT_EQ(removed, std::vector<std::string>{orphan});
+  EXPECT_EQ(dir.entries(), (std::vector<std::string>{"ckpt.safetensors", "ckpt.safetensors.tmp." + std::to_string(::getppid()) + ".3",
+                                                     "ckpt.safetensors.tmp." + std::to_string(dead),
+                                                     "ckpt.safetensors.tmp.notapid", "other.bin.tmp.1.0"}));
+  EXPECT_NO_THROW(verify_safetensors(path));
 }

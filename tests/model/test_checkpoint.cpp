@@ -176,3 +176,149 @@ TEST(Checkpoint, HuggingFaceExportImportRoundTrip) {
   EXPECT_EQ(host(a.params()), host(c->params()));
   fs::remove_all(dir);
 }
+
+// ---- checksums and strict imports ----------------------------------------------------------------
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+void spit(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Expects load_checkpoint to throw an Error containing every part, and the model to stay as it was.
+void expect_load_error(const std::string& path, std::initializer_list<std::string> parts) {
+  TrainingRun b(7);
+  const std::vector<float> before = host(b.model.params());
+  try {
+    load_checkpoint(path, b.model, b.opt);
+    ADD_FAILURE() << "no error loading " << path;
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "missing '" << p << "' in: " << m;
+  }
+  EXPECT_EQ(host(b.model.params()), before) << "a failed load modified the model";
+}
+
+}  // namespace
+
+TEST(CheckpointChecksums, AFlippedWeightByteIsFoundAndNamed) {
+  fs::path dir = temp_dir("flip");
+  TrainingRun a(5);
+  a.step(0);
+  const std::string path = (dir / "c.safetensors").string();
+  save_checkpoint(path, a.model, a.opt, a.state(1));
+  EXPECT_TRUE(verify_checkpoint(path).checksummed);
+  SafeTensorsHeader h = read_safetensors_header(path);
+  for (const auto& t : h.tensors) {
+    if (t.name != "transformer.h.1.mlp.c_fc.weight") continue;
+    std::string bytes = slurp(path);
+    bytes.at(8 + h.header_bytes + t.begin + 101) ^= 0x04;  // one bit of one weight
+    spit(path, bytes);
+  }
+  expect_load_error(path, {path, "tensor 'transformer.h.1.mlp.c_fc.weight' fails its checksum"});
+  try {
+    verify_checkpoint(path);
+    ADD_FAILURE() << "verify_checkpoint passed a damaged file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("transformer.h.1.mlp.c_fc.weight"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(CheckpointChecksums, AnEditedStepOrSeedIsFound) {
+  fs::path dir = temp_dir("edit");
+  TrainingRun a(5);
+  a.step(0);
+  const std::string path = (dir / "c.safetensors").string();
+  save_checkpoint(path, a.model, a.opt, a.state(1));
+  const std::string good = slurp(path);
+  for (auto [from, to] : {std::pair<std::string, std::string>{R"("step":"1")", R"("step":"7")"},
+                          {R"("seed":"5")", R"("seed":"6")"}}) {
+    std::string bytes = good;
+    const auto at = bytes.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    bytes.replace(at, from.size(), to);
+    spit(path, bytes);
+    expect_load_error(path, {path, "the metadata fails its checksum"});
+    EXPECT_THROW(checkpoint_config(path), Error);  // even the cheap header read sees it
+  }
+  fs::remove_all(dir);
+}
+
+TEST(CheckpointChecksums, OldUncheckedCheckpointsLoadWithAWarning) {
+  fs::path dir = temp_dir("v1");
+  TrainingRun a(5);
+  a.step(0);
+  const std::string path = (dir / "c.safetensors").string();
+  save_checkpoint(path, a.model, a.opt, a.state(1));
+  // What the trainer wrote before checksums existed: version 1, no checksum entries.
+  SafeTensors st = load_safetensors(path);
+  st.metadata.erase("checksums");
+  st.metadata.erase("metadata_checksum");
+  st.metadata["version"] = "1";
+  const std::string old = (dir / "old.safetensors").string();
+  save_safetensors(old, st.tensors, st.metadata);
+  TrainingRun b(7);
+  ::testing::internal::CaptureStderr();
+  TrainState s = load_checkpoint(old, b.model, b.opt);
+  const std::string warning = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(s.step, 1);
+  EXPECT_EQ(host(a.model.params()), host(b.model.params()));
+  EXPECT_NE(warning.find("without verifying"), std::string::npos) << warning;
+  EXPECT_FALSE(verify_checkpoint(old).checksummed);
+  // A current-version file whose checksums were removed is damage, not an old file.
+  st.metadata["version"] = "2";
+  save_safetensors(old, st.tensors, st.metadata);
+  expect_load_error(old, {"must carry checksums"});
+  fs::remove_all(dir);
+}
+
+TEST(CheckpointImport, WeightsThatDoNotFitTheConfigAreRejectedByName) {
+  fs::path dir = temp_dir("hfstrict");
+  GPT a(gpt_config("nano"), 3);  // 2 layers, tied
+  export_hf(dir.string(), a);
+  const std::string cfg_path = (dir / "config.json").string(), w_path = (dir / "model.safetensors").string();
+  const std::string cfg_text = slurp(cfg_path);
+  const SafeTensors good = load_safetensors(w_path);
+  auto expect_import_error = [&](std::initializer_list<std::string> parts) {
+    try {
+      import_hf(dir.string());
+      ADD_FAILURE() << "import_hf accepted weights that do not fit";
+    } catch (const Error& e) {
+      for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  };
+  auto with = [&](std::vector<std::pair<std::string, Tensor>> extra) {
+    auto tensors = good.tensors;
+    for (auto& e : extra) tensors.push_back(std::move(e));
+    save_safetensors(w_path, tensors, {{"format", "pt"}});
+  };
+  // A config with fewer layers than the weights.
+  std::string one_layer = cfg_text;
+  one_layer.replace(one_layer.find("\"n_layer\": 2"), 12, "\"n_layer\": 1");
+  spit(cfg_path, one_layer);
+  expect_import_error({w_path, "tensor 'transformer.h.1.", "has no place", "1 layers"});
+  spit(cfg_path, cfg_text);
+  // An unknown tensor.
+  with({{"transformer.h.0.mlp.c_gate.weight", Tensor::zeros({4})}});
+  expect_import_error({"tensor 'transformer.h.0.mlp.c_gate.weight' has no place"});
+  // A tensor of the wrong shape.
+  auto reshaped = good.tensors;
+  for (auto& [n, t] : reshaped)
+    if (n == "transformer.wpe.weight") t = Tensor::zeros({t.size(0) - 1, t.size(1)});
+  save_safetensors(w_path, reshaped, {{"format", "pt"}});
+  expect_import_error({"tensor 'transformer.wpe.weight' has shape"});
+  // transformers' causal-mask buffers of existing layers are fine, and so is a tied head equal to
+  // the embedding; a mask of a layer that does not exist, or a different head, is not.
+  with({{"h.1.attn.bias", Tensor::zeros({1, 1, 4, 4})}, {"lm_head.weight", good.at("transformer.wte.weight")}});
+  EXPECT_EQ(host(import_hf(dir.string())->params()), host(a.params()));
+  with({{"h.2.attn.bias", Tensor::zeros({1, 1, 4, 4})}});
+  expect_import_error({"tensor 'h.2.attn.bias' has no place"});
+  with({{"lm_head.weight", Tensor::zeros(good.at("transformer.wte.weight").shape())}});
+  expect_import_error({"'lm_head.weight' differs from the embedding"});
+  fs::remove_all(dir);
+}

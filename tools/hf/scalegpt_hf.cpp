@@ -8,10 +8,10 @@
 // weights (tools/hf/compare_with_transformers.py does that with the transformers library).
 
 #include <CLI/CLI.hpp>
-#include <fstream>
 #include <sstream>
 
 #include "core/main.hpp"
+#include "core/safetensors.hpp"
 #include "model/checkpoint.hpp"
 
 using namespace sgpt;
@@ -54,9 +54,8 @@ int logits(const std::string& dir, const std::string& tokens, const std::string&
   std::vector<float> real;
   for (int64_t i = 0; i < T; ++i)
     for (int v = 0; v < cfg.vocab_size; ++v) real.push_back(static_cast<float>(all[i * cfg.padded_vocab_size + v]));
-  std::ofstream f(out, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(real.data()), static_cast<std::streamsize>(real.size() * sizeof(float)));
-  SGPT_CHECK(f.good(), out, ": cannot write the logits");
+  // Checked and atomic, like every file ScaleGPT writes.
+  write_file_atomic(out, [&](const ByteSink& sink) { sink(real.data(), real.size() * sizeof(float)); });
   std::printf("wrote %s: logits [%lld, %d] float32\n", out.c_str(), (long long)T, cfg.vocab_size);
   return 0;
 }

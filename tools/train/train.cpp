@@ -3,19 +3,28 @@
 //   scalegpt-train                                  # micro model, synthetic text, a few minutes on 2 cores
 //   scalegpt-train --data data/tinyshakespeare --model mini --steps 2000
 //   scalegpt-train --resume runs/default/checkpoint.safetensors
+//   scalegpt-train --verify runs/default/checkpoint.safetensors   # check a checkpoint's checksums
 //
 // Prints a live progress line on a terminal (plain lines otherwise), writes metrics as JSON lines,
-// a loss curve (SVG), checkpoints, and finally a text sample.
+// a loss curve (SVG), checkpoints, and finally a text sample. What it guarantees about those files
+// is in run_files.hpp; every flag is checked before any work (validate_flags), and under mpirun
+// the ranks first check that they were started with the same flags (flag_table).
 
 #include <omp.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <thread>
 
 #include "core/main.hpp"
 #include "core/log.hpp"
@@ -26,10 +35,12 @@
 #include "data/synthetic.hpp"
 #include "data/token_file.hpp"
 #include "data/tokenizer.hpp"
+#include "comm/agreement.hpp"
 #include "comm/communicator.hpp"
 #include "model/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
+#include "run_files.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -64,7 +75,112 @@ struct Options {
   double peak_tflops = 0;
   int log_every = 10;
   bool quiet = false;
+  double comm_timeout = 300;
+  std::string verify;
+  std::set<std::string> given;  // the flags given on the command line (the rest hold defaults)
 };
+
+// Shortest text that reads back as the same double (so "0.003", not "0.0030000000000000001").
+std::string num(double v) {
+  char b[64];
+  auto [end, ec] = std::to_chars(b, b + sizeof b, v);
+  return ec == std::errc() ? std::string(b, end) : std::to_string(v);
+}
+
+// Every flag with its value as text, and whether it must be the same on every rank of an mpirun
+// job (`ranks`) and the same as in the checkpoint a run resumes (`resume`). main() checks that
+// each flag of the command line is listed here, so a new flag cannot escape these checks: add it
+// with its two answers.
+struct FlagInfo {
+  std::string name, value;
+  bool ranks, resume;
+};
+std::vector<FlagInfo> flag_table(const Options& o) {
+  auto i = [](int64_t v) { return std::to_string(v); };
+  return {
+      // name              value                       ranks  resume
+      {"--model", o.model, true, false},  // resume: compared with the checkpoint's model instead
+      {"--data", o.data, true, true},
+      {"--synthetic-bytes", i(o.synthetic_bytes), true, true},
+      {"--batch", i(o.batch), true, false},  // resume: the global batch (x ranks) is compared
+      {"--seq-len", i(o.seq_len), true, true},
+      {"--steps", i(o.steps), true, false},  // a resumed run may train on to a larger --steps
+      {"--lr", num(o.lr), true, true},
+      {"--min-lr-frac", num(o.min_lr_frac), true, true},
+      {"--warmup", i(o.warmup), true, true},
+      {"--weight-decay", num(o.weight_decay), true, true},
+      {"--clip", num(o.clip), true, true},
+      {"--seed", std::to_string(o.seed), true, true},
+      {"--eval-every", i(o.eval_every), true, false},
+      {"--eval-batches", i(o.eval_batches), true, false},
+      {"--out", o.out_dir, true, false},
+      {"--checkpoint-every", i(o.checkpoint_every), true, false},
+      {"--stop-at", i(o.stop_at), true, false},
+      {"--resume", o.resume, true, false},
+      {"--device", o.device, true, false},
+      {"--comm-timeout", num(o.comm_timeout), true, false},
+      {"--sample-tokens", i(o.sample_tokens), true, false},
+      {"--prompt", o.prompt, true, false},
+      {"--temperature", num(o.temperature), true, false},
+      // Per-rank matters: speed and logging only.
+      {"--threads", i(o.threads), false, false},
+      {"--peak-tflops", num(o.peak_tflops), false, false},
+      {"--log-every", i(o.log_every), false, false},
+      {"--quiet", o.quiet ? "1" : "0", false, false},
+      {"--verify", o.verify, false, false},
+  };
+}
+
+// Every flag is checked before any work: a value that cannot mean anything is an error naming
+// the flag, never a silent default, a crash later on, or a run that does nothing and exits 0.
+void validate_flags(const Options& o) {
+  auto positive = [](double v) { return std::isfinite(v) && v > 0; };
+  auto non_negative = [](double v) { return std::isfinite(v) && v >= 0; };
+  SGPT_CHECK(positive(o.lr), "--lr must be a finite learning rate > 0, got ", o.lr);
+  SGPT_CHECK(non_negative(o.min_lr_frac) && o.min_lr_frac <= 1, "--min-lr-frac must be in [0, 1], got ", o.min_lr_frac);
+  SGPT_CHECK(o.warmup >= 0, "--warmup must be >= 0 steps, got ", o.warmup);
+  SGPT_CHECK(non_negative(o.weight_decay), "--weight-decay must be a finite number >= 0, got ", o.weight_decay);
+  SGPT_CHECK(non_negative(o.clip), "--clip must be a finite norm >= 0 (0 = off), got ", o.clip);
+  SGPT_CHECK(o.batch >= 1, "--batch must be at least 1 sequence, got ", o.batch);
+  SGPT_CHECK(o.seq_len >= 0, "--seq-len must be at least 1 token (or 0 for the model's context), got ", o.seq_len);
+  SGPT_CHECK(o.steps >= 1, "--steps must be at least 1, got ", o.steps);
+  SGPT_CHECK(o.data != "synthetic" || o.synthetic_bytes >= 1, "--synthetic-bytes must be at least 1, got ",
+             o.synthetic_bytes);
+  SGPT_CHECK(o.data == "synthetic" || !o.given.count("--synthetic-bytes"), "--synthetic-bytes applies to --data ",
+             "synthetic only, but --data is ", o.data);
+  SGPT_CHECK(o.eval_every >= 0, "--eval-every must be >= 0 (0 = never), got ", o.eval_every);
+  SGPT_CHECK(o.eval_batches >= 1, "--eval-batches must be at least 1, got ", o.eval_batches);
+  SGPT_CHECK(o.checkpoint_every >= 0, "--checkpoint-every must be >= 0 (0 = only at the end), got ",
+             o.checkpoint_every);
+  SGPT_CHECK(o.stop_at == -1 || (o.stop_at >= 1 && o.stop_at < o.steps), "--stop-at ", o.stop_at,
+             " must be a step between 1 and --steps - 1 = ", o.steps - 1, " (at --steps the run ends anyway)");
+  SGPT_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '", o.device, "'");
+  SGPT_CHECK(o.threads >= 0, "--threads must be >= 0 (0 = all cores), got ", o.threads);
+  SGPT_CHECK(o.sample_tokens >= 0, "--sample-tokens must be >= 0, got ", o.sample_tokens);
+  SGPT_CHECK(o.sample_tokens == 0 || positive(o.temperature), "--temperature must be a finite number > 0, got ",
+             o.temperature);
+  SGPT_CHECK(non_negative(o.peak_tflops), "--peak-tflops must be a finite number >= 0 (0 = measure), got ",
+             o.peak_tflops);
+  SGPT_CHECK(o.log_every >= 1, "--log-every must be at least 1, got ", o.log_every);
+  SGPT_CHECK(non_negative(o.comm_timeout), "--comm-timeout must be a finite number of seconds >= 0 (0 = wait ",
+             "forever), got ", o.comm_timeout);
+  SGPT_CHECK(!o.out_dir.empty(), "--out must name a directory");
+}
+
+// Test-only fault injection, driven by environment variables so that no flag advertises it:
+//   SGPT_TEST_KILL_AT_STEP=s       the process kills itself (SIGKILL) when it reaches step s
+//   SGPT_TEST_STALL_RANK=r         rank r stops taking part (sleeps) before its gradient
+//   SGPT_TEST_STALL_AT_STEP=s      all-reduce of step s (default 1), as a hung rank would
+void inject_faults(int64_t step, int rank) {
+  static const char* kill_at = std::getenv("SGPT_TEST_KILL_AT_STEP");
+  static const char* stall_rank = std::getenv("SGPT_TEST_STALL_RANK");
+  static const char* stall_step = std::getenv("SGPT_TEST_STALL_AT_STEP");
+  if (kill_at && std::atoll(kill_at) == step) std::raise(SIGKILL);
+  if (stall_rank && std::atoi(stall_rank) == rank && (stall_step ? std::atoll(stall_step) : 1) == step) {
+    std::fprintf(stderr, "[rank %d] test: stalling at step %lld (SGPT_TEST_STALL_RANK)\n", rank, (long long)step);
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+}
 
 std::string human(double v) {
   char b[32];
@@ -121,43 +237,125 @@ double evaluate(GPT& model, const TokenFile& val, const Options& o, Communicator
   return world ? mean_over_ranks(*world, sum / double(n), model.device()) : sum / double(n);
 }
 
+// --verify CKPT: structure, format, configuration and every checksum, without training.
+int verify(const std::string& path) {
+  SafeTensorsHeader h = verify_checkpoint(path);
+  const GPTConfig cfg = checkpoint_config(path);
+  SGPT_CHECK(h.checksummed, path, ": a version 1 checkpoint (written before checkpoints carried checksums): its ",
+             "structure is valid but its contents cannot be verified");
+  std::printf("%s: OK, %zu tensors and the metadata match their checksums (model %s, step %s)\n", path.c_str(),
+              h.tensors.size(), cfg.name.c_str(), h.metadata.at("step").c_str());
+  return 0;
+}
+
+// What a resumed run must agree with: the checkpoint's flags (as saved in its metadata).
+void check_resume_flags(const Options& o, const SafeTensorsHeader& h, int64_t global_batch, int64_t step) {
+  SGPT_CHECK(o.steps > step, "--steps ", o.steps, " is not beyond step ", step, " of the checkpoint ", o.resume,
+             ": there is nothing to train (pass a larger --steps to go on)");
+  SGPT_CHECK(o.stop_at == -1 || o.stop_at > step, "--stop-at ", o.stop_at, " is not beyond step ", step,
+             " of the checkpoint ", o.resume);
+  auto it = h.metadata.find("train_flags");
+  if (it == h.metadata.end()) return;  // written by a tool or an older trainer: nothing to compare
+  const auto saved = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  SGPT_CHECK(saved.is_object(), o.resume, ": the train_flags metadata is damaged");
+  auto differ = [&](const std::string& name, const std::string& now) {
+    if (!saved.contains(name) || !saved[name].is_string()) return;
+    const std::string then = saved[name].get<std::string>();
+    SGPT_CHECK(then == now, name, " is ", now, " but the checkpoint ", o.resume, " was trained with ", name, " ",
+               then, ": a resumed run continues the same run, so pass the same value (or train a new run without ",
+               "--resume)");
+  };
+  for (const FlagInfo& f : flag_table(o))
+    if (f.resume) differ(f.name, f.value);
+  differ("global batch (--batch x ranks)", std::to_string(global_batch));
+}
+
 int run(Options o, int argc, char** argv) {
+  if (!o.verify.empty()) return verify(o.verify);
   // Data parallelism: started under mpirun/srun with several processes, every rank holds the whole
   // model, trains on its own rows of each global batch (--batch rows per rank), and the gradients
   // are averaged across ranks before the optimizer step, so N ranks x --batch b compute what one
   // rank with --batch N*b computes. Ranks talk through MPI on the CPU and NCCL on GPUs.
   std::shared_ptr<Communicator> world;
-  if (detect_launch().world > 1)
+  if (detect_launch().world > 1) {
+    SGPT_CHECK(std::isfinite(o.comm_timeout) && o.comm_timeout >= 0, "--comm-timeout must be >= 0, got ",
+               o.comm_timeout);
     world = init_distributed(argc, argv, o.device == "cuda" ? Backend::NCCL : Backend::MPI);
+    // A rank that stops taking part (hung, deadlocked, dead) ends the job after --comm-timeout.
+    world->set_timeout(o.comm_timeout);
+    // The ranks must train the same run: compare every flag that must agree (a hash of each).
+    std::vector<Setting> agreed;
+    for (const FlagInfo& f : flag_table(o))
+      if (f.ranks) agreed.push_back({f.name, f.value});
+    check_same_on_all_ranks(*world, agreed, "flags");
+  }
   const int rank = world ? world->rank() : 0, n_ranks = world ? world->size() : 1;
+  const bool writer = rank == 0;  // one rank writes files; all ranks hold the same model
   if (o.threads > 0) {
     omp_set_num_threads(o.threads);
     openblas_set_num_threads(o.threads);
   }
   const Device device = o.device == "cuda" ? Device::CUDA : Device::CPU;
-  SGPT_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '", o.device, "'");
-  SGPT_CHECK(o.batch >= 1 && o.seq_len >= 0 && o.steps >= 0, "--batch and --seq-len must be positive");
 
-  auto [train, val] = open_data(o);
-  GPTConfig cfg = o.resume.empty() ? gpt_config(o.model) : checkpoint_config(o.resume);
-  if (cfg.vocab_size != train.vocab_size()) cfg.set_vocab(static_cast<int>(train.vocab_size()));
-  if (o.seq_len == 0) o.seq_len = std::min<int64_t>(128, cfg.max_seq_len);
-  SGPT_CHECK(o.seq_len <= cfg.max_seq_len, "--seq-len ", o.seq_len, " is longer than the context ", cfg.max_seq_len,
-             " of model '", cfg.name, "'");
-
-  GPT model(cfg, o.seed, device);
-  AdamWConfig ac;
-  ac.lr = o.lr;
-  ac.weight_decay = o.weight_decay;
-  AdamW opt(model.layout(), ac, model.dtype(), device);
-  DataLoader loader(train, o.batch * n_ranks, o.seq_len, rank, n_ranks);
+  // Set-up: everything that can fail on bad input happens here, before any training, and a
+  // failure on any rank stops every rank with the same message.
+  std::optional<std::pair<TokenFile, TokenFile>> data;
+  std::optional<GPT> model_slot;
+  std::optional<AdamW> opt_slot;
+  std::optional<DataLoader> loader_slot;
+  std::optional<train::MetricsLog> metrics;
+  GPTConfig cfg;
   TrainState state;
-  state.seed = o.seed;
-  if (!o.resume.empty()) {
-    state = load_checkpoint(o.resume, model, opt);
-    loader.set_state({state.data_position, state.data_epoch});
-    log_info("resumed from ", o.resume, " at step ", state.step);
-  }
+  run_on_all_ranks(world.get(), [&] {
+    validate_flags(o);
+    // --out first: a read-only or misnamed directory is reported before anything slow happens.
+    if (writer)
+      for (const std::string& f : train::prepare_out_dir(o.out_dir, {"checkpoint.safetensors", "metrics.jsonl", "loss.svg"}))
+        log_info("removed ", f, ", an orphan temporary file of an earlier run that was killed while writing");
+    int64_t resume_step = -1;
+    if (!o.resume.empty()) {
+      const SafeTensorsHeader h = read_safetensors_header(o.resume);  // verifies the metadata checksum
+      cfg = checkpoint_config(o.resume);
+      SGPT_CHECK(!o.given.count("--model") || o.model == cfg.name, "--model ", o.model, " but the checkpoint ",
+                 o.resume, " holds model '", cfg.name, "' (leave out --model when resuming, or pass --model ",
+                 cfg.name, ")");
+      o.model = cfg.name;
+      try {
+        resume_step = std::stoll(h.metadata.at("step"));
+      } catch (const std::exception&) {
+        SGPT_FAIL(o.resume, ": the checkpoint's step is missing or damaged");
+      }
+    } else {
+      cfg = gpt_config(o.model);
+    }
+    data.emplace(open_data(o));
+    if (cfg.vocab_size != data->first.vocab_size()) cfg.set_vocab(static_cast<int>(data->first.vocab_size()));
+    if (o.seq_len == 0) o.seq_len = std::min<int64_t>(128, cfg.max_seq_len);
+    SGPT_CHECK(o.seq_len <= cfg.max_seq_len, "--seq-len ", o.seq_len, " is longer than the context ", cfg.max_seq_len,
+               " of model '", cfg.name, "'");
+    if (!o.resume.empty())
+      check_resume_flags(o, read_safetensors_header(o.resume), o.batch * n_ranks, resume_step);
+    // Both loaders check here that their file holds at least one global batch.
+    loader_slot.emplace(data->first, o.batch * n_ranks, o.seq_len, rank, n_ranks);
+    DataLoader(data->second, o.batch * n_ranks, o.seq_len, rank, n_ranks);
+
+    model_slot.emplace(cfg, o.seed, device);
+    AdamWConfig ac;
+    ac.lr = o.lr;
+    ac.weight_decay = o.weight_decay;
+    opt_slot.emplace(model_slot->layout(), ac, model_slot->dtype(), device);
+    state.seed = o.seed;
+    if (!o.resume.empty()) {
+      state = load_checkpoint(o.resume, *model_slot, *opt_slot);  // verifies every checksum
+      loader_slot->set_state({state.data_position, state.data_epoch});
+    }
+    if (writer) metrics.emplace(o.out_dir + "/metrics.jsonl", o.resume.empty() ? -1 : state.step);
+  });
+  if (!o.resume.empty()) log_info("resumed from ", o.resume, " at step ", state.step);
+  auto& [train, val] = *data;
+  GPT& model = *model_slot;
+  AdamW& opt = *opt_slot;
+  DataLoader& loader = *loader_slot;
 
   const double flops_per_step = training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len);  // per rank
   const double peak = o.peak_tflops > 0 ? o.peak_tflops * 1e12 : measure_matmul_flops(device, device == Device::CPU ? 1024 : 4096);
@@ -168,26 +366,27 @@ int run(Options o, int argc, char** argv) {
            ", ", o.steps, " steps, lr ", o.lr, " on ", device_name(device), " (", omp_get_max_threads(),
            " threads", n_ranks > 1 ? " per rank" : "", "); MFU against a measured peak of ", human(peak / 1e9),
            " GFLOP/s", n_ranks > 1 ? " per rank" : "");
-  const bool writer = rank == 0;  // one rank writes files; all ranks hold the same model
-
-  if (writer) std::filesystem::create_directories(o.out_dir);
   PlotSeries train_curve{"train loss", {}, {}, "#1f77b4"}, val_curve{"val loss", {}, {}, "#d62728", true};
-  // A resumed run keeps the history before its step (for the plot) and drops what a previous
-  // attempt logged after it.
-  std::vector<std::string> history;
-  if (state.step > 0) {
-    std::ifstream old(o.out_dir + "/metrics.jsonl");
-    for (std::string line; std::getline(old, line);) {
-      auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded() || !j.contains("step") || j["step"].get<int64_t>() >= state.step) continue;
+  // A resumed run keeps the history before its step (for the plot).
+  if (metrics)
+    for (const nlohmann::json& j : metrics->kept()) {
       if (j.contains("loss")) train_curve.x.push_back(j["step"]), train_curve.y.push_back(j["loss"]);
       if (j.contains("val_loss")) val_curve.x.push_back(j["step"]), val_curve.y.push_back(j["val_loss"]);
-      history.push_back(line);
     }
-  }
-  std::ofstream metrics;
-  if (writer) metrics.open(o.out_dir + "/metrics.jsonl", std::ios::trunc);
-  for (const std::string& line : history) metrics << line << "\n";
+  auto log_metrics = [&](const nlohmann::json& j) {
+    if (metrics) metrics->append(j);
+  };
+  auto write_plot = [&] {
+    if (writer)
+      train::write_text_atomic(o.out_dir + "/loss.svg",
+                               line_chart_svg("ScaleGPT " + cfg.name + " on " + train.path(), "step",
+                                              "cross-entropy loss (nats/token)", {train_curve, val_curve}));
+  };
+  // The flags a resumed run must repeat (checked by check_resume_flags).
+  nlohmann::json train_flags = nlohmann::json::object();
+  for (const FlagInfo& f : flag_table(o))
+    if (f.resume) train_flags[f.name] = f.value;
+  train_flags["global batch (--batch x ranks)"] = std::to_string(o.batch * n_ranks);
   const bool tty = isatty(fileno(stderr)) && !o.quiet && writer;
   Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
   double val_loss = NAN;
@@ -195,10 +394,12 @@ int run(Options o, int argc, char** argv) {
   auto save = [&](int64_t step) {
     TrainState s = state;
     s.step = step;
+    s.extra["train_flags"] = train_flags.dump();
     LoaderState ls = loader.state();
     s.data_position = ls.position;
     s.data_epoch = ls.epoch;
     if (writer) save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, opt, s);
+    write_plot();
     if (world) world->barrier();  // nobody resumes from a checkpoint that is still being written
   };
 
@@ -208,7 +409,7 @@ int run(Options o, int argc, char** argv) {
       val_loss = evaluate(model, val, o, world.get());
       val_curve.x.push_back(double(step));
       val_curve.y.push_back(val_loss);
-      metrics << nlohmann::json{{"step", step}, {"val_loss", val_loss}}.dump() << "\n";
+      log_metrics({{"step", step}, {"val_loss", val_loss}});
       if (!tty) log_info("step ", step, " | val loss ", val_loss);
     }
     if (last) break;
@@ -218,6 +419,7 @@ int run(Options o, int argc, char** argv) {
                "/checkpoint.safetensors");
       return 0;
     }
+    inject_faults(step, rank);
     Timer t;
     loader.next(x, y);
     model.zero_grad();
@@ -237,10 +439,8 @@ int run(Options o, int argc, char** argv) {
     const double tok_s = double(o.batch * o.seq_len * n_ranks) / dt, mfu = flops_per_step / dt / peak;
     train_curve.x.push_back(double(step));
     train_curve.y.push_back(loss);
-    metrics << nlohmann::json{{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"step_s", dt},
-                              {"tokens_per_s", tok_s}, {"mfu", mfu}}
-                   .dump()
-            << "\n";
+    log_metrics({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"step_s", dt},
+                 {"tokens_per_s", tok_s}, {"mfu", mfu}});
     const double eta = median(step_times) * double(o.steps - step - 1);
     char line[256];
     std::snprintf(line, sizeof line, "step %5lld/%lld | loss %.4f | val %.4f | lr %.2e | %s tok/s | MFU %4.1f%% | ETA %s",
@@ -253,11 +453,7 @@ int run(Options o, int argc, char** argv) {
     if (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) save(step + 1);
   }
   if (tty) std::fprintf(stderr, "\n");
-  save(o.steps);
-
-  if (writer)
-    std::ofstream(o.out_dir + "/loss.svg") << line_chart_svg("ScaleGPT " + cfg.name + " on " + train.path(), "step",
-                                                          "cross-entropy loss (nats/token)", {train_curve, val_curve});
+  save(o.steps);  // the checkpoint and loss.svg; each write is checked, so "wrote" below is true
   const double med = median(step_times);
   const std::string speed = step_times.empty()
                                 ? std::string("no timed steps")
@@ -313,6 +509,30 @@ int main(int argc, char** argv) {
   app.add_option("--peak-tflops", o.peak_tflops, "peak for MFU (default: measured matmul speed)");
   app.add_option("--log-every", o.log_every, "steps between log lines when not on a terminal")->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
+  app.add_option("--comm-timeout", o.comm_timeout,
+                 "seconds a rank may wait for the others in a collective before the job is aborted (0 = forever)")
+      ->capture_default_str();
+  app.add_option("--verify", o.verify, "check a checkpoint's checksums and exit (no training)");
   CLI11_PARSE(app, argc, argv);
-  return run_guarded("scalegpt-train", [&] { return run(o, argc, argv); });
+  return run_guarded("scalegpt-train", [&] {
+    // Every flag must be in flag_table, which says whether it must agree between ranks and on resume.
+    std::set<std::string> listed;
+    for (const FlagInfo& f : flag_table(o)) listed.insert(f.name);
+    for (const CLI::Option* opt : app.get_options()) {
+      const std::string name = opt->get_name();
+      if (name == "--help") continue;
+      SGPT_CHECK(listed.count(name), "internal: flag ", name, " is missing from flag_table in ", __FILE__,
+                 " (list it, saying whether ranks and resumed runs must agree on it)");
+      if (opt->count() > 0) o.given.insert(name);
+    }
+    try {
+      return run(o, argc, argv);
+    } catch (const CollectiveError&) {
+      throw;  // every rank has it at the same point: each prints it and exits 1, nobody waits
+    } catch (const std::exception& e) {
+      // Only this rank failed: end the others too, rather than leave them waiting for it.
+      if (detect_launch().world > 1) abort_all(str("scalegpt-train: ", e.what()));
+      throw;
+    }
+  });
 }
