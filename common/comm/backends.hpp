@@ -16,6 +16,10 @@
 
 namespace sgpt::detail {
 
+/// Whether groups check call signatures by default: SGPT_COMM_CHECK=1/0 forces it; otherwise on for
+/// every backend but NCCL (whose calls are enqueued on a stream, where the exchange would cost a sync).
+bool default_call_checks(Backend b);
+
 /// Prints "<what> waited more than <timeout> s ..." and aborts every rank (a communication
 /// timeout; see Communicator's "Timeouts").
 [[noreturn]] void comm_timeout_abort(const std::string& what, double timeout_s);

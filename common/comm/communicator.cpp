@@ -1,25 +1,17 @@
-// The backend-independent half of Communicator: argument validation, the call check, accounting,
-// tracing, the sharding rule, and the factories that pick a backend.
+// The backend-independent half of Communicator: names, the sharding rule, accounting, tracing and
+// the collectives' front doors. The call check is in call_check.cpp, the backends' shared helpers
+// in backends.cpp, and the world (launch detection, init, abort) in world.cpp.
 
 #include "comm/communicator.hpp"
 
-#include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
-#include <exception>
-#include <mutex>
-#include <thread>
+#include <functional>
+#include <map>
+#include <string>
 
 #include "comm/backends.hpp"
 #include "core/trace.hpp"
-
-#if SGPT_WITH_MPI
-// Only MPI's C API is used; skip the deprecated C++ bindings.
-#define OMPI_SKIP_MPICXX 1
-#define MPICH_SKIP_MPICXX 1
-#include <mpi.h>
-#endif
 
 namespace sgpt {
 
@@ -141,12 +133,6 @@ class TracedWork final : public Work::Impl {
   bool done_ = false;
 };
 
-bool default_call_checks(Backend b) {
-  std::string v = detail::env_or("SGPT_COMM_CHECK", "");
-  if (v == "0" || v == "off") return false;
-  if (v == "1" || v == "on") return true;
-  return b != Backend::NCCL;
-}
 
 }  // namespace
 
@@ -164,7 +150,7 @@ double default_comm_timeout() {
 
 Communicator::Communicator(int rank, int size, std::string name) : rank_(rank), size_(size), name_(std::move(name)) {
   SGPT_CHECK(size >= 1 && rank >= 0 && rank < size, "bad communicator rank ", rank, " of ", size);
-  call_checks_ = default_call_checks(Backend::Auto);
+  call_checks_ = detail::default_call_checks(Backend::Auto);
   timeout_s_ = default_comm_timeout();
 }
 
@@ -179,49 +165,6 @@ std::string Communicator::describe_call(const char* op) const {
 }
 
 Communicator::~Communicator() = default;
-
-void Communicator::check_tensor(const Tensor& t, const char* what) const {
-  SGPT_CHECK(t.defined(), "group '", name_, "': ", what, " is an undefined tensor");
-  DType d = t.dtype();
-  SGPT_CHECK(d == DType::F32 || d == DType::F64 || d == DType::I32, "group '", name_, "': ", what, " has dtype ",
-             dtype_name(d), "; communication supports f32, f64 and i32");
-}
-
-void Communicator::check_call(OpKind kind, const Tensor* t, int64_t count, int root, int op, int64_t part) {
-  CallSignature mine;
-  mine.kind = static_cast<int32_t>(kind);
-  mine.dtype = t && t->defined() ? static_cast<int32_t>(t->dtype()) : -1;
-  mine.root = root;
-  mine.op = op;
-  mine.count = count;
-  mine.seq = seq_++;
-  mine.part = part;
-  if (!call_checks_ || size_ == 1) return;
-  std::vector<CallSignature> all = exchange_signatures(mine);
-  auto describe = [](const CallSignature& s) {
-    std::string d = op_name(static_cast<OpKind>(s.kind));
-    if (s.dtype >= 0) d += str(" ", dtype_name(static_cast<DType>(s.dtype)), " x ", s.count);
-    if (s.root >= 0) d += str(" root ", s.root);
-    if (s.op >= 0) d += str(" ", reduce_op_name(static_cast<ReduceOp>(s.op)));
-    if (s.part >= 0) d += str(" shard ", s.part);
-    return d + str(" (call #", s.seq, ")");
-  };
-  bool same = true;
-  for (const auto& s : all) {
-    same = same && s.kind == all[0].kind && s.dtype == all[0].dtype && s.root == all[0].root && s.op == all[0].op &&
-           s.count == all[0].count && s.seq == all[0].seq;
-  }
-  // Sharded calls: every rank's shard must be the one shard_range gives it.
-  for (std::size_t r = 0; r < all.size() && same; ++r) {
-    if (all[r].part >= 0 && all[r].count >= 0)
-      same = all[r].part == shard_range(all[r].count, size_, static_cast<int>(r)).count;
-  }
-  if (!same) {
-    std::string msg = str("mismatched collective calls on group '", name_, "' of ", size_, " ranks:");
-    for (std::size_t r = 0; r < all.size(); ++r) msg += str(" rank ", r, ": ", describe(all[r]), ";");
-    SGPT_FAIL(msg);
-  }
-}
 
 Work Communicator::issue(OpKind kind, int64_t payload_bytes, bool async, const std::function<Work()>& start) {
   OpStats& s = stats_[kind];
@@ -396,203 +339,6 @@ std::shared_ptr<Communicator> Communicator::split(int color, int key, const std:
   auto sub = do_split(color, key, n);
   if (sub) sub->call_checks_ = call_checks_, sub->timeout_s_ = timeout_s_;
   return sub;
-}
-
-// ---- factories ----------------------------------------------------------------------------------
-
-namespace detail {
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::string(v) : fallback;
-}
-
-void comm_timeout_abort(const std::string& what, double timeout_s) {
-  abort_all(str(what, " waited more than ", timeout_s,
-                " s for the other ranks (the communication timeout: --comm-timeout or SGPT_COMM_TIMEOUT); ",
-                "at least one rank of the group did not join it (stalled, deadlocked or dead): aborting every rank"));
-}
-
-double PollBackoff::now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double PollBackoff::elapsed() const { return now() - start_; }
-
-void PollBackoff::pause() {
-  // About the first 64 polls spin (a collective that is nearly done), then sleep 2, 4, ... up to
-  // 512 microseconds.
-  if (++polls_ < 64) return;
-  const int shift = std::min(polls_ - 64, 8);
-  std::this_thread::sleep_for(std::chrono::microseconds(2 << shift));
-}
-
-template <class T>
-static void divide_typed(T* p, int64_t n, int d) {
-  for (int64_t i = 0; i < n; ++i) p[i] /= static_cast<T>(d);
-}
-
-void host_divide(void* data, DType dtype, int64_t count, int divisor) {
-  switch (dtype) {
-    case DType::F32: divide_typed(static_cast<float*>(data), count, divisor); break;
-    case DType::F64: divide_typed(static_cast<double*>(data), count, divisor); break;
-    default: SGPT_FAIL("Avg needs a floating-point tensor, got ", dtype_name(dtype));
-  }
-}
-
-template <class T>
-static void acc_typed(T* d, const T* s, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) d[i] += s[i];
-}
-
-void host_accumulate(void* dst, const void* src, DType dtype, int64_t count) {
-  switch (dtype) {
-    case DType::F32: acc_typed(static_cast<float*>(dst), static_cast<const float*>(src), count); break;
-    case DType::F64: acc_typed(static_cast<double*>(dst), static_cast<const double*>(src), count); break;
-    case DType::I32: acc_typed(static_cast<int32_t*>(dst), static_cast<const int32_t*>(src), count); break;
-    default: SGPT_FAIL("cannot reduce ", dtype_name(dtype));
-  }
-}
-
-}  // namespace detail
-
-static int env_int(std::initializer_list<const char*> names, int fallback) {
-  for (const char* n : names) {
-    const char* v = std::getenv(n);
-    if (v && *v) return std::atoi(v);
-  }
-  return fallback;
-}
-
-LaunchInfo detect_launch() {
-  LaunchInfo info;
-  if (std::getenv("OMPI_COMM_WORLD_RANK")) {
-    info.launcher = "openmpi";
-    info.rank = env_int({"OMPI_COMM_WORLD_RANK"}, 0);
-    info.world = env_int({"OMPI_COMM_WORLD_SIZE"}, 1);
-    info.local_rank = env_int({"OMPI_COMM_WORLD_LOCAL_RANK"}, 0);
-  } else if (std::getenv("SLURM_PROCID") && std::getenv("SLURM_NTASKS")) {
-    info.launcher = "slurm";
-    info.rank = env_int({"SLURM_PROCID"}, 0);
-    info.world = env_int({"SLURM_NTASKS"}, 1);
-    info.local_rank = env_int({"SLURM_LOCALID"}, 0);
-  } else if (std::getenv("PMI_RANK")) {
-    info.launcher = "pmi";
-    info.rank = env_int({"PMI_RANK"}, 0);
-    info.world = env_int({"PMI_SIZE"}, 1);
-    info.local_rank = env_int({"MPI_LOCALRANKID", "PMI_LOCAL_RANK"}, 0);
-  } else {
-    info.launcher = "none";
-  }
-  return info;
-}
-
-static Backend resolve_backend(Backend b) {
-  if (b != Backend::Auto) return b;
-#if SGPT_WITH_NCCL && SGPT_WITH_MPI
-  if (cuda_available()) return Backend::NCCL;
-#endif
-#if SGPT_WITH_MPI
-  return Backend::MPI;
-#else
-  return Backend::Threads;
-#endif
-}
-
-std::shared_ptr<Communicator> make_world_communicator(Backend backend) {
-  Backend b = resolve_backend(backend);
-  std::shared_ptr<Communicator> c;
-  switch (b) {
-    case Backend::Threads: c = detail::make_threads_single(); break;
-    case Backend::MPI:
-#if SGPT_WITH_MPI
-      detail::mpi_ensure_init(nullptr, nullptr);
-      c = detail::make_mpi_world();
-      break;
-#else
-      SGPT_FAIL("this build has no MPI: configure with -DSCALEGPT_MPI=ON, or use the threads backend");
-#endif
-    case Backend::NCCL:
-#if SGPT_WITH_NCCL && SGPT_WITH_MPI
-      detail::mpi_ensure_init(nullptr, nullptr);
-      c = detail::make_nccl_world();
-      break;
-#else
-      SGPT_FAIL("this build has no NCCL backend: configure with -DSCALEGPT_CUDA=ON (and MPI) on a GPU machine");
-#endif
-    case Backend::Auto: break;
-  }
-  SGPT_CHECK(c != nullptr, "no communicator for backend ", backend_name(b));
-  c->set_call_checks(default_call_checks(b));
-  return c;
-}
-
-namespace {
-std::mutex g_world_mu;
-std::shared_ptr<Communicator> g_world;
-
-[[noreturn]] void terminate_handler() {
-  std::string why = "terminate called without an active exception";
-  if (auto ex = std::current_exception()) {
-    try {
-      std::rethrow_exception(ex);
-    } catch (const std::exception& e) {
-      why = str("uncaught exception: ", e.what());
-    } catch (...) {
-      why = "uncaught exception of unknown type";
-    }
-  }
-  abort_all(why, 1);
-}
-}  // namespace
-
-std::shared_ptr<Communicator> init_distributed(int& argc, char**& argv, Backend backend) {
-  std::lock_guard lock(g_world_mu);
-  if (g_world) return g_world;
-  if (backend == Backend::Auto) backend = parse_backend(detail::env_or("SGPT_COMM_BACKEND", "auto"));
-  Backend b = resolve_backend(backend);
-#if SGPT_WITH_MPI
-  if (b == Backend::MPI || b == Backend::NCCL) detail::mpi_ensure_init(&argc, &argv);
-#endif
-  g_world = make_world_communicator(b);
-  set_process_rank(g_world->rank());
-  TraceRecorder::global().set_rank(g_world->rank());
-  std::set_terminate(terminate_handler);
-  return g_world;
-}
-
-void finalize_distributed() {
-  {
-    std::lock_guard lock(g_world_mu);
-    g_world.reset();
-  }
-#if SGPT_WITH_MPI
-  int init = 0, fin = 0;
-  MPI_Initialized(&init);
-  MPI_Finalized(&fin);
-  if (init && !fin) MPI_Finalize();
-#endif
-}
-
-std::string mpi_error_string(int code) {
-#if SGPT_WITH_MPI
-  char buf[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  if (MPI_Error_string(code, buf, &len) == MPI_SUCCESS) return std::string(buf, len);
-#endif
-  return str("MPI error ", code);
-}
-
-void abort_all(const std::string& why, int exit_code) {
-  std::fprintf(stderr, "[rank %d] fatal: %s\n", process_rank(), why.c_str());
-  std::fflush(stderr);
-#if SGPT_WITH_MPI
-  int init = 0, fin = 0;
-  MPI_Initialized(&init);
-  MPI_Finalized(&fin);
-  if (init && !fin) MPI_Abort(MPI_COMM_WORLD, exit_code);
-#endif
-  std::_Exit(exit_code);
 }
 
 }  // namespace sgpt
