@@ -12,7 +12,7 @@
 
 #include "core/main.hpp"
 #include "core/safetensors.hpp"
-#include "model/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 
 using namespace sgpt;
 

@@ -37,7 +37,7 @@
 #include "data/tokenizer.hpp"
 #include "comm/agreement.hpp"
 #include "comm/communicator.hpp"
-#include "model/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
 #include "run_files.hpp"

@@ -10,7 +10,7 @@
 #include "data/loader.hpp"
 #include "data/synthetic.hpp"
 #include "data/tokenizer.hpp"
-#include "model/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 
 using namespace sgpt;
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-#include "model/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 
 #include <cstring>
 #include <filesystem>
