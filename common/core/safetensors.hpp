@@ -12,7 +12,7 @@
 ///                offsets relative to the start of the data section
 ///
 /// The tensors fill the data section exactly: no gaps, no overlaps, nothing after the last one.
-/// ScaleGPT stores F32, F64, BF16 and I32 tensors. Checkpoints and exported weights use this
+/// ScaleGPT stores F32, F64, BF16, F16 and I32 tensors. Checkpoints and exported weights use this
 /// format, so the files open in the usual Python tools.
 ///
 /// Every writer in ScaleGPT goes through write_file_atomic(): the bytes go to a temporary file in
@@ -45,7 +45,7 @@ void write_file_atomic(const std::string& path, const std::function<void(const B
 
 // ---- safetensors --------------------------------------------------------------------------------
 
-/// The safetensors name of a dtype: "F32", "F64", "BF16" or "I32".
+/// The safetensors name of a dtype: "F32", "F64", "BF16", "F16" or "I32".
 const char* safetensors_dtype_name(DType dtype);
 
 /// One tensor's entry in a safetensors header.
@@ -79,7 +79,7 @@ struct SafeTensors {
 /// Saves `tensors` (any device; copied to the host as needed) and `metadata` to `path`,
 /// atomically (see write_file_atomic()). The header lists the tensors in the given order and the
 /// data section stores them contiguously in that order. Names must be non-empty, unique and not
-/// "__metadata__"; dtypes F32, F64, BF16 and I32 are supported.
+/// "__metadata__"; dtypes F32, F64, BF16, F16 and I32 are supported.
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

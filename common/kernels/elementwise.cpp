@@ -5,6 +5,7 @@
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 
@@ -38,6 +39,12 @@ static void scale_cpu(T* x, T alpha, int64_t n) {
 void residual_forward(Tensor& out, const Tensor& a, const Tensor& b) {
   const char* op = "residual_forward";
   detail::OpScope scope(op, a);
+  if (detail::any_cpu_half({&out, &a, &b})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor ia = s.in(a), ib = s.in(b), o = s.out(out, false);
+    residual_forward(o, ia, ib);
+    return s.store();
+  }
   expect(out, op, "out", a.dtype(), a.device());
   expect(b, op, "b", a.dtype(), a.device());
   expect_numel(out, op, "out", a.numel());
@@ -49,6 +56,12 @@ void residual_forward(Tensor& out, const Tensor& a, const Tensor& b) {
 void residual_backward(Tensor& da, Tensor& db, const Tensor& dout) {
   const char* op = "residual_backward";
   detail::OpScope scope(op, dout);
+  if (detail::any_cpu_half({&da, &db, &dout})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor a = s.out(da, true), b = s.out(db, true);
+    residual_backward(a, b, s.in(dout));
+    return s.store();
+  }
   SGPT_CHECK(dout.defined(), op, ": tensor 'dout' is undefined");
   detail::expect_all(op, dout.dtype(), dout.device(), {{&da, "da", dout.numel()}, {&db, "db", dout.numel()}});
   SGPT_DISPATCH_CUDA(dout, op, residual_backward(da, db, dout));
@@ -61,6 +74,12 @@ void residual_backward(Tensor& da, Tensor& db, const Tensor& dout) {
 void axpy_(Tensor& y, double alpha, const Tensor& x) {
   const char* op = "axpy_";
   detail::OpScope scope(op, y);
+  if (detail::any_cpu_half({&y, &x})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor ix = s.in(x), o = s.out(y, true);
+    axpy_(o, alpha, ix);
+    return s.store();
+  }
   expect(x, op, "x", y.dtype(), y.device());
   expect_numel(x, op, "x", y.numel());
   SGPT_DISPATCH_CUDA(y, op, axpy_(y, alpha, x));
@@ -70,6 +89,12 @@ void axpy_(Tensor& y, double alpha, const Tensor& x) {
 void scale_(Tensor& x, double alpha) {
   const char* op = "scale_";
   detail::OpScope scope(op, x);
+  if (detail::any_cpu_half({&x})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor o = s.out(x, true);
+    scale_(o, alpha);
+    return s.store();
+  }
   SGPT_DISPATCH_CUDA(x, op, scale_(x, alpha));
   SGPT_DISPATCH_FLOAT(x.dtype(), op, scale_cpu(x.data<scalar_t>(), scalar_t(alpha), x.numel()));
 }
@@ -78,6 +103,7 @@ double sum_of_squares(const Tensor& x) {
   const char* op = "sum_of_squares";
   detail::OpScope scope(op, x);
   SGPT_CHECK(x.defined(), op, ": tensor 'x' is undefined");
+  if (detail::cpu_half(x)) return sum_of_squares(detail::F32Stage(op).in(x));  // summed in double from f32
 #if SGPT_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda::sum_of_squares(x);
 #else
@@ -99,10 +125,10 @@ static void adamw_cpu(T* param, const T* grad, T* m, T* v, int64_t n, const Adam
   const double bc2 = 1.0 - std::pow(c.beta2, double(t));
   const T b1 = T(c.beta1), b2 = T(c.beta2), lr = T(c.lr), eps = T(c.eps);
   const T wd = decay ? T(c.weight_decay) : T(0);
-  const T ibc1 = T(1.0 / bc1), ibc2 = T(1.0 / bc2);
+  const T ibc1 = T(1.0 / bc1), ibc2 = T(1.0 / bc2), gs = T(c.grad_scale);
 #pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
-    T g = grad[i];
+    T g = c.grad_scale == 1.0 ? grad[i] : grad[i] * gs;  // exactly the old update when unscaled
     T mi = b1 * m[i] + (T(1) - b1) * g;
     T vi = b2 * v[i] + (T(1) - b2) * g * g;
     m[i] = mi;
@@ -116,10 +142,19 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
                   bool decay) {
   const char* op = "adamw_update";
   detail::OpScope scope(op, param);
+  if (detail::any_cpu_half({&param, &grad, &m, &v})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor p = s.out(param, true), mm = s.out(m, true), vv = s.out(v, true);
+    adamw_update(p, s.in(grad), mm, vv, cfg, t, decay);
+    return s.store();
+  }
   SGPT_CHECK(t >= 1, op, ": the step t is 1-based, got ", t);
   const int64_t n = param.numel();
   detail::expect_all(op, param.dtype(), param.device(),
                      {{&param, "param", n}, {&grad, "grad", n}, {&m, "m", n}, {&v, "v", n}});
+  // NOTE(cuda): the CUDA AdamW kernel does not read grad_scale yet; until it does, refuse it there.
+  SGPT_CHECK(param.device() == Device::CPU || cfg.grad_scale == 1.0, op,
+             ": grad_scale != 1 is not implemented for CUDA tensors yet");
   SGPT_DISPATCH_CUDA(param, op, adamw_update(param, grad, m, v, cfg, t, decay));
   SGPT_DISPATCH_FLOAT(param.dtype(), op,
                       adamw_cpu(param.data<scalar_t>(), grad.data<scalar_t>(), m.data<scalar_t>(), v.data<scalar_t>(),

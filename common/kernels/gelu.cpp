@@ -7,6 +7,7 @@
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 
@@ -75,6 +76,12 @@ static void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, int64_t n) {
 void gelu_forward(Tensor& out, const Tensor& inp) {
   const char* op = "gelu_forward";
   detail::OpScope scope(op, inp);
+  if (detail::any_cpu_half({&out, &inp})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor i = s.in(inp), o = s.out(out, false);  // in() first: out may alias inp
+    gelu_forward(o, i);
+    return s.store();
+  }
   expect(out, op, "out", inp.dtype(), inp.device());
   expect_numel(out, op, "out", inp.numel());
   SGPT_DISPATCH_CUDA(inp, op, gelu_forward(out, inp));
@@ -84,6 +91,12 @@ void gelu_forward(Tensor& out, const Tensor& inp) {
 void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   const char* op = "gelu_backward";
   detail::OpScope scope(op, inp);
+  if (detail::any_cpu_half({&dinp, &inp, &dout})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor di = s.out(dinp, true);
+    gelu_backward(di, s.in(inp), s.in(dout));
+    return s.store();
+  }
   expect(dinp, op, "dinp", inp.dtype(), inp.device());
   expect(dout, op, "dout", inp.dtype(), inp.device());
   expect_numel(dinp, op, "dinp", inp.numel());
