@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/main.hpp"
 #include "core/log.hpp"
@@ -30,6 +31,7 @@
 #include "model/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
+#include "precision.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -57,6 +59,7 @@ struct Options {
   int64_t stop_at = -1;
   std::string resume;
   std::string device = "cpu";
+  std::string dtype = "f32";
   int threads = 0;
   int sample_tokens = 300;
   std::string prompt = "The ";
@@ -145,16 +148,21 @@ int run(Options o, int argc, char** argv) {
   SGPT_CHECK(o.seq_len <= cfg.max_seq_len, "--seq-len ", o.seq_len, " is longer than the context ", cfg.max_seq_len,
              " of model '", cfg.name, "'");
 
-  GPT model(cfg, o.seed, device);
   AdamWConfig ac;
   ac.lr = o.lr;
   ac.weight_decay = o.weight_decay;
-  AdamW opt(model.layout(), ac, model.dtype(), device);
+  // --dtype bf16|fp16: lesson 05's recipe owns the model, its fp32 master and the optimizer
+  // (precision.cpp); f32 keeps the model and optimizer below.
+  std::unique_ptr<train::MixedPrecisionRun> mp = train::make_mixed_precision_run(o.dtype, cfg, o.seed, ac, device, n_ranks);
+  std::optional<GPT> f32_model;
+  std::optional<AdamW> opt;
+  if (!mp) f32_model.emplace(cfg, o.seed, device), opt.emplace(f32_model->layout(), ac, DType::F32, device);
+  GPT& model = mp ? mp->model() : *f32_model;
   DataLoader loader(train, o.batch * n_ranks, o.seq_len, rank, n_ranks);
   TrainState state;
   state.seed = o.seed;
   if (!o.resume.empty()) {
-    state = load_checkpoint(o.resume, model, opt);
+    state = mp ? mp->load(o.resume) : load_checkpoint(o.resume, model, *opt);
     loader.set_state({state.data_position, state.data_epoch});
     log_info("resumed from ", o.resume, " at step ", state.step);
   }
@@ -165,7 +173,7 @@ int run(Options o, int argc, char** argv) {
            " C=", cfg.n_embd, " NH=", cfg.n_head, " V=", cfg.vocab_size, " | data ", train.path(), ": ",
            human(double(train.size())), " train / ", human(double(val.size())), " val tokens");
   log_info("batch ", o.batch, " x ", o.seq_len, " tokens", n_ranks > 1 ? str(" per rank x ", n_ranks, " ranks") : "",
-           ", ", o.steps, " steps, lr ", o.lr, " on ", device_name(device), " (", omp_get_max_threads(),
+           ", ", o.steps, " steps, lr ", o.lr, ", ", o.dtype, " on ", device_name(device), " (", omp_get_max_threads(),
            " threads", n_ranks > 1 ? " per rank" : "", "); MFU against a measured peak of ", human(peak / 1e9),
            " GFLOP/s", n_ranks > 1 ? " per rank" : "");
   const bool writer = rank == 0;  // one rank writes files; all ranks hold the same model
@@ -198,7 +206,8 @@ int run(Options o, int argc, char** argv) {
     LoaderState ls = loader.state();
     s.data_position = ls.position;
     s.data_epoch = ls.epoch;
-    if (writer) save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, opt, s);
+    if (writer && mp) mp->save(o.out_dir + "/checkpoint.safetensors", s);
+    if (writer && !mp) save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, *opt, s);
     if (world) world->barrier();  // nobody resumes from a checkpoint that is still being written
   };
 
@@ -220,16 +229,21 @@ int run(Options o, int argc, char** argv) {
     }
     Timer t;
     loader.next(x, y);
-    model.zero_grad();
-    double loss = model.forward(x, y);
-    model.backward();
-    if (world) {
-      world->all_reduce(model.grads(), ReduceOp::Avg);  // data parallelism: the mean gradient of the global batch
-      loss = mean_over_ranks(*world, loss, device);  // for the log: the loss of the global batch
-    }
-    const double norm = clip_grad_norm(model.grads(), o.clip);
     const double lr = lr_at(step, o.warmup, o.steps, o.lr, o.lr * o.min_lr_frac);
-    opt.step(model.params(), model.grads(), lr);
+    double loss = 0, norm = 0;
+    if (mp) {
+      loss = mp->step(x, y, lr, o.clip, &norm);
+    } else {
+      model.zero_grad();
+      loss = model.forward(x, y);
+      model.backward();
+      if (world) {
+        world->all_reduce(model.grads(), ReduceOp::Avg);  // data parallelism: the mean gradient of the global batch
+        loss = mean_over_ranks(*world, loss, device);  // for the log: the loss of the global batch
+      }
+      norm = clip_grad_norm(model.grads(), o.clip);
+      opt->step(model.params(), model.grads(), lr);
+    }
     device_synchronize(device);
     const double dt = t.seconds();
     if (step > state.step) step_times.push_back(dt);  // the first step warms up
@@ -306,6 +320,7 @@ int main(int argc, char** argv) {
   app.add_option("--stop-at", o.stop_at, "save a checkpoint and exit before this step (for time-limited jobs)");
   app.add_option("--resume", o.resume, "continue from a checkpoint (same flags otherwise)");
   app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--dtype", o.dtype, "f32, or bf16/fp16 with fp32 master weights (lesson 05)")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (default: all cores)");
   app.add_option("--sample-tokens", o.sample_tokens, "tokens to sample at the end")->capture_default_str();
   app.add_option("--prompt", o.prompt, "prompt for the sample")->capture_default_str();
