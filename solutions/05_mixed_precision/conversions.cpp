@@ -5,7 +5,6 @@
 //   f32   1 | 8 (bias 127) | 23        bf16  1 | 8 (bias 127) | 7        fp16  1 | 5 (bias 15) | 10
 
 #include <bit>
-#include <cstring>
 
 #include "mixed_precision.hpp"
 
