@@ -111,6 +111,7 @@ const char* safetensors_dtype_name(DType dtype) {
     case DType::F64: return "F64";
     case DType::BF16: return "BF16";
     case DType::I32: return "I32";
+    case DType::F16: return "F16";
   }
   SGPT_FAIL("dtype code ", static_cast<int>(dtype), " has no safetensors name");
 }
@@ -118,7 +119,7 @@ const char* safetensors_dtype_name(DType dtype) {
 namespace {
 
 bool dtype_from_name(const std::string& name, DType& out) {
-  for (DType d : {DType::F32, DType::F64, DType::BF16, DType::I32}) {
+  for (DType d : {DType::F32, DType::F64, DType::BF16, DType::I32, DType::F16}) {
     if (name == safetensors_dtype_name(d)) {
       out = d;
       return true;
@@ -362,7 +363,7 @@ SafeTensorsHeader read_safetensors_header(const std::string& path) {
     info.name = name;
     const std::string dt = entry["dtype"].get<std::string>();
     SGPT_CHECK(dtype_from_name(dt, info.dtype), where, " has unsupported dtype '", dt,
-               "' (ScaleGPT reads F32, F64, BF16, I32)");
+               "' (ScaleGPT reads F32, F64, BF16, F16, I32)");
     uint64_t numel = 1;
     bool overflow = false;
     for (const auto& d : entry["shape"]) {

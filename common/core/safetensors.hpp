@@ -12,7 +12,7 @@
 ///                offsets relative to the start of the data section
 ///
 /// The tensors fill the data section exactly: no gaps, no overlaps, nothing after the last one.
-/// ScaleGPT stores F32, F64, BF16 and I32 tensors. Checkpoints and exported weights use this
+/// ScaleGPT stores F32, F64, BF16, F16 and I32 tensors. Checkpoints and exported weights use this
 /// format, so the files open in the usual Python tools.
 ///
 /// ## Checksums
@@ -58,7 +58,7 @@ void write_file_atomic(const std::string& path, const std::function<void(const B
 
 // ---- safetensors --------------------------------------------------------------------------------
 
-/// The safetensors name of a dtype: "F32", "F64", "BF16" or "I32".
+/// The safetensors name of a dtype: "F32", "F64", "BF16", "F16" or "I32".
 const char* safetensors_dtype_name(DType dtype);
 
 /// One tensor's entry in a safetensors header.
@@ -101,7 +101,7 @@ enum class Checksums {
 /// Saves `tensors` (any device; copied to the host as needed) and `metadata` to `path`,
 /// atomically (see write_file_atomic()). The header lists the tensors in the given order and the
 /// data section stores them contiguously in that order. Names must be non-empty, unique and not
-/// "__metadata__"; dtypes F32, F64, BF16 and I32 are supported. The metadata keys "checksums" and
+/// "__metadata__"; dtypes F32, F64, BF16, F16 and I32 are supported. The metadata keys "checksums" and
 /// "metadata_checksum" are reserved: with Checksums::On they are (re)computed, with Off they are
 /// an error (stale checksums copied from another file would fail verification).
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #if SGPT_WITH_CUDA
 #include <cuda_runtime.h>
@@ -16,6 +17,7 @@ std::size_t dtype_size(DType t) {
     case DType::F64: return 8;
     case DType::BF16: return 2;
     case DType::I32: return 4;
+    case DType::F16: return 2;
   }
   return 0;
 }
@@ -26,6 +28,7 @@ const char* dtype_name(DType t) {
     case DType::F64: return "f64";
     case DType::BF16: return "bf16";
     case DType::I32: return "i32";
+    case DType::F16: return "f16";
   }
   return "?";
 }
@@ -190,24 +193,49 @@ Tensor Tensor::to(Device device_to) const {
   return t;
 }
 
+// Element conversions for cast and to_vector: plain static_cast, except to and from the 16-bit
+// types, which go through f32 with the library's rounding (core/half.hpp).
+template <class T> static T from_f32(float x) { return static_cast<T>(x); }
+template <> bf16_t from_f32<bf16_t>(float x) { return {f32_to_bf16(x)}; }
+template <> f16_t from_f32<f16_t>(float x) { return {f32_to_f16(x)}; }
+template <class T> static double widen(T x) { return static_cast<double>(x); }
+static double widen(bf16_t x) { return bf16_to_f32(x.bits); }
+static double widen(f16_t x) { return f16_to_f32(x.bits); }
+
 template <class To, class From>
 static void convert(To* dst, const From* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<To>(src[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<To, bf16_t> || std::is_same_v<To, f16_t>)
+      dst[i] = from_f32<To>(static_cast<float>(widen(src[i])));
+    else
+      dst[i] = static_cast<To>(widen(src[i]));
+  }
 }
+
+/// Runs `body` with `elem_t` bound to the C++ type of a floating-point dtype.
+#define SGPT_DISPATCH_ANY_FLOAT(dtype, ...)                                  \
+  switch (dtype) {                                                          \
+    case DType::F32: { using elem_t = float; __VA_ARGS__; break; }          \
+    case DType::F64: { using elem_t = double; __VA_ARGS__; break; }         \
+    case DType::BF16: { using elem_t = bf16_t; __VA_ARGS__; break; }        \
+    case DType::F16: { using elem_t = f16_t; __VA_ARGS__; break; }          \
+    default: SGPT_FAIL("dtype ", dtype_name(dtype), " is not a floating-point type"); \
+  }
 
 Tensor Tensor::cast(DType to_type) const {
   SGPT_CHECK(device() == Device::CPU, "cast is implemented on the CPU only");
+  SGPT_CHECK((to_type != DType::I32 && dtype_ != DType::I32) || to_type == dtype_, "cast from ", dtype_name(dtype_),
+             " to ", dtype_name(to_type), " is not supported");
   Tensor t = empty(shape_, to_type, Device::CPU, category());
-  int64_t n = numel();
   if (to_type == dtype_) {
     t.copy_from(*this);
-  } else if (dtype_ == DType::F32 && to_type == DType::F64) {
-    convert(t.data<double>(), data<float>(), n);
-  } else if (dtype_ == DType::F64 && to_type == DType::F32) {
-    convert(t.data<float>(), data<double>(), n);
-  } else {
-    SGPT_FAIL("cast from ", dtype_name(dtype_), " to ", dtype_name(to_type), " is not supported");
+    return t;
   }
+  const int64_t n = numel();
+  SGPT_DISPATCH_ANY_FLOAT(dtype_, {
+    using from_t = elem_t;
+    SGPT_DISPATCH_ANY_FLOAT(to_type, convert(t.data<elem_t>(), data<from_t>(), n));
+  });
   return t;
 }
 
@@ -218,6 +246,8 @@ std::vector<double> Tensor::to_vector() const {
     case DType::F32: convert(out.data(), host.data<float>(), numel()); break;
     case DType::F64: convert(out.data(), host.data<double>(), numel()); break;
     case DType::I32: convert(out.data(), host.data<int32_t>(), numel()); break;
+    case DType::BF16: convert(out.data(), host.data<bf16_t>(), numel()); break;
+    case DType::F16: convert(out.data(), host.data<f16_t>(), numel()); break;
     default: SGPT_FAIL("to_vector of ", dtype_name(dtype_), " is not supported");
   }
   return out;

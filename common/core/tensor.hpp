@@ -15,17 +15,21 @@
 #include <vector>
 
 #include "core/check.hpp"
+#include "core/half.hpp"
 #include "core/memory.hpp"
 
 namespace sgpt {
 
-/// Element type. bf16 is reserved for mixed precision (storage exists, kernels come later).
-enum class DType : unsigned char { F32 = 0, F64, BF16, I32 };
+/// Element type. BF16 and F16 are 16-bit storage types (core/half.hpp): CPU kernels compute in
+/// f32 and round on store.
+enum class DType : unsigned char { F32 = 0, F64, BF16, I32, F16 };
 
-/// Bytes per element of `t` (f32 4, f64 8, bf16 2, i32 4).
+/// Bytes per element of `t` (f32 4, f64 8, bf16 2, i32 4, f16 2).
 std::size_t dtype_size(DType t);
-/// Short name of `t`: "f32", "f64", "bf16" or "i32" (used in error messages).
+/// Short name of `t`: "f32", "f64", "bf16", "i32" or "f16" (used in error messages).
 const char* dtype_name(DType t);
+/// True for the 16-bit floating-point types (BF16, F16).
+inline bool is_half(DType t) { return t == DType::BF16 || t == DType::F16; }
 
 /// Maps a C++ type to its DType.
 template <class T> struct dtype_of;
@@ -35,12 +39,20 @@ template <> struct dtype_of<float> { static constexpr DType value = DType::F32; 
 template <> struct dtype_of<double> { static constexpr DType value = DType::F64; };
 /// int32_t is DType::I32.
 template <> struct dtype_of<int32_t> { static constexpr DType value = DType::I32; };
+/// bf16_t is DType::BF16.
+template <> struct dtype_of<bf16_t> { static constexpr DType value = DType::BF16; };
+/// f16_t is DType::F16.
+template <> struct dtype_of<f16_t> { static constexpr DType value = DType::F16; };
 /// @var dtype_of<float>::value
 /// DType::F32.
 /// @var dtype_of<double>::value
 /// DType::F64.
 /// @var dtype_of<int32_t>::value
 /// DType::I32.
+/// @var dtype_of<bf16_t>::value
+/// DType::BF16.
+/// @var dtype_of<f16_t>::value
+/// DType::F16.
 
 /// Dimensions of a tensor, outermost first (row-major); {} is a scalar (one element).
 using Shape = std::vector<int64_t>;
@@ -136,7 +148,8 @@ class Tensor {
   void copy_from(const Tensor& src);
   /// A copy on `device` (same dtype and category).
   Tensor to(Device device) const;
-  /// A copy with another element type (CPU only; f32 <-> f64).
+  /// A copy with another element type (CPU only; between f32, f64, bf16 and f16; narrowing rounds
+  /// to nearest even, through f32 for f64 -> 16 bits).
   Tensor cast(DType dtype) const;
   /// The elements as doubles, copied to the host (for tests and printing).
   std::vector<double> to_vector() const;

@@ -15,6 +15,7 @@
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 
@@ -110,6 +111,12 @@ static void attention_shapes(const char* op, const Tensor& qkv, int n_head, int6
 void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head) {
   const char* op = "attention_forward";
   detail::OpScope scope(op, qkv);
+  if (detail::any_cpu_half({&out, &att, &qkv})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor o = s.out(out, false), a = s.out(att, false);
+    attention_forward(o, a, s.in(qkv), n_head);
+    return s.store();
+  }
   int64_t B, T, C;
   attention_shapes(op, qkv, n_head, &B, &T, &C);
   detail::expect_all(op, qkv.dtype(), qkv.device(), {{&out, "out", Shape{B, T, C}}, {&att, "att", Shape{B, n_head, T, T}}});
@@ -122,6 +129,12 @@ void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head) 
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head) {
   const char* op = "attention_backward";
   detail::OpScope scope(op, qkv);
+  if (detail::any_cpu_half({&dqkv, &dout, &qkv, &att})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor d = s.out(dqkv, true);
+    attention_backward(d, s.in(dout), s.in(qkv), s.in(att), n_head);
+    return s.store();
+  }
   int64_t B, T, C;
   attention_shapes(op, qkv, n_head, &B, &T, &C);
   detail::expect_all(op, qkv.dtype(), qkv.device(),

@@ -8,6 +8,7 @@
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 
@@ -67,6 +68,12 @@ void softmax_crossentropy_forward(Tensor& losses, Tensor& probs, const Tensor& l
                                   int vocab_size) {
   const char* op = "softmax_crossentropy_forward";
   detail::OpScope scope(op, logits);
+  if (detail::any_cpu_half({&losses, &probs, &logits, &targets})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor l = s.in(logits), lo = s.out(losses, false), p = s.out(probs, false);  // probs may alias logits
+    softmax_crossentropy_forward(lo, p, l, targets, vocab_size);
+    return s.store();
+  }
   int64_t rows, Vp;
   ce_shapes(op, logits, targets, vocab_size, &rows, &Vp);
   detail::expect_all(op, logits.dtype(), logits.device(), {{&losses, "losses", rows}, {&probs, "probs", logits.shape()}});
@@ -80,6 +87,12 @@ void softmax_crossentropy_backward(Tensor& dlogits, const Tensor& probs, const T
                                    int vocab_size) {
   const char* op = "softmax_crossentropy_backward";
   detail::OpScope scope(op, probs);
+  if (detail::any_cpu_half({&dlogits, &probs, &targets})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor p = s.in(probs), d = s.out(dlogits, false);  // dlogits may alias probs
+    softmax_crossentropy_backward(d, p, targets, dloss, vocab_size);
+    return s.store();
+  }
   int64_t rows, Vp;
   ce_shapes(op, probs, targets, vocab_size, &rows, &Vp);
   detail::expect_all(op, probs.dtype(), probs.device(), {{&dlogits, "dlogits", probs.shape()}});

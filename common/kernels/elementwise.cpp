@@ -9,6 +9,7 @@
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 
@@ -42,6 +43,12 @@ static void scale_cpu(T* x, T alpha, int64_t n) {
 void residual_forward(Tensor& out, const Tensor& a, const Tensor& b) {
   const char* op = "residual_forward";
   detail::OpScope scope(op, a);
+  if (detail::any_cpu_half({&out, &a, &b})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor ia = s.in(a), ib = s.in(b), o = s.out(out, false);
+    residual_forward(o, ia, ib);
+    return s.store();
+  }
   expect(out, op, "out", a.dtype(), a.device());
   expect(b, op, "b", a.dtype(), a.device());
   expect_numel(out, op, "out", a.numel());
@@ -53,6 +60,12 @@ void residual_forward(Tensor& out, const Tensor& a, const Tensor& b) {
 void residual_backward(Tensor& da, Tensor& db, const Tensor& dout) {
   const char* op = "residual_backward";
   detail::OpScope scope(op, dout);
+  if (detail::any_cpu_half({&da, &db, &dout})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor a = s.out(da, true), b = s.out(db, true);
+    residual_backward(a, b, s.in(dout));
+    return s.store();
+  }
   SGPT_CHECK(dout.defined(), op, ": tensor 'dout' is undefined");
   detail::expect_all(op, dout.dtype(), dout.device(), {{&da, "da", dout.numel()}, {&db, "db", dout.numel()}});
   if (detail::on_cuda(dout, op)) return SGPT_CUDA(op, residual_backward(da, db, dout));
@@ -65,6 +78,12 @@ void residual_backward(Tensor& da, Tensor& db, const Tensor& dout) {
 void axpy_(Tensor& y, double alpha, const Tensor& x) {
   const char* op = "axpy_";
   detail::OpScope scope(op, y);
+  if (detail::any_cpu_half({&y, &x})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor ix = s.in(x), o = s.out(y, true);
+    axpy_(o, alpha, ix);
+    return s.store();
+  }
   expect(x, op, "x", y.dtype(), y.device());
   expect_numel(x, op, "x", y.numel());
   if (detail::on_cuda(y, op)) return SGPT_CUDA(op, axpy_(y, alpha, x));
@@ -74,6 +93,12 @@ void axpy_(Tensor& y, double alpha, const Tensor& x) {
 void scale_(Tensor& x, double alpha) {
   const char* op = "scale_";
   detail::OpScope scope(op, x);
+  if (detail::any_cpu_half({&x})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor o = s.out(x, true);
+    scale_(o, alpha);
+    return s.store();
+  }
   if (detail::on_cuda(x, op)) return SGPT_CUDA(op, scale_(x, alpha));
   SGPT_DISPATCH_FLOAT(x.dtype(), op, scale_cpu(x.data<scalar_t>(), scalar_t(alpha), x.numel()));
 }
@@ -140,6 +165,12 @@ static void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, int64_t n) {
 void gelu_forward(Tensor& out, const Tensor& inp) {
   const char* op = "gelu_forward";
   detail::OpScope scope(op, inp);
+  if (detail::any_cpu_half({&out, &inp})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor i = s.in(inp), o = s.out(out, false);  // in() first: out may alias inp
+    gelu_forward(o, i);
+    return s.store();
+  }
   expect(out, op, "out", inp.dtype(), inp.device());
   expect_numel(out, op, "out", inp.numel());
   if (detail::on_cuda(inp, op)) return SGPT_CUDA(op, gelu_forward(out, inp));
@@ -149,6 +180,12 @@ void gelu_forward(Tensor& out, const Tensor& inp) {
 void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   const char* op = "gelu_backward";
   detail::OpScope scope(op, inp);
+  if (detail::any_cpu_half({&dinp, &inp, &dout})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor di = s.out(dinp, true);
+    gelu_backward(di, s.in(inp), s.in(dout));
+    return s.store();
+  }
   expect(dinp, op, "dinp", inp.dtype(), inp.device());
   expect(dout, op, "dout", inp.dtype(), inp.device());
   expect_numel(dinp, op, "dinp", inp.numel());

@@ -6,6 +6,7 @@
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 
@@ -58,6 +59,12 @@ static void encoder_backward_cpu(T* dwte, T* dwpe, const T* dout, const int32_t*
 void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe) {
   const char* op = "encoder_forward";
   detail::OpScope scope(op, wte);
+  if (detail::any_cpu_half({&out, &tokens, &wte, &wpe})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor o = s.out(out, false);
+    encoder_forward(o, tokens, s.in(wte), s.in(wpe));
+    return s.store();
+  }
   int64_t B, T;
   check_tokens(tokens, op, &B, &T);
   SGPT_CHECK(wte.dim() == 2 && wpe.dim() == 2 && wte.size(1) == wpe.size(1), op,
@@ -75,6 +82,12 @@ void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const
 void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
   const char* op = "encoder_backward";
   detail::OpScope scope(op, dwte);
+  if (detail::any_cpu_half({&dwte, &dwpe, &dout, &tokens})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor dw = s.out(dwte, true), dp = s.out(dwpe, true);
+    encoder_backward(dw, dp, s.in(dout), tokens);
+    return s.store();
+  }
   int64_t B, T;
   check_tokens(tokens, op, &B, &T);
   SGPT_CHECK(dwte.dim() == 2 && dwpe.dim() == 2 && dwte.size(1) == dwpe.size(1) && T <= dwpe.size(0), op,

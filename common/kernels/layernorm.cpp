@@ -12,6 +12,7 @@
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 
@@ -87,6 +88,12 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& in
                        const Tensor& bias) {
   const char* op = "layernorm_forward";
   detail::OpScope scope(op, inp);
+  if (detail::any_cpu_half({&out, &mean, &rstd, &inp, &weight, &bias})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor o = s.out(out, false), mu = s.out(mean, false), r = s.out(rstd, false);
+    layernorm_forward(o, mu, r, s.in(inp), s.in(weight), s.in(bias));
+    return s.store();
+  }
   SGPT_CHECK(inp.defined() && inp.dim() >= 1, op, ": tensor 'inp' must have at least one dimension");
   const int64_t C = inp.size(-1), rows = inp.numel() / C;
   const DType dt = inp.dtype();
@@ -105,6 +112,12 @@ void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tens
                         const Tensor& weight, const Tensor& mean, const Tensor& rstd) {
   const char* op = "layernorm_backward";
   detail::OpScope scope(op, inp);
+  if (detail::any_cpu_half({&dinp, &dweight, &dbias, &dout, &inp, &weight, &mean, &rstd})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor di = s.out(dinp, true), dw = s.out(dweight, true), db = s.out(dbias, true);
+    layernorm_backward(di, dw, db, s.in(dout), s.in(inp), s.in(weight), s.in(mean), s.in(rstd));
+    return s.store();
+  }
   SGPT_CHECK(inp.defined() && inp.dim() >= 1, op, ": tensor 'inp' must have at least one dimension");
   const int64_t C = inp.size(-1), rows = inp.numel() / C;
   const DType dt = inp.dtype();

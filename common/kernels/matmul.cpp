@@ -9,6 +9,7 @@
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 
@@ -65,6 +66,12 @@ static void matmul_shapes(const char* op, const Tensor& inp, const Tensor& weigh
 void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
   const char* op = "matmul_forward";
   detail::OpScope scope(op, weight);
+  if (detail::any_cpu_half({&out, &inp, &weight, &bias})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor o = s.out(out, false);
+    matmul_forward(o, s.in(inp), s.in(weight), s.in(bias));
+    return s.store();
+  }
   int64_t N, C, OC;
   matmul_shapes(op, inp, weight, &N, &C, &OC);
   detail::expect_all(op, weight.dtype(), weight.device(),
@@ -80,6 +87,12 @@ void matmul_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor&
                      const Tensor& weight) {
   const char* op = "matmul_backward";
   detail::OpScope scope(op, weight);
+  if (detail::any_cpu_half({&dinp, &dweight, &dbias, &dout, &inp, &weight})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor di = s.out(dinp, true), dw = s.out(dweight, true), db = s.out(dbias, true);
+    matmul_backward(di, dw, db, s.in(dout), s.in(inp), s.in(weight));
+    return s.store();
+  }
   int64_t N, C, OC;
   matmul_shapes(op, inp, weight, &N, &C, &OC);
   detail::expect_all(op, weight.dtype(), weight.device(),

@@ -10,7 +10,9 @@
 ///
 /// Every op takes Tensors, checks their shapes, dtypes and devices (a mismatch is an sgpt::Error
 /// naming the op and the tensor), and runs the CPU (OpenMP, BLAS; f32 or f64) or the CUDA (f32)
-/// implementation according to where the tensors live. Lesson code calls these and never a
+/// implementation according to where the tensors live. On the CPU, bf16 and f16 tensors are
+/// storage only: the op computes in f32 and rounds its outputs on store (round to nearest even),
+/// and f32 and 16-bit tensors may be mixed in one call (e.g. an f32 accumulator += bf16). Lesson code calls these and never a
 /// backend directly.
 ///
 /// Backward conventions: each backward says whether it overwrites its outputs (`=`) or adds to
@@ -95,8 +97,10 @@ struct AdamWConfig {
   double beta2 = 0.95;         ///< decay rate b2 of the second-moment (uncentred variance) estimate
   double eps = 1e-8;           ///< added to sqrt(vhat) in the denominator
   double weight_decay = 0.1;   ///< decoupled weight decay wd, scaled by lr (only where `decay`)
+  double grad_scale = 1.0;     ///< the gradient is multiplied by this first (unscaling, clipping)
 };
-/// One AdamW step (t is 1-based, for the bias correction), in place on param, m and v:
+/// One AdamW step (t is 1-based, for the bias correction), in place on param, m and v, with
+/// g = grad_scale * grad:
 ///   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m/(1-b1^t);  vhat = v/(1-b2^t)
 ///   param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)      (wd applied only if `decay`)
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg,

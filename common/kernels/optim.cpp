@@ -6,6 +6,7 @@
 
 #include "kernels/cpu_util.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 
@@ -18,6 +19,7 @@ double sum_of_squares(const Tensor& x) {
   const char* op = "sum_of_squares";
   detail::OpScope scope(op, x);
   SGPT_CHECK(x.defined(), op, ": tensor 'x' is undefined");
+  if (detail::cpu_half(x)) return sum_of_squares(detail::F32Stage(op).in(x));  // summed in double from f32
 #if SGPT_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda::sum_of_squares(x);
 #else
@@ -39,10 +41,10 @@ static void adamw_cpu(T* param, const T* grad, T* m, T* v, int64_t n, const Adam
   const double bc2 = 1.0 - std::pow(c.beta2, double(t));
   const T b1 = T(c.beta1), b2 = T(c.beta2), lr = T(c.lr), eps = T(c.eps);
   const T wd = decay ? T(c.weight_decay) : T(0);
-  const T ibc1 = T(1.0 / bc1), ibc2 = T(1.0 / bc2);
+  const T ibc1 = T(1.0 / bc1), ibc2 = T(1.0 / bc2), gs = T(c.grad_scale);
 #pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
-    T g = grad[i];
+    T g = c.grad_scale == 1.0 ? grad[i] : grad[i] * gs;  // exactly the old update when unscaled
     T mi = b1 * m[i] + (T(1) - b1) * g;
     T vi = b2 * v[i] + (T(1) - b2) * g * g;
     m[i] = mi;
@@ -56,6 +58,15 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
                   bool decay) {
   const char* op = "adamw_update";
   detail::OpScope scope(op, param);
+  if (detail::any_cpu_half({&param, &grad, &m, &v})) {  // 16-bit on the CPU: f32 kernel, round on store
+    detail::F32Stage s(op);
+    Tensor p = s.out(param, true), mm = s.out(m, true), vv = s.out(v, true);
+    adamw_update(p, s.in(grad), mm, vv, cfg, t, decay);
+    return s.store();
+  }
+  // NOTE(cuda): the CUDA AdamW kernel does not read grad_scale yet; until it does, refuse it there.
+  SGPT_CHECK(param.device() == Device::CPU || cfg.grad_scale == 1.0, op,
+             ": grad_scale != 1 is not implemented for CUDA tensors yet");
   SGPT_CHECK(t >= 1, op, ": the step t is 1-based, got ", t);
   const int64_t n = param.numel();
   detail::expect_all(op, param.dtype(), param.device(),

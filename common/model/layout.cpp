@@ -76,6 +76,13 @@ static void init_range(T* out, const ParameterLayout& layout, uint64_t seed, int
 void init_parameters(Tensor& out, const ParameterLayout& layout, uint64_t seed, int64_t begin) {
   SGPT_CHECK(begin >= 0 && begin + out.numel() <= layout.numel(), "init_parameters: range [", begin, ", ",
              begin + out.numel(), ") outside the ", layout.numel(), " parameters");
+  if (is_half(out.dtype())) {  // 16-bit parameters: the f32 values, rounded
+    Tensor f = Tensor::empty(out.shape(), DType::F32, Device::CPU);
+    init_parameters(f, layout, seed, begin);
+    Tensor h = f.cast(out.dtype());
+    out.copy_from(h);
+    return;
+  }
   Tensor host = out.device() == Device::CPU ? out : Tensor::empty(out.shape(), out.dtype(), Device::CPU);
   if (host.dtype() == DType::F32)
     init_range(host.data<float>(), layout, seed, begin, begin + out.numel());

@@ -23,12 +23,13 @@ AdamW::AdamW(const ParameterLayout& layout, const AdamWConfig& cfg, DType dtype,
   v_ = Tensor::zeros({numel}, dtype, device, MemCategory::OptimizerState);
 }
 
-void AdamW::step(Tensor& params, const Tensor& grads, double lr) {
+void AdamW::step(Tensor& params, const Tensor& grads, double lr, double grad_scale) {
   SGPT_CHECK(params.numel() == m_.numel() && grads.numel() == m_.numel(), "AdamW::step: params (", params.numel(),
              ") and grads (", grads.numel(), ") must match the optimizer's ", m_.numel(), " elements");
   ++t_;
   AdamWConfig c = cfg_;
   c.lr = lr;
+  c.grad_scale = grad_scale;
   for (const Segment& s : segments_) {
     Tensor p = params.view(s.begin, {s.numel}), m = m_.view(s.begin, {s.numel}), v = v_.view(s.begin, {s.numel});
     adamw_update(p, grads.view(s.begin, {s.numel}), m, v, c, t_, s.decay);

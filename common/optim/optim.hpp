@@ -22,8 +22,10 @@ class AdamW {
         int64_t numel = -1);
 
   /// One update of `params` from `grads` (both covering this optimizer's range) at learning
-  /// rate `lr`. Increments the step first, so the first update uses t = 1.
-  void step(Tensor& params, const Tensor& grads, double lr);
+  /// rate `lr`. Increments the step first, so the first update uses t = 1. The update sees
+  /// grad_scale * grads (mixed precision unscales and clips here, without touching 16-bit
+  /// gradients); params may be f32 while grads are bf16/f16 (AdamW on an fp32 master copy).
+  void step(Tensor& params, const Tensor& grads, double lr, double grad_scale = 1.0);
 
   /// Steps taken so far (0 before the first step()).
   int64_t t() const { return t_; }

@@ -139,7 +139,7 @@ TEST(SafeTensors, CorruptHeadersAreDetected) {
   const std::vector<Case> cases{
       {R"({"a": {"dtype": "F32", )", 8, {"not valid JSON"}},
       {R"([1, 2])", 0, {"not an object"}},
-      {R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", 4, {"tensor 'a'", "unsupported dtype 'F16'"}},
+      {R"({"a":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2, {"tensor 'a'", "unsupported dtype 'F8_E4M3'"}},
       {R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8, {"tensor 'a'", "needs 12 bytes", "span 8"}},
       {R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8, {"tensor 'a'", "shape"}},
       {R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8, {"tensor 'a'", "out of range", "holds 8 bytes"}},

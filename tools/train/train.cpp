@@ -40,6 +40,7 @@
 #include "train/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
+#include "precision.hpp"
 #include "run_files.hpp"
 
 extern "C" void openblas_set_num_threads(int);
@@ -68,6 +69,7 @@ struct Options {
   int64_t stop_at = -1;
   std::string resume;
   std::string device = "cpu";
+  std::string dtype = "f32";
   int threads = 0;
   int sample_tokens = 300;
   std::string prompt = "The ";
@@ -118,6 +120,7 @@ std::vector<FlagInfo> flag_table(const Options& o) {
       {"--stop-at", i(o.stop_at), true, false},
       {"--resume", o.resume, true, false},
       {"--device", o.device, true, false},
+      {"--dtype", o.dtype, true, true},
       {"--comm-timeout", num(o.comm_timeout), true, false},
       {"--sample-tokens", i(o.sample_tokens), true, false},
       {"--prompt", o.prompt, true, false},
@@ -302,6 +305,7 @@ int run(Options o, int argc, char** argv) {
   std::optional<std::pair<TokenFile, TokenFile>> data;
   std::optional<GPT> model_slot;
   std::optional<AdamW> opt_slot;
+  std::unique_ptr<train::MixedPrecisionRun> mp;  // --dtype bf16|fp16: lesson 05's recipe
   std::optional<DataLoader> loader_slot;
   std::optional<train::MetricsLog> metrics;
   GPTConfig cfg;
@@ -339,22 +343,27 @@ int run(Options o, int argc, char** argv) {
     loader_slot.emplace(data->first, o.batch * n_ranks, o.seq_len, rank, n_ranks);
     DataLoader(data->second, o.batch * n_ranks, o.seq_len, rank, n_ranks);
 
-    model_slot.emplace(cfg, o.seed, device);
     AdamWConfig ac;
     ac.lr = o.lr;
     ac.weight_decay = o.weight_decay;
-    opt_slot.emplace(model_slot->layout(), ac, model_slot->dtype(), device);
+    // --dtype bf16|fp16: lesson 05's recipe owns the model, its fp32 master and the optimizer
+    // (precision.cpp); f32 keeps the model and optimizer here.
+    mp = train::make_mixed_precision_run(o.dtype, cfg, o.seed, ac, device, n_ranks);
+    if (!mp) {
+      model_slot.emplace(cfg, o.seed, device);
+      opt_slot.emplace(model_slot->layout(), ac, model_slot->dtype(), device);
+    }
     state.seed = o.seed;
     if (!o.resume.empty()) {
-      state = load_checkpoint(o.resume, *model_slot, *opt_slot);  // verifies every checksum
+      // Both verify every checksum.
+      state = mp ? mp->load(o.resume) : load_checkpoint(o.resume, *model_slot, *opt_slot);
       loader_slot->set_state({state.data_position, state.data_epoch});
     }
     if (writer) metrics.emplace(o.out_dir + "/metrics.jsonl", o.resume.empty() ? -1 : state.step);
   });
   if (!o.resume.empty()) log_info("resumed from ", o.resume, " at step ", state.step);
   auto& [train, val] = *data;
-  GPT& model = *model_slot;
-  AdamW& opt = *opt_slot;
+  GPT& model = mp ? mp->model() : *model_slot;
   DataLoader& loader = *loader_slot;
 
   const double flops_per_step = training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len);  // per rank
@@ -363,7 +372,7 @@ int run(Options o, int argc, char** argv) {
            " C=", cfg.n_embd, " NH=", cfg.n_head, " V=", cfg.vocab_size, " | data ", train.path(), ": ",
            human(double(train.size())), " train / ", human(double(val.size())), " val tokens");
   log_info("batch ", o.batch, " x ", o.seq_len, " tokens", n_ranks > 1 ? str(" per rank x ", n_ranks, " ranks") : "",
-           ", ", o.steps, " steps, lr ", o.lr, " on ", device_name(device), " (", omp_get_max_threads(),
+           ", ", o.steps, " steps, lr ", o.lr, ", ", o.dtype, " on ", device_name(device), " (", omp_get_max_threads(),
            " threads", n_ranks > 1 ? " per rank" : "", "); MFU against a measured peak of ", human(peak / 1e9),
            " GFLOP/s", n_ranks > 1 ? " per rank" : "");
   PlotSeries train_curve{"train loss", {}, {}, "#1f77b4"}, val_curve{"val loss", {}, {}, "#d62728", true};
@@ -398,7 +407,8 @@ int run(Options o, int argc, char** argv) {
     LoaderState ls = loader.state();
     s.data_position = ls.position;
     s.data_epoch = ls.epoch;
-    if (writer) save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, opt, s);
+    if (writer && mp) mp->save(o.out_dir + "/checkpoint.safetensors", s);
+    if (writer && !mp) save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, *opt_slot, s);
     write_plot();
     if (world) world->barrier();  // nobody resumes from a checkpoint that is still being written
   };
@@ -422,16 +432,21 @@ int run(Options o, int argc, char** argv) {
     inject_faults(step, rank);
     Timer t;
     loader.next(x, y);
-    model.zero_grad();
-    double loss = model.forward(x, y);
-    model.backward();
-    if (world) {
-      world->all_reduce(model.grads(), ReduceOp::Avg);  // data parallelism: the mean gradient of the global batch
-      loss = mean_over_ranks(*world, loss, device);  // for the log: the loss of the global batch
-    }
-    const double norm = clip_grad_norm(model.grads(), o.clip);
     const double lr = lr_at(step, o.warmup, o.steps, o.lr, o.lr * o.min_lr_frac);
-    opt.step(model.params(), model.grads(), lr);
+    double loss = 0, norm = 0;
+    if (mp) {
+      loss = mp->step(x, y, lr, o.clip, &norm);
+    } else {
+      model.zero_grad();
+      loss = model.forward(x, y);
+      model.backward();
+      if (world) {
+        world->all_reduce(model.grads(), ReduceOp::Avg);  // data parallelism: the mean gradient of the global batch
+        loss = mean_over_ranks(*world, loss, device);  // for the log: the loss of the global batch
+      }
+      norm = clip_grad_norm(model.grads(), o.clip);
+      opt_slot->step(model.params(), model.grads(), lr);
+    }
     device_synchronize(device);
     const double dt = t.seconds();
     if (step > state.step) step_times.push_back(dt);  // the first step warms up
@@ -502,6 +517,7 @@ int main(int argc, char** argv) {
   app.add_option("--stop-at", o.stop_at, "save a checkpoint and exit before this step (for time-limited jobs)");
   app.add_option("--resume", o.resume, "continue from a checkpoint (same flags otherwise)");
   app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--dtype", o.dtype, "f32, or bf16/fp16 with fp32 master weights (lesson 05)")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (default: all cores)");
   app.add_option("--sample-tokens", o.sample_tokens, "tokens to sample at the end")->capture_default_str();
   app.add_option("--prompt", o.prompt, "prompt for the sample")->capture_default_str();
