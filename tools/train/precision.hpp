@@ -10,7 +10,7 @@
 #include <string>
 
 #include "comm/communicator.hpp"
-#include "model/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 #include "model/gpt.hpp"
 #include "optim/optim.hpp"
 
