@@ -9,25 +9,25 @@ namespace sgpt::lesson01 {
 
 ParameterCount count_parameters(const GPTConfig& cfg) {
   // TODO(lesson 01, task 1): count the parameters from the shapes
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 1".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(1, 1, "count the parameters from the shapes");
 }
 
 double flops_per_token(const GPTConfig& cfg, int64_t T) {
   // TODO(lesson 01, task 2): training FLOPs per token, 6N plus attention
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 2".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(1, 2, "training FLOPs per token, 6N plus attention");
 }
 
 double mfu(const GPTConfig& cfg, int64_t B, int64_t T, double step_seconds, double peak_flops) {
   // TODO(lesson 01, task 2): model FLOPs utilisation of a measured step
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 2".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(1, 2, "model FLOPs utilisation of a measured step");
 }
 
 MemoryEstimate estimate_memory(const GPTConfig& cfg, int64_t B, int64_t T, DType dtype) {
   // TODO(lesson 01, task 3): bytes per memory category of one training step
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 3".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 3.
   SGPT_TODO(1, 3, "bytes per memory category of one training step");
 }
 

@@ -129,19 +129,19 @@ const Tensor& RecomputeGPT::backward_none() {
 
 void RecomputeGPT::allocate_full() {
   // TODO(lesson 03, task 1): allocate what full recomputation keeps
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 1".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(3, 1, "allocate what full recomputation keeps");
 }
 
 double RecomputeGPT::forward_full() {
   // TODO(lesson 03, task 1): forward that keeps only each block's output
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 1".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(3, 1, "forward that keeps only each block's output");
 }
 
 const Tensor& RecomputeGPT::backward_full() {
   // TODO(lesson 03, task 1): backward that recomputes each block before its backward
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 1".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(3, 1, "backward that recomputes each block before its backward");
 }
 
@@ -149,19 +149,19 @@ const Tensor& RecomputeGPT::backward_full() {
 
 void RecomputeGPT::allocate_selective() {
   // TODO(lesson 03, task 2): allocate every cache except att, and one shared att
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 2".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(3, 2, "allocate every cache except att, and one shared att");
 }
 
 double RecomputeGPT::forward_selective() {
   // TODO(lesson 03, task 2): forward with a shared att buffer
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 2".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(3, 2, "forward with a shared att buffer");
 }
 
 const Tensor& RecomputeGPT::backward_selective() {
   // TODO(lesson 03, task 2): backward that recomputes att before each block's backward
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 2".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(3, 2, "backward that recomputes att before each block's backward");
 }
 
@@ -169,7 +169,7 @@ const Tensor& RecomputeGPT::backward_selective() {
 
 int64_t predicted_activation_bytes(const GPTConfig& cfg, int64_t B, int64_t T, Recompute mode, DType dtype) {
   // TODO(lesson 03, task 3): peak activation bytes of each mode
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 3".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 3.
   SGPT_TODO(3, 3, "peak activation bytes of each mode");
 }
 

@@ -42,19 +42,19 @@ namespace {
 
 void ring_reduce_scatter(Communicator& comm, Tensor& out, const Tensor& in) {
   // TODO(lesson 04, task 1): ring reduce-scatter (sum)
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 1".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(4, 1, "ring reduce-scatter (sum)");
 }
 
 void ring_all_gather(Communicator& comm, Tensor& out, const Tensor& in) {
   // TODO(lesson 04, task 2): ring all-gather
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 2".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(4, 2, "ring all-gather");
 }
 
 void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op) {
   // TODO(lesson 04, task 3): ring all-reduce and average
-  // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 3".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 3.
   SGPT_TODO(4, 3, "ring all-reduce and average");
 }
 

@@ -11,7 +11,7 @@ A solution file marks each task body:
 and the stub keeps the marker and its comment lines, says where the hints are, and replaces the
 body with
 
-    // Contract: the comment of this function in the header. Hints: README.md, "Hints for task 1".
+    // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
     SGPT_TODO(2, 1, "accumulate the micro-batch gradients");
 
 Hints (the algorithm) never live in a stub: they are in the lesson README, in three levels folded
@@ -79,7 +79,7 @@ def parse(text, name):
             out.append(lines[j])  # contract comments stay
             j += 1
         out.append(f'{indent}// Contract: the comment of this function in the header. Hints: README.md, '
-                   f'"Hints for task {task}".\n')
+                   f'section "Hints", task {task}.\n')
         k = j
         while k < len(lines) and not END.match(lines[k]):
             if MARK.match(lines[k]):
