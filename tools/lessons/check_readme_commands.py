@@ -73,7 +73,7 @@ def main():
                     continue
                 t0 = time.time()
                 try:
-                    r = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=a.timeout)
+                    r = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, errors="replace", timeout=a.timeout)
                     rc, out = r.returncode, r.stdout + r.stderr
                 except subprocess.TimeoutExpired:
                     rc, out = "timeout", ""
