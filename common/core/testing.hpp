@@ -20,6 +20,15 @@ inline Tensor random_tokens(int64_t B, int64_t T, int V, uint64_t seed, std::str
   return Tensor::from(v, {B, T});
 }
 
+/// Fills `t` (F32 or F64, any device) with the non-zero values an earlier step could have left in a
+/// gradient buffer, so that a test starts from dirty state: a pure function of (seed, scale).
+inline void make_dirty(Tensor& t, double scale = 0.37, uint64_t seed = 1) {
+  std::vector<double> junk(static_cast<size_t>(t.numel()));
+  const uint64_t key = rng::stream_key(seed, "dirty");
+  for (size_t i = 0; i < junk.size(); ++i) junk[i] = scale * (0.25 + rng::uniform(key, i)) * (i % 2 ? -1.0 : 1.0);
+  t.copy_from(Tensor::from(junk, t.shape()).cast(t.dtype()).to(t.device()));
+}
+
 /// Bytes of category `c` allocated now on the CPU.
 inline int64_t current(MemCategory c) { return static_cast<int64_t>(MemoryTracker::instance().stats(c).current); }
 

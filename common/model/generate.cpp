@@ -66,4 +66,17 @@ double measure_matmul_flops(Device device, int n, int reps) {
   return best;
 }
 
+double measure_peak_flops(Device device, double seconds) {
+  const std::vector<int> sizes = device == Device::CPU ? std::vector<int>{512, 1024} : std::vector<int>{4096};
+  double best = 0;
+  Timer total;
+  // At least three rounds, then more while the time budget lasts: each round is short (a few ms
+  // per GEMM on a CPU), so a busy moment spoils one sample, not the result.
+  for (int round = 0; round < 3 || total.seconds() < seconds; ++round) {
+    for (int n : sizes) best = std::max(best, measure_matmul_flops(device, n, 3));
+    if (round > 200) break;
+  }
+  return best;
+}
+
 }  // namespace sgpt

@@ -13,6 +13,7 @@
 #include "data/synthetic.hpp"
 #include "data/loader.hpp"
 #include "data/token_file.hpp"
+#include "model/generate.hpp"
 #include "training_step.hpp"
 
 using namespace sgpt;
@@ -21,20 +22,6 @@ using namespace sgpt::lesson01;
 namespace {
 
 double mib(int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
-
-// The best f32 GEMM rate this machine reaches with the library's matmul: our "peak" for MFU.
-double measure_peak_flops() {
-  const int64_t n = 512;
-  Tensor a = Tensor::zeros({n, n}), w = Tensor::zeros({n, n}), out = Tensor::empty({n, n});
-  matmul_forward(out, a, w, Tensor());  // warm up
-  double best = 1e30;
-  for (int i = 0; i < 5; ++i) {
-    Timer t;
-    matmul_forward(out, a, w, Tensor());
-    best = std::min(best, t.seconds());
-  }
-  return 2.0 * n * n * n / best;
-}
 
 int run(int argc, char** argv) {
   std::string model = "micro", svg;
@@ -90,10 +77,10 @@ int run(int argc, char** argv) {
                 r.predicted == measured ? "ok" : "DIFFERENT");
   }
 
-  const double peak = measure_peak_flops();
+  const double peak = sgpt::measure_peak_flops(Device::CPU);  // best of many short GEMMs (model/generate.hpp)
   std::printf("\n== FLOPs ==\nflops/token %.4g (6N = %.4g, attention %.4g)\n", flops_per_token(cfg, T),
               6.0 * double(count_parameters(cfg).total), flops_per_token(cfg, T) - 6.0 * double(count_parameters(cfg).total));
-  std::printf("peak (best 512x512 f32 GEMM on this machine): %.2f GFLOP/s\n", peak / 1e9);
+  std::printf("peak (best of many short 512^3 and 1024^3 f32 GEMMs on this machine): %.2f GFLOP/s\n", peak / 1e9);
 
   std::printf("\n== training %lld steps ==\n", (long long)steps);
   std::printf("step %4d  loss %.4f  norm %.3f  lr %.2e  %.1f ms\n", 0, s.loss, s.grad_norm, s.lr, first_seconds * 1e3);

@@ -13,8 +13,7 @@ template <class T>
 void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, const AdamWConfig& cfg, int64_t t, double lr,
                   bool decay) {
   // TODO(lesson 01, task 4): the AdamW update of one element range
-  // HINT: m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m / (1 - b1^t);  vhat = v / (1 - b2^t)
-  // HINT: p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p)   -- the decay term never enters m or v.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 4.
   SGPT_TODO(1, 4, "the AdamW update of one element range");
 }
 }  // namespace
@@ -52,7 +51,7 @@ void Optimizer::step(Tensor& params, const Tensor& grads, double lr) {
 StepStats train_step(GPT& model, Optimizer& opt, const Tensor& x, const Tensor& y, int64_t step,
                      const TrainConfig& tc) {
   // TODO(lesson 01, task 5): one training step
-  // HINT: zero_grad, forward, backward, clip_grad_norm, lr_at(step, ...), opt.step.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 5.
   SGPT_TODO(1, 5, "one training step");
 }
 

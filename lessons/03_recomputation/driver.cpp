@@ -65,7 +65,7 @@ int run(int argc, char** argv) {
               "vs none", "block forwards", "att recomp.");
   double none_ms = 0;
   for (Recompute mode : modes) {
-    const Result r = measure(cfg, mode, x, y, 3);
+    const Result r = measure(cfg, mode, x, y, 5);
     if (mode == Recompute::None) none_ms = r.ms;
     std::printf("%-10s %14.3f %14.3f %10.1f %8.2fx %15lld %12lld\n", recompute_name(mode),
                 double(predicted_activation_bytes(cfg, B, T, mode, DType::F32)) / (1 << 20), r.peak_mib, r.ms,
@@ -73,18 +73,24 @@ int run(int argc, char** argv) {
   }
 
   std::printf("\npeak activation memory (MiB) against depth L:\n%4s %10s %10s %10s\n", "L", "none", "selective", "full");
-  std::vector<PlotSeries> series = {{"none", {}, {}, "#d62728", true},
-                                    {"selective", {}, {}, "#ff7f0e", true},
-                                    {"full", {}, {}, "#2ca02c", true}};
+  // Measured peaks as dots, the formula (task 3) as a thin line of the same colour underneath.
+  std::vector<PlotSeries> series = {{"none: formula", {}, {}, "#f4a6a6", false},
+                                    {"selective: formula", {}, {}, "#ffd0a0", false},
+                                    {"full: formula", {}, {}, "#a8dca8", false},
+                                    {"none: measured", {}, {}, "#d62728", true},
+                                    {"selective: measured", {}, {}, "#ff7f0e", true},
+                                    {"full: measured", {}, {}, "#2ca02c", true}};
   for (int L = 1; L <= max_layers; L *= 2) {
     GPTConfig c = cfg;
     c.n_layer = L;
     std::printf("%4d", L);
     for (int i = 0; i < 3; ++i) {
-      const double mib = measure(c, modes[i], x, y, 1).peak_mib;
+      const double mib = measure(c, modes[i], x, y, 2).peak_mib;  // two steps: the steady-state peak
       std::printf(" %10.3f", mib);
+      series[3 + i].x.push_back(L);
+      series[3 + i].y.push_back(mib);
       series[i].x.push_back(L);
-      series[i].y.push_back(mib);
+      series[i].y.push_back(double(predicted_activation_bytes(c, B, T, modes[i], DType::F32)) / (1 << 20));
     }
     std::printf("\n");
   }

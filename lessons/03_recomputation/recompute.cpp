@@ -129,20 +129,19 @@ const Tensor& RecomputeGPT::backward_none() {
 
 void RecomputeGPT::allocate_full() {
   // TODO(lesson 03, task 1): allocate what full recomputation keeps
-  // HINT: one output [B,T,C] per block (MemCategory::Activations) and ONE working block cache.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(3, 1, "allocate what full recomputation keeps");
 }
 
 double RecomputeGPT::forward_full() {
   // TODO(lesson 03, task 1): forward that keeps only each block's output
-  // HINT: run every block into work_ with forward_block, and copy its output to outputs_[l].
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(3, 1, "forward that keeps only each block's output");
 }
 
 const Tensor& RecomputeGPT::backward_full() {
   // TODO(lesson 03, task 1): backward that recomputes each block before its backward
-  // HINT: block l's input is encoded_ (l = 0) or outputs_[l - 1]. Recompute into work_ with
-  // HINT: forward_block, then block_backward exactly as backward_none does.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(3, 1, "backward that recomputes each block before its backward");
 }
 
@@ -150,20 +149,19 @@ const Tensor& RecomputeGPT::backward_full() {
 
 void RecomputeGPT::allocate_selective() {
   // TODO(lesson 03, task 2): allocate every cache except att, and one shared att
-  // HINT: fill a BlockCache field by field (MemCategory::Activations), as make_block_cache does,
-  // HINT: but let every cache's att be the same tensor att_ [B,NH,T,T].
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(3, 2, "allocate every cache except att, and one shared att");
 }
 
 double RecomputeGPT::forward_selective() {
   // TODO(lesson 03, task 2): forward with a shared att buffer
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(3, 2, "forward with a shared att buffer");
 }
 
 const Tensor& RecomputeGPT::backward_selective() {
   // TODO(lesson 03, task 2): backward that recomputes att before each block's backward
-  // HINT: the shared att holds the LAST block's softmax after the forward; recompute_attention
-  // HINT: refills it from this block's qkv.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(3, 2, "backward that recomputes att before each block's backward");
 }
 
@@ -171,9 +169,7 @@ const Tensor& RecomputeGPT::backward_selective() {
 
 int64_t predicted_activation_bytes(const GPTConfig& cfg, int64_t B, int64_t T, Recompute mode, DType dtype) {
   // TODO(lesson 03, task 3): peak activation bytes of each mode
-  // HINT: every mode: the embedding output, the head cache, the block-gradient scratch and the two
-  // HINT: gradient buffers. Then L block caches (none), L caches without att plus one att
-  // HINT: (selective), or L block outputs plus one cache (full).
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 3.
   SGPT_TODO(3, 3, "peak activation bytes of each mode");
 }
 

@@ -68,12 +68,22 @@ class RecomputeGPT {
   void head_backward_(const Tensor& x);
 
   // ---- task 1: full recomputation ----
+  /// Allocates what full recomputation keeps for [B_,T_] (MemCategory::Activations): the output
+  /// of every block in outputs_ and the one working cache work_. Called once per batch shape.
   void allocate_full();
+  /// Forward of every block, keeping only outputs_; returns the mean loss (head_forward_).
   double forward_full();
+  /// Head backward, then the blocks from L-1 to 0, each run again (forward_block, counted)
+  /// before its block_backward; adds into the model's gradients (+=). Returns the gradient
+  /// w.r.t. block 0's input.
   const Tensor& backward_full();
   // ---- task 2: selective recomputation ----
+  /// Allocates L block caches whose att fields are all one shared att_ [B,NH,T,T].
   void allocate_selective();
+  /// Forward of every block into its cache; returns the mean loss.
   double forward_selective();
+  /// As backward_none, with each block's att recomputed (recompute_attention, counted) before
+  /// its block_backward. Adds into the model's gradients (+=).
   const Tensor& backward_selective();
 
   GPT* model_;

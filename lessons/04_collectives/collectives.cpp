@@ -1,11 +1,12 @@
-// Lesson 04: ring collectives from point-to-point messages. Rank r of p sends to (r + 1) % p and
-// receives from (r - 1 + p) % p, one chunk per step, with send_recv (both directions at once, so
-// nobody waits for a receive that is never posted). Chunk c of an n-element buffer is
-// shard_range(n, p, c): the first n % p chunks are one element longer.
+// Lesson 04: ring collectives from point-to-point messages. What each function must do (shapes,
+// the chunking rule, the calls and bytes on every rank) is in collectives.hpp; the README has the
+// diagram, the math and hints in three levels. The helpers below are given: they run on the
+// tensors' device (CPU or CUDA) through the library's ops.
 
 #include "collectives.hpp"
 
 #include "core/check.hpp"
+#include "kernels/ops.hpp"
 
 namespace sgpt::lesson04 {
 
@@ -17,32 +18,22 @@ namespace {
   return t.view(s.begin, {s.count});
 }
 
-// Given: dst += src, element by element (f32 or f64, same dtype and size).
+// Given: dst += src, element by element (same dtype, size and device). It calls the library's
+// axpy_, which runs on the tensors' device: the ring works on CUDA tensors under NCCL as well.
 [[maybe_unused]] void add_into(Tensor& dst, const Tensor& src) {
-  SGPT_CHECK(dst.dtype() == src.dtype() && dst.numel() == src.numel(), "add_into: mismatched tensors");
-  if (dst.dtype() == DType::F32) {
-    float* d = dst.data<float>();
-    const float* s = src.data<float>();
-    for (int64_t i = 0; i < dst.numel(); ++i) d[i] += s[i];
-  } else {
-    SGPT_CHECK(dst.dtype() == DType::F64, "lesson 04 handles f32 and f64 tensors, not ", dtype_name(dst.dtype()));
-    double* d = dst.data<double>();
-    const double* s = src.data<double>();
-    for (int64_t i = 0; i < dst.numel(); ++i) d[i] += s[i];
-  }
+  SGPT_CHECK(dst.dtype() == src.dtype() && dst.numel() == src.numel(), "add_into: mismatched tensors (",
+             dtype_name(dst.dtype()), " [", dst.numel(), "] += ", dtype_name(src.dtype()), " [", src.numel(), "])");
+  if (dst.numel() > 0) axpy_(dst, 1.0, src);
 }
 
-// Given: t /= divisor, element by element (f32 or f64).
+// Given: t *= 1/divisor, element by element, on the tensor's device (the library's scale_).
 [[maybe_unused]] void divide_by(Tensor& t, double divisor) {
-  if (t.dtype() == DType::F32) {
-    float* d = t.data<float>();
-    for (int64_t i = 0; i < t.numel(); ++i) d[i] = static_cast<float>(d[i] / divisor);
-  } else {
-    SGPT_CHECK(t.dtype() == DType::F64, "lesson 04 handles f32 and f64 tensors, not ", dtype_name(t.dtype()));
-    double* d = t.data<double>();
-    for (int64_t i = 0; i < t.numel(); ++i) d[i] /= divisor;
-  }
+  SGPT_CHECK(divisor != 0, "divide_by: division by zero");
+  if (t.numel() > 0) scale_(t, 1.0 / divisor);
 }
+
+// Given: an uninitialised 1-D tensor of n elements with t's dtype, on t's device.
+[[maybe_unused]] Tensor empty_like(const Tensor& t, int64_t n) { return Tensor::empty({n}, t.dtype(), t.device()); }
 
 // Given: the chunk index k mod p, always in [0, p).
 [[maybe_unused]] int wrap(int k, int p) { return ((k % p) + p) % p; }
@@ -51,24 +42,19 @@ namespace {
 
 void ring_reduce_scatter(Communicator& comm, Tensor& out, const Tensor& in) {
   // TODO(lesson 04, task 1): ring reduce-scatter (sum)
-  // HINT: work on a copy of `in` (Tensor::empty + copy_from) and a receive buffer of the largest
-  // HINT: chunk, shard_range(n, p, 0).count. Step s = 0 .. p-2: send chunk (r - s - 1) mod p to
-  // HINT: next, receive chunk (r - s - 2) mod p from prev into the buffer, add it to your copy.
-  // HINT: After the last step chunk r of the copy holds the full sum; copy it into `out`.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(4, 1, "ring reduce-scatter (sum)");
 }
 
 void ring_all_gather(Communicator& comm, Tensor& out, const Tensor& in) {
   // TODO(lesson 04, task 2): ring all-gather
-  // HINT: copy `in` into chunk r of `out`, then at step s = 0 .. p-2 send chunk (r - s) mod p of
-  // HINT: `out` to next and receive chunk (r - s - 1) mod p from prev straight into `out`.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(4, 2, "ring all-gather");
 }
 
 void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op) {
   // TODO(lesson 04, task 3): ring all-reduce and average
-  // HINT: reduce-scatter into this rank's chunk of t itself, then all-gather it back; for Avg
-  // HINT: divide by p (the given divide_by() does it).
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 3.
   SGPT_TODO(4, 3, "ring all-reduce and average");
 }
 

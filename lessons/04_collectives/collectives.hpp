@@ -14,7 +14,10 @@
 ///   ring_all_gather:     p - 1 send_recv calls, (n - c_{(r+1)%p}) * es bytes sent
 ///   ring_all_reduce:     2(p - 1) send_recv calls, the sum of the two above
 ///
-/// You write the three functions in collectives.cpp.
+/// Given in collectives.cpp: chunk(t, p, c) (the view of chunk c), add_into(dst, src),
+/// divide_by(t, d), empty_like(t, n) and wrap(k, p) (k mod p in [0, p)); they use the library's
+/// ops, so the same code runs on CUDA tensors under NCCL. You write the three functions in
+/// collectives.cpp.
 
 #include "comm/communicator.hpp"
 #include "core/tensor.hpp"
@@ -23,17 +26,17 @@ namespace sgpt::lesson04 {
 
 /// Task 1: ring reduce-scatter (sum). `in` holds n elements on every rank (1-D, contiguous);
 /// `out` (shard_range(n, p, r).count elements, same dtype) receives chunk r of the element-wise
-/// sum over ranks. `in` is not modified. p - 1 steps: at step s rank r sends its partial sum of
-/// chunk (r - s - 1) mod p and adds the chunk (r - s - 2) mod p it receives to its own.
+/// sum over ranks. `in` is not modified. Throws sgpt::Error naming the sizes when `out` does not
+/// hold this rank's shard.
 void ring_reduce_scatter(Communicator& comm, Tensor& out, const Tensor& in);
 
 /// Task 2: ring all-gather. `in` holds this rank's chunk (shard_range(n, p, r).count elements);
-/// `out` (n elements, same dtype) receives every rank's chunk in rank order. p - 1 steps: at
-/// step s rank r forwards chunk (r - s) mod p and receives chunk (r - s - 1) mod p.
+/// `out` (n elements, same dtype) receives every rank's chunk in rank order. Throws sgpt::Error
+/// naming the sizes when `in` is not this rank's shard of `out`.
 void ring_all_gather(Communicator& comm, Tensor& out, const Tensor& in);
 
-/// Task 3: ring all-reduce, in place: ring_reduce_scatter then ring_all_gather (2(p - 1)
-/// steps). ReduceOp::Avg divides the sum by p.
+/// Task 3: ring all-reduce, in place: every rank ends with the element-wise sum over ranks
+/// (ReduceOp::Sum) or that sum divided by p (ReduceOp::Avg), in 2(p - 1) send_recv calls.
 void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op = ReduceOp::Sum);
 
 }  // namespace sgpt::lesson04

@@ -78,7 +78,8 @@ int run(int argc, char** argv) {
     std::printf("# %10s %10s | %10s %11s %11s | %10s %11s %11s\n", "size(B)", "count", "ring(us)", "algbw(GB/s)",
                 "busbw(GB/s)", "lib(us)", "algbw(GB/s)", "busbw(GB/s)");
   }
-  PlotSeries ring_s{"ring all-reduce (lesson 04)", {}, {}, "#d62728", true};
+  PlotSeries ring_s{"ring all-reduce (lesson 04): measured", {}, {}, "#d62728", true};
+  std::vector<double> sizes, ring_times;
   PlotSeries lib_s{"library all_reduce", {}, {}, "#1f77b4", true};
   const int64_t lo = std::max<int64_t>(parse_size(min_s), 4), hi = parse_size(max_s);
   for (int64_t bytes = lo; bytes <= hi; bytes = std::max<int64_t>(bytes + 4, int64_t(double(bytes) * factor))) {
@@ -104,15 +105,39 @@ int run(int argc, char** argv) {
     if (r == 0)
       std::printf("  %10lld %10lld | %10.1f %11.3f %11.3f | %10.1f %11.3f %11.3f\n", (long long)size, (long long)n,
                   t_ring * 1e6, alg_ring, alg_ring * f, t_lib * 1e6, alg_lib, alg_lib * f);
+    sizes.push_back(size);
+    ring_times.push_back(t_ring);
     ring_s.x.push_back(std::log2(size));
     ring_s.y.push_back(alg_ring * f);
     lib_s.x.push_back(std::log2(size));
     lib_s.y.push_back(alg_lib * f);
   }
+  // The alpha-beta model of the ring, T(S) = 2(p-1)*alpha + 2(p-1)/p * S * beta, fitted by least
+  // squares on the relative error (each size weighs the same, small or large): the model's busbw
+  // curve is drawn next to the measurement.
+  PlotSeries fit_s{"ring: alpha-beta fit", {}, {}, "#f4a6a6", false};
+  if (p > 1 && sizes.size() >= 2) {
+    double saa = 0, sab = 0, sbb = 0, sat = 0, sbt = 0;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const double w = 1.0 / (ring_times[i] * ring_times[i]);
+      const double a = 2.0 * (p - 1), b = 2.0 * (p - 1) / p * sizes[i];
+      saa += w * a * a, sab += w * a * b, sbb += w * b * b, sat += w * a * ring_times[i], sbt += w * b * ring_times[i];
+    }
+    const double det = saa * sbb - sab * sab;
+    const double alpha = (sat * sbb - sbt * sab) / det, beta = (saa * sbt - sab * sat) / det;
+    if (r == 0)
+      std::printf("# alpha-beta fit of the ring: alpha = %.1f us per message, 1/beta = %.3f GB/s per link\n",
+                  alpha * 1e6, 1e-9 / beta);
+    for (double size : sizes) {
+      const double t = 2.0 * (p - 1) * alpha + 2.0 * (p - 1) / p * size * beta;
+      fit_s.x.push_back(std::log2(size));
+      fit_s.y.push_back(size / t / 1e9 * 2.0 * (p - 1) / p);
+    }
+  }
   if (r == 0 && !svg.empty()) {
     std::ofstream(svg) << line_chart_svg("Lesson 04: all-reduce busbw, " + std::to_string(p) + " ranks (" +
                                              backend_name(c.backend()) + ")",
-                                         "log2(message size in bytes)", "busbw (GB/s)", {ring_s, lib_s});
+                                         "log2(message size in bytes)", "busbw (GB/s)", fit_s.x.empty() ? std::vector<PlotSeries>{ring_s, lib_s} : std::vector<PlotSeries>{fit_s, ring_s, lib_s});
     std::printf("wrote %s\n", svg.c_str());
   }
   return 0;

@@ -9,8 +9,6 @@ namespace sgpt::lesson01 {
 
 ParameterCount count_parameters(const GPTConfig& cfg) {
   // TODO(lesson 01, task 1): count the parameters from the shapes
-  // HINT: a block holds ln_1 (w, b), c_attn [3C,C] + [3C], c_proj [C,C] + [C], ln_2 (w, b),
-  // HINT: c_fc [4C,C] + [4C] and mlp c_proj [C,4C] + [C]. wte has Vp rows, wpe max_seq_len rows.
   const int64_t C = cfg.n_embd, L = cfg.n_layer, Vp = cfg.padded_vocab_size, maxT = cfg.max_seq_len;
   ParameterCount n;
   n.embeddings = Vp * C + maxT * C;
@@ -28,7 +26,6 @@ ParameterCount count_parameters(const GPTConfig& cfg) {
 
 double flops_per_token(const GPTConfig& cfg, int64_t T) {
   // TODO(lesson 01, task 2): training FLOPs per token, 6N plus attention
-  // HINT: N is your count_parameters(cfg).total; attention adds 12 * L * C * T.
   const double N = static_cast<double>(count_parameters(cfg).total);
   return 6.0 * N + 12.0 * cfg.n_layer * double(cfg.n_embd) * double(T);
   // END TODO
@@ -44,9 +41,6 @@ double mfu(const GPTConfig& cfg, int64_t B, int64_t T, double step_seconds, doub
 
 MemoryEstimate estimate_memory(const GPTConfig& cfg, int64_t B, int64_t T, DType dtype) {
   // TODO(lesson 01, task 3): bytes per memory category of one training step
-  // HINT: parameters and gradients: N elements each; AdamW: two moments of N elements.
-  // HINT: activations: tokens and targets (i32), the encoder output, L block caches, the head
-  // HINT: cache, the block-gradient scratch and two residual-gradient buffers (see gpt.cpp).
   const int64_t s = static_cast<int64_t>(dtype_size(dtype));
   const int64_t N = count_parameters(cfg).total;
   const int64_t C = cfg.n_embd, NH = cfg.n_head, L = cfg.n_layer, Vp = cfg.padded_vocab_size;

@@ -13,8 +13,6 @@ template <class T>
 void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, const AdamWConfig& cfg, int64_t t, double lr,
                   bool decay) {
   // TODO(lesson 01, task 4): the AdamW update of one element range
-  // HINT: m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m / (1 - b1^t);  vhat = v / (1 - b2^t)
-  // HINT: p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p)   -- the decay term never enters m or v.
   const double b1 = cfg.beta1, b2 = cfg.beta2;
   const double c1 = 1.0 - std::pow(b1, double(t)), c2 = 1.0 - std::pow(b2, double(t));
   const double wd = decay ? cfg.weight_decay : 0.0;
@@ -65,7 +63,6 @@ void Optimizer::step(Tensor& params, const Tensor& grads, double lr) {
 StepStats train_step(GPT& model, Optimizer& opt, const Tensor& x, const Tensor& y, int64_t step,
                      const TrainConfig& tc) {
   // TODO(lesson 01, task 5): one training step
-  // HINT: zero_grad, forward, backward, clip_grad_norm, lr_at(step, ...), opt.step.
   StepStats s;
   model.zero_grad();
   s.loss = model.forward(x, y);

@@ -1,6 +1,5 @@
-// Lesson 02: gradient accumulation. The gradient of a mean over k*b rows is the mean of the k
-// micro-batch gradients, so each micro-batch's backward is scaled by 1/k and added to the
-// gradient buffer; the optimizer steps once, after the last micro-batch.
+// Lesson 02: gradient accumulation, one large batch run as several micro-batches. What each
+// function must do is in grad_accum.hpp; the README has the math and hints in three levels.
 
 #include "grad_accum.hpp"
 
@@ -8,8 +7,6 @@ namespace sgpt::lesson02 {
 
 int64_t grad_accum_steps(int64_t global_batch, int64_t micro_batch, int64_t dp) {
   // TODO(lesson 02, task 1): the number of micro-batches per step
-  // HINT: gbs = mbs * k * dp. Check that every size is positive and that mbs * dp divides gbs,
-  // HINT: with SGPT_CHECK and a message that names the three numbers.
   SGPT_CHECK(global_batch > 0 && micro_batch > 0 && dp > 0, "batch sizes must be positive: global batch ",
              global_batch, ", micro-batch ", micro_batch, ", data-parallel ranks ", dp);
   SGPT_CHECK(global_batch % (micro_batch * dp) == 0, "the global batch ", global_batch,
@@ -20,8 +17,6 @@ int64_t grad_accum_steps(int64_t global_batch, int64_t micro_batch, int64_t dp) 
 
 double accumulate_gradients(GPT& model, const Tensor& x, const Tensor& y, int64_t micro_batch) {
   // TODO(lesson 02, task 2): accumulate the micro-batch gradients
-  // HINT: k = grad_accum_steps(rows, micro_batch); x.slice(i*b, (i+1)*b) is micro-batch i.
-  // HINT: GPT::backward(loss_scale) adds loss_scale * d(mean micro-batch loss)/d(params).
   SGPT_CHECK(x.dim() == 2 && y.shape() == x.shape(), "accumulate_gradients: x and y must be [rows, T]");
   const int64_t k = grad_accum_steps(x.size(0), micro_batch);
   double loss = 0.0;
@@ -38,7 +33,6 @@ double accumulate_gradients(GPT& model, const Tensor& x, const Tensor& y, int64_
 StepStats train_step(GPT& model, AdamW& opt, const Tensor& x, const Tensor& y, int64_t micro_batch, double lr,
                      double clip) {
   // TODO(lesson 02, task 3): one optimizer step over k micro-batches
-  // HINT: zero once per step (not per micro-batch), and clip the accumulated gradient.
   StepStats s;
   model.zero_grad();
   s.loss = accumulate_gradients(model, x, y, micro_batch);

@@ -129,7 +129,6 @@ const Tensor& RecomputeGPT::backward_none() {
 
 void RecomputeGPT::allocate_full() {
   // TODO(lesson 03, task 1): allocate what full recomputation keeps
-  // HINT: one output [B,T,C] per block (MemCategory::Activations) and ONE working block cache.
   const DType dt = model_->dtype();
   const Device dev = model_->device();
   for (int l = 0; l < cfg_.n_layer; ++l)
@@ -140,7 +139,6 @@ void RecomputeGPT::allocate_full() {
 
 double RecomputeGPT::forward_full() {
   // TODO(lesson 03, task 1): forward that keeps only each block's output
-  // HINT: run every block into work_ with forward_block, and copy its output to outputs_[l].
   const Tensor* x = &encoded_;
   for (int l = 0; l < cfg_.n_layer; ++l) {
     forward_block(l, work_, *x);
@@ -153,8 +151,6 @@ double RecomputeGPT::forward_full() {
 
 const Tensor& RecomputeGPT::backward_full() {
   // TODO(lesson 03, task 1): backward that recomputes each block before its backward
-  // HINT: block l's input is encoded_ (l = 0) or outputs_[l - 1]. Recompute into work_ with
-  // HINT: forward_block, then block_backward exactly as backward_none does.
   const int L = cfg_.n_layer;
   head_backward_(outputs_[L - 1]);
   Tensor* dout = &dresid_a_;
@@ -175,8 +171,6 @@ const Tensor& RecomputeGPT::backward_full() {
 
 void RecomputeGPT::allocate_selective() {
   // TODO(lesson 03, task 2): allocate every cache except att, and one shared att
-  // HINT: fill a BlockCache field by field (MemCategory::Activations), as make_block_cache does,
-  // HINT: but let every cache's att be the same tensor att_ [B,NH,T,T].
   const DType dt = model_->dtype();
   const Device dev = model_->device();
   const int64_t B = B_, T = T_, C = cfg_.n_embd;
@@ -215,8 +209,6 @@ double RecomputeGPT::forward_selective() {
 
 const Tensor& RecomputeGPT::backward_selective() {
   // TODO(lesson 03, task 2): backward that recomputes att before each block's backward
-  // HINT: the shared att holds the LAST block's softmax after the forward; recompute_attention
-  // HINT: refills it from this block's qkv.
   const int L = cfg_.n_layer;
   head_backward_(caches_[L - 1].out);
   Tensor* dout = &dresid_a_;
@@ -237,9 +229,6 @@ const Tensor& RecomputeGPT::backward_selective() {
 
 int64_t predicted_activation_bytes(const GPTConfig& cfg, int64_t B, int64_t T, Recompute mode, DType dtype) {
   // TODO(lesson 03, task 3): peak activation bytes of each mode
-  // HINT: every mode: the embedding output, the head cache, the block-gradient scratch and the two
-  // HINT: gradient buffers. Then L block caches (none), L caches without att plus one att
-  // HINT: (selective), or L block outputs plus one cache (full).
   const int64_t s = static_cast<int64_t>(dtype_size(dtype));
   const int64_t C = cfg.n_embd, NH = cfg.n_head, L = cfg.n_layer, Vp = cfg.padded_vocab_size, BT = B * T;
   const int64_t att = NH * B * T * T;

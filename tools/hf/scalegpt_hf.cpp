@@ -1,6 +1,6 @@
 // scalegpt-hf: the bridge to Hugging Face's GPT-2 format.
 //
-//   scalegpt-hf export --checkpoint runs/default/checkpoint.safetensors --out hf/   # -> model.safetensors, config.json
+//   scalegpt-hf export --checkpoint runs/micro/checkpoint.safetensors --out hf/   # -> model.safetensors, config.json
 //   scalegpt-hf logits --hf hf/ --tokens 72,101,108 --out logits.f32                # forward of an HF directory
 //
 // `logits` writes the logits of every position as raw little-endian float32, [T, V] (padding

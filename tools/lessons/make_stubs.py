@@ -4,13 +4,19 @@
 A solution file marks each task body:
 
     // TODO(lesson 02, task 1): accumulate the micro-batch gradients
-    // HINT: any comment lines right after the marker are kept in the stub
+    // (optional) comment lines right after the marker are kept in the stub: the contract only
     ... the reference body ...
     // END TODO
 
-and the stub keeps the marker and its comment lines and replaces the body with
+and the stub keeps the marker and its comment lines, says where the hints are, and replaces the
+body with
 
+    // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
     SGPT_TODO(2, 1, "accumulate the micro-batch gradients");
+
+Hints (the algorithm) never live in a stub: they are in the lesson README, in three levels folded
+in <details>, so each student chooses how much help to take. A `// HINT:` line in a solution is an
+error.
 
 Lines between `// BEGIN SOLUTION ONLY` and `// END SOLUTION ONLY` are dropped from the stub
 (helpers that only the reference needs). Everything else is copied as it is.
@@ -29,6 +35,7 @@ import sys
 MARK = re.compile(r"^(?P<indent>\s*)// TODO\(lesson (?P<lesson>\d+), task (?P<task>\d+)\):\s*(?P<title>.+?)\s*$")
 END = re.compile(r"^\s*// END TODO\s*$")
 SOL_BEGIN = re.compile(r"^\s*// BEGIN SOLUTION ONLY\s*$")
+HINT = re.compile(r"^\s*// HINT")
 SOL_END = re.compile(r"^\s*// END SOLUTION ONLY\s*$")
 
 
@@ -66,8 +73,13 @@ def parse(text, name):
         j = i + 1
         while j < len(lines) and lines[j].strip().startswith("//") and not END.match(lines[j]) \
                 and not MARK.match(lines[j]):
-            out.append(lines[j])  # hint comments stay
+            if HINT.match(lines[j]):
+                raise MarkerError(f"{name}:{j + 1}: hints belong in the lesson README (folded <details>), "
+                                  f"not in the stub")
+            out.append(lines[j])  # contract comments stay
             j += 1
+        out.append(f'{indent}// Contract: the comment of this function in the header. Hints: README.md, '
+                   f'section "Hints", task {task}.\n')
         k = j
         while k < len(lines) and not END.match(lines[k]):
             if MARK.match(lines[k]):

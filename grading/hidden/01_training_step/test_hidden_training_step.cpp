@@ -12,6 +12,7 @@
 using namespace sgpt;
 using namespace sgpt::lesson01;
 using lesson01_test::current;
+using lesson01_test::make_dirty;
 using lesson01_test::peak;
 using lesson01_test::random_tokens;
 
@@ -95,6 +96,7 @@ TEST(HiddenAdamW, OtherBetasLaterStep) {
 }
 
 TEST(HiddenTrainStep, NoClipOtherSeed) {
+  // Six steps without clipping from dirty gradients, against the tests' own AdamW loop.
   const GPTConfig cfg = odd_config(false);
   TrainConfig tc;
   tc.max_lr = 1e-2;
@@ -102,18 +104,26 @@ TEST(HiddenTrainStep, NoClipOtherSeed) {
   tc.warmup = 3;
   tc.total_steps = 5;
   tc.clip = 0.0;
+  AdamWConfig ac;
+  ac.beta2 = 0.99;
   GPT mine(cfg, 77, Device::CPU, DType::F64), ref(cfg, 77, Device::CPU, DType::F64);
-  Optimizer opt(mine.layout(), AdamWConfig{}, DType::F64);
-  sgpt::AdamW ref_opt(ref.layout(), AdamWConfig{}, DType::F64, Device::CPU);
-  for (int64_t step = 0; step < 5; ++step) {
+  Optimizer opt(mine.layout(), ac, DType::F64);
+  lesson01_test::ReferenceAdamW ref_opt;
+  make_dirty(mine, 2.5);
+  for (int64_t step = 0; step < 6; ++step) {
     Tensor x = random_tokens(2, 9, cfg.vocab_size, 300 + step), y = random_tokens(2, 9, cfg.vocab_size, 400 + step);
     const StepStats s = train_step(mine, opt, x, y, step, tc);
     ref.zero_grad();
-    ref.forward(x, y);
+    const double loss = ref.forward(x, y);
     ref.backward();
+    const double norm = clip_grad_norm(ref.grads(), 0.0);
     const double lr = lr_at(step, tc.warmup, tc.total_steps, tc.max_lr, tc.min_lr);
-    ref_opt.step(ref.params(), ref.grads(), lr);
+    std::vector<double> p = ref.params().to_vector();
+    ref_opt.step(p, ref.grads().to_vector(), ref.layout(), ac, lr);
+    ref.params().copy_from(Tensor::from(p, {int64_t(p.size())}));
     EXPECT_DOUBLE_EQ(s.lr, lr);
+    EXPECT_NEAR(s.loss, loss, 1e-12);
+    EXPECT_NEAR(s.grad_norm, norm, 1e-12 * norm);
   }
   const auto a = mine.params().to_vector(), b = ref.params().to_vector();
   double worst = 0;

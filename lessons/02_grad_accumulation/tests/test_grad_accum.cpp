@@ -103,21 +103,45 @@ TEST(Accumulate, AddsToExistingGradients) {
 }
 
 TEST(Accumulate, PeakActivationsIndependentOfK) {
-  // Peak activation bytes of one accumulated step, for a fresh model.
+  // Peak activation bytes over two accumulated steps on one model (the second step must not hold
+  // more than the first: nothing may pile up from one call to the next).
   const GPTConfig cfg = gpt_config("nano");
   auto peak_of = [&](int64_t b, int64_t k) {
-    Tensor x = random_tokens(b * k, 32, cfg.vocab_size, 5), y = random_tokens(b * k, 32, cfg.vocab_size, 6);
     GPT m(cfg, 1);
     const int64_t base = current(MemCategory::Activations);
     MemoryTracker::instance().reset_peak();
-    accumulate_gradients(m, x, y, b);
-    return peak(MemCategory::Activations) - base;
+    int64_t first = 0;
+    for (int step = 0; step < 2; ++step) {
+      Tensor x = random_tokens(b * k, 32, cfg.vocab_size, 5 + step), y = random_tokens(b * k, 32, cfg.vocab_size, 6 + step);
+      accumulate_gradients(m, x, y, b);
+      if (step == 0) first = peak(MemCategory::Activations) - base;
+    }
+    const int64_t both = peak(MemCategory::Activations) - base;
+    EXPECT_EQ(both, first) << "b=" << b << " k=" << k << ": the second step raised the activation peak";
+    return both;
   };
   const int64_t k1 = peak_of(2, 1), k4 = peak_of(2, 4), k7 = peak_of(2, 7), b8 = peak_of(8, 1);
   EXPECT_GT(k1, 0);
   EXPECT_EQ(k4, k1) << "peak activations must not grow with the number of micro-batches";
   EXPECT_EQ(k7, k1);
   EXPECT_GT(b8, 3 * k1) << "one batch of 8 rows should need about 4x the activations of 2 rows";
+}
+
+TEST(Accumulate, RowsNotAMultipleIsAClearError) {
+  // 7 rows in micro-batches of 2: an error that names both numbers, never a silently smaller batch.
+  const GPTConfig cfg = gpt_config("nano");
+  GPT m(cfg, 1, Device::CPU, DType::F64);
+  Tensor x = random_tokens(7, 8, cfg.vocab_size, 1), y = random_tokens(7, 8, cfg.vocab_size, 2);
+  try {
+    accumulate_gradients(m, x, y, 2);
+    ADD_FAILURE() << "expected an sgpt::Error for 7 rows in micro-batches of 2";
+  } catch (const NotImplemented& e) {
+    ADD_FAILURE() << e.what();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find('7'), std::string::npos) << "the message should name the 7 rows: " << msg;
+    EXPECT_NE(msg.find('2'), std::string::npos) << "the message should name the micro-batch of 2: " << msg;
+  }
 }
 
 TEST(Accumulate, LargeBatchReferenceIsDeterministic) {
@@ -133,12 +157,14 @@ TEST(Accumulate, LargeBatchReferenceIsDeterministic) {
 // ---- task 3 ----------------------------------------------------------------------------------------
 
 TEST(TrainStep, MatchesLargeBatchRun) {
-  // Three optimizer steps with clipping on: micro-batches of 2 (k = 4) vs one batch of 8.
+  // Three optimizer steps with clipping on, from dirty gradients: micro-batches of 2 (k = 4) vs
+  // one batch of 8.
   const GPTConfig cfg = gpt_config("nano");
   AdamWConfig ac;
   GPT mine(cfg, 9, Device::CPU, DType::F64), ref(cfg, 9, Device::CPU, DType::F64);
   AdamW opt(mine.layout(), ac, DType::F64, Device::CPU), ref_opt(ref.layout(), ac, DType::F64, Device::CPU);
   const double clip = 0.05, lr = 2e-3;
+  sgpt::testing::make_dirty(mine.grads());  // what an earlier step leaves: zeroing is the step's job
   for (int step = 0; step < 3; ++step) {
     Tensor x = random_tokens(8, 16, cfg.vocab_size, 40 + step), y = random_tokens(8, 16, cfg.vocab_size, 50 + step);
     const StepStats s = train_step(mine, opt, x, y, 2, lr, clip);

@@ -169,3 +169,48 @@ TEST(RingAllReduce, SendsTwoRingsOfShards) {
     }
   });
 }
+
+// ---- every task: the ring on real MPI ranks with large messages, and bad input ---------------------
+
+TEST(RingAllReduce, LargeBuffersDoNotDeadlock) {
+  // 1M + 3 f32 elements (4 MiB): far above MPI's eager limit, so a blocking send posted before its
+  // receive waits forever on the MPI world of the run (ctest runs it at 2, 3 and 4 processes; the
+  // test's time limit turns the hang into a failure). send_recv posts both directions at once.
+  on_groups({2, 3}, [](Communicator& c) {
+    const int p = c.size(), r = c.rank();
+    const int64_t n = (int64_t(1) << 20) + 3;
+    Tensor t = input(n, DType::F32, 11, r);
+    c.reset_stats();
+    ring_all_reduce(c, t);
+    expect_only_send_recv(c, 2 * (p - 1), rs_sent(n, p, r, 4) + ag_sent(n, p, r, 4),
+                          rs_received(n, p, r, 4) + ag_received(n, p, r, 4), where(c, n, DType::F32));
+    EXPECT_EQ(diff(t.to_vector(), expected_sum(n, p, 11)), "") << where(c, n, DType::F32);
+  });
+}
+
+TEST(RingReduceScatter, WrongShardSizeIsAClearError) {
+  // out with the wrong number of elements (or dtype): an sgpt::Error on every rank, before any
+  // message moves, that names the sizes.
+  on_groups({1, 3}, [](Communicator& c) {
+    const int p = c.size(), r = c.rank();
+    const int64_t n = 10;
+    Tensor in = input(n, DType::F32, 1, r);
+    Tensor too_big = Tensor::zeros({shard_count(n, p, r) + 1}, DType::F32);
+    Tensor wrong_type = Tensor::zeros({shard_count(n, p, r)}, DType::F64);
+    c.reset_stats();
+    for (int which = 0; which < 2; ++which) {
+      try {
+        if (which == 0) ring_reduce_scatter(c, too_big, in);
+        if (which == 1) ring_reduce_scatter(c, wrong_type, in);
+        ADD_FAILURE() << where(c, n, DType::F32) << " case " << which << ": expected an sgpt::Error";
+      } catch (const NotImplemented& e) {
+        ADD_FAILURE() << e.what();
+      } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(std::to_string(shard_count(n, p, r))), std::string::npos)
+            << "the message should name the expected shard size: " << msg;
+      }
+    }
+    EXPECT_EQ(c.stats().total().calls, 0) << where(c, n, DType::F32) << " a message moved before the check";
+  });
+}
