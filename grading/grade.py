@@ -180,6 +180,9 @@ class Sandbox:
         self.threads = threads
         self.count = 0
         self.unshare = ident is not None and shutil.which("unshare") is not None and self._unshare_works()
+        # A private /tmp and /dev/shm per run (nothing left there for the next submission to find),
+        # unless the grading folder itself lives in /tmp.
+        self.private = [p for p in ("/tmp", "/dev/shm") if not run_dir.is_relative_to(p)]
 
     def _unshare_works(self):
         r = subprocess.run(["unshare", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "true"],
@@ -211,7 +214,8 @@ class Sandbox:
         spec_path.parent.mkdir(parents=True, exist_ok=True)
         spec = {"argv": argv, "env": env, "cwd": str(cwd), "rlimits": rlimits,
                 "uid": self.ident[0] if self.ident else None, "gid": self.ident[1] if self.ident else None,
-                "masks": [str(m) for m in self.masks] if self.unshare else [], "umask": umask}
+                "masks": [str(m) for m in self.masks] if self.unshare else [], "umask": umask,
+                "private": self.private if self.unshare else []}
         spec_path.write_text(json.dumps(spec))
         os.chmod(spec_path, 0o600)
         cmd = [sys.executable, "-I", str(HERE / "sandbox.py"), str(spec_path)]
@@ -393,7 +397,10 @@ def describe(v, r, name, np_):
 
 
 def slice_output(out, name):
-    """The part of a batch's output about one test (for people only; verdicts never come from it)."""
+    """The part of a batch's output about one test (for people only; verdicts never come from it).
+    The output of a run of one test is kept whole (what came before its [ RUN ] line counts)."""
+    if out.count("[ RUN      ]") <= 1:
+        return tail(out, OUTPUT_SHOWN)
     i = out.find(f"[ RUN      ] {name}")
     if i < 0:
         return tail(out, OUTPUT_SHOWN)
@@ -501,6 +508,10 @@ def main():
         return min(tl, a.time_limit) if a.time_limit else tl
 
     ident = grader_identity()
+    if a.results and ident:
+        rd = a.results.resolve().parent
+        if rd.exists() and (rd.stat().st_mode & 0o002 or rd.stat().st_uid != 0):
+            log(f"grade.py: warning: {rd} is writable by others; put results where only root can write")
     fresh = a.submission is not None
     if fresh:
         parent = a.work_dir.resolve() if a.work_dir else pathlib.Path(tempfile.gettempdir())

@@ -81,6 +81,7 @@ def check(archive, lesson_forbidden):
         r = re.compile(f["symbol"])
         hits = sorted(s for s in syms if r.search(s))
         if hits:
-            tasks.append((int(f.get("task", 0)),
-                          f"the submission calls {hits[0]}: {f.get('why', 'the task asks you to write this yourself')}"))
+            for k in f.get("tasks", [f.get("task", 0)]):
+                tasks.append((int(k), f"the submission calls {hits[0]}: "
+                                      f"{f.get('why', 'the task asks you to write this yourself')}"))
     return sandbox, tasks

@@ -10,6 +10,7 @@ SPEC (written by grade.py, read before anything else happens):
     rlimits                 {"AS": bytes, "NPROC": n, "NOFILE": n, "FSIZE": bytes, "CPU": s, "CORE": 0}
     umask                   of the command (default 077)
     masks                   folders hidden behind an empty, unreadable tmpfs (new mount namespace)
+    private                 folders replaced by a fresh, empty tmpfs for this run only (/tmp, /dev/shm)
     cgroup                  optional cgroup-v1 folders (memory, pids) this whole run is put in
 
 Under unshare this program is PID 1 of a new PID namespace: it starts the command in a new session
@@ -40,6 +41,14 @@ def mask(path, libc):
     if rc != 0:
         err = ctypes.get_errno()
         sys.stderr.write(f"sandbox: cannot hide {path}: {os.strerror(err)}\n")
+        sys.exit(125)
+
+
+def private(path, libc):
+    """A fresh, empty tmpfs at `path` (sticky, world-writable like /tmp), for this namespace only."""
+    if os.path.isdir(path) and libc.mount(b"none", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                                          b"mode=1777,size=1g") != 0:
+        sys.stderr.write(f"sandbox: cannot mount a private {path}: {os.strerror(ctypes.get_errno())}\n")
         sys.exit(125)
 
 
@@ -102,6 +111,8 @@ def main():
     if pid1:
         for path in spec.get("masks", []):
             mask(path, libc)
+        for path in spec.get("private", []):
+            private(path, libc)
     for cg in spec.get("cgroup", []):
         try:
             with open(os.path.join(cg, "cgroup.procs"), "w") as f:
