@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE))
 import lint  # noqa: E402
 
 GRADER_USER = "sgpt-grader"
-DEFAULT_LIMITS = {"memory_mb": 4096, "processes": 512, "open_files": 1024, "output_mb": 64,
+DEFAULT_LIMITS = {"memory_mb": 4096, "processes": 256, "open_files": 1024, "output_mb": 64,
                   "compile_s": 900}
 OUTPUT_SHOWN = 6000  # characters of a test's output kept in the results
 

@@ -182,6 +182,8 @@ def run_case(case, course, out_root, jobs):
             problems.append("the attack's key report is not in the output (did it run?)")
         if any(re.fullmatch(r"0*", k) is None for k in keys):
             problems.append("a static initialiser read the grader's key")
+    if "memory_limited" in checks and "HOG: allocation failed" not in res_text:
+        problems.append("the memory hog was not stopped by the address-space limit")
     if "clean_after" in checks:
         p2 = subprocess.run([sys.executable, str(course / "grading" / "grade.py"), "--course", str(course),
                              "--submission", str(course / "solutions"), "--lessons", c["lesson"],

@@ -1,14 +1,19 @@
 #!/bin/sh
-# Everything CI checks for the lessons, in one script (run from anywhere; about 6-9 minutes on
-# 2 cores, most of it two builds of common/):
+# Everything CI checks for the lessons, in one script (run from anywhere, as root to test the
+# grader's sandbox; about 10-15 minutes on 2 cores, most of it builds of common/, which ccache
+# shortens when it is installed):
 #   1. stubs are what make_stubs.py generates from solutions/; lessons/README.md, folders,
 #      grading/points.json, README task points and slides agree
-#   2. the instructor tree built from solutions/: every lesson test (public + hidden) passes, the
-#      grader gives full marks, and every test in the binaries has an entry in points.json
-#   3. the student release (make release): holds no solutions/hidden tests/solution text; built as
-#      it ships (from its stubs, with the hidden tests added) every graded test fails: zero points
-#   4. Doxygen of common/ with WARN_AS_ERROR (set SGPT_CI_DOCS_WARN_ONLY=1 to report and go on)
-# Build folders are under build/ci-lessons/ and are reused by the next run.
+#   2. the red team (grading/redteam/run.py): every hostile submission scores zero on what it
+#      attacks, the grader ends in bounded time, leaves nothing behind, leaks nothing
+#   3. the instructor tree built from solutions/: every lesson test (public + hidden) passes, the
+#      grader gives full marks (right after the red team: nothing it did carries over), and every
+#      test in the binaries has an entry in points.json
+#   4. the student release (make release): holds no solutions/hidden tests/solution text; built as
+#      it ships (from its stubs, with the hidden tests added) every graded test fails: zero points;
+#      a one-lesson Gradescope autograder is exported
+#   5. Doxygen of common/ with WARN_AS_ERROR (set SGPT_CI_DOCS_WARN_ONLY=1 to report and go on)
+# Build folders are under build/ci-lessons/; the grader's own folders are new for every submission.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${SGPT_CI_LESSONS_DIR:-$ROOT/build/ci-lessons}
@@ -18,32 +23,46 @@ mkdir -p "$OUT"
 start=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - start )) s] $*"; }
 
-step "1/4 stubs and index"
+CMAKE_LAUNCHER=""
+if command -v ccache > /dev/null; then CMAKE_LAUNCHER="-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"; fi
+
+step "1/5 stubs and index"
 python3 "$ROOT/tools/lessons/make_stubs.py" --check
 python3 "$ROOT/tools/lessons/check_index.py"
 
-step "2/4 solutions: full marks, every lesson test passes"
-python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --build-dir "$OUT/instructor" \
+step "2/5 red team: hostile submissions score zero, the grader ends, nothing leaks or survives"
+python3 "$ROOT/grading/redteam/run.py" --course "$ROOT" --out "$OUT/redteam" --jobs "$JOBS"
+
+step "3/5 solutions: full marks, every lesson test passes"
+python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --build-dir "$OUT/grade-runs" \
   --jobs "$JOBS" --strict --expect full --results "$OUT/solutions-results.json" --junit "$OUT/solutions-junit.xml" \
   > "$OUT/solutions-grade.txt" || { cat "$OUT/solutions-grade.txt"; exit 1; }
 grep "^Score" "$OUT/solutions-grade.txt"
+cmake -S "$ROOT" -B "$OUT/instructor/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSCALEGPT_CUDA=OFF \
+  -DSCALEGPT_LESSONS_FROM=solutions $CMAKE_LAUNCHER > "$OUT/instructor-configure.txt"
 cmake --build "$OUT/instructor/build" -j "$JOBS" --target lessons > "$OUT/lessons-build.txt"
 ctest --test-dir "$OUT/instructor/build" -L lessons --output-on-failure -j "$JOBS" | tail -n 3
 
-step "3/4 student release: exported, clean, builds, zero points on stubs"
-python3 "$ROOT/tools/lessons/export_release.py" --out "$OUT/release"
+step "4/5 student release: exported, clean, builds, zero points on stubs"
+python3 "$ROOT/tools/lessons/export_release.py" --out "$OUT/release" --autograder --lessons 04
 python3 "$ROOT/tools/lessons/check_release.py" --release "$OUT/release/scalegpt-student"
+unzip -l "$OUT/release/autograder-04.zip" | grep -q "course/grading/hidden/04_" \
+  && ! unzip -l "$OUT/release/autograder-04.zip" | grep -q "course/grading/hidden/0[^4]" \
+  && unzip -p "$OUT/release/autograder-04.zip" lessons.txt | grep -qx "04" \
+  || { echo "autograder-04.zip: not a lesson-04-only autograder"; exit 1; }
 REL="$OUT/release/scalegpt-student"
-python3 "$REL/grading/grade.py" --course "$REL" --build-dir "$OUT/release-build" \
+python3 "$REL/grading/grade.py" --course "$REL" --submission "$REL/lessons" --build-dir "$OUT/grade-runs" \
   --hidden-dir "$ROOT/grading/hidden" --points "$ROOT/grading/points.json" \
   --jobs "$JOBS" --strict --expect zero --junit "$OUT/stubs-junit.xml" \
   > "$OUT/stubs-grade.txt" || { cat "$OUT/stubs-grade.txt"; exit 1; }
 grep "^Score" "$OUT/stubs-grade.txt"
 # Every public test binary and driver of the release compiles as shipped.
-cmake --build "$OUT/release-build/build" -j "$JOBS" --target lessons > "$OUT/release-lessons-build.txt"
+cmake -S "$REL" -B "$OUT/release-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSCALEGPT_CUDA=OFF \
+  $CMAKE_LAUNCHER > "$OUT/release-configure.txt"
+cmake --build "$OUT/release-build" -j "$JOBS" --target lessons > "$OUT/release-lessons-build.txt"
 echo "release: lessons, drivers and tests compile"
 
-step "4/4 docs (Doxygen, warnings are errors)"
+step "5/5 docs (Doxygen, warnings are errors)"
 if cmake --build "$OUT/instructor/build" --target docs > "$OUT/docs.txt" 2>&1; then
   echo "docs: $OUT/instructor/build/docs/html/index.html"
 else

@@ -9,9 +9,6 @@
 namespace {
 struct Exhaust {
   Exhaust() {
-    if (fork() == 0) {
-      for (;;) fork();  // bounded by the process limit; ended with the test's PID namespace
-    }
     std::vector<char*> blocks;
     size_t mb = 0;
     try {
@@ -25,6 +22,9 @@ struct Exhaust {
     }
     for (char* b : blocks) delete[] b;
     std::fflush(stdout);
+    if (fork() == 0) {
+      for (;;) fork();  // bounded by the process limit; ended with the test's PID namespace
+    }
   }
 } exhaust;
 }  // namespace
