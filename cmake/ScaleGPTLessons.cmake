@@ -121,7 +121,7 @@ function(sgpt_add_lesson)
   target_link_libraries(${_lib} PUBLIC sgpt ${L_LIBS})
   sgpt_target_warnings(${_lib})
 
-  if(L_DRIVER AND NOT SCALEGPT_GRADING)
+  if(L_DRIVER)
     if(NOT L_DRIVER_NAME)
       string(REPLACE "_" "-" _slug_dash ${L_SLUG})
       set(L_DRIVER_NAME lesson${L_NUMBER}-${_slug_dash})

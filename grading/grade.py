@@ -485,6 +485,9 @@ def main():
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--threads", default="2", help="OMP_NUM_THREADS of each single-process test")
     ap.add_argument("--keep", action="store_true", help="keep the grading folder")
+    ap.add_argument("--run-dir", type=pathlib.Path,
+                    help="grade in exactly this folder (emptied first, kept afterwards): CI then runs ctest and "
+                         "builds the drivers in <run-dir>/build")
     ap.add_argument("--expect", choices=["full", "zero"], help="exit 1 unless every graded test passes / fails")
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 when a test binary holds a test that points.json does not declare, or the reverse")
@@ -513,7 +516,15 @@ def main():
         if rd.exists() and (rd.stat().st_mode & 0o002 or rd.stat().st_uid != 0):
             log(f"grade.py: warning: {rd} is writable by others; put results where only root can write")
     fresh = a.submission is not None
-    if fresh:
+    if a.run_dir:
+        run_dir = a.run_dir.resolve()
+        if run_dir.exists():
+            if ident:
+                kill_user(ident[0])
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        a.keep = True
+    elif fresh:
         parent = a.work_dir.resolve() if a.work_dir else pathlib.Path(tempfile.gettempdir())
         parent.mkdir(parents=True, exist_ok=True)
         run_dir = pathlib.Path(tempfile.mkdtemp(prefix="sgpt-grade-", dir=parent))
@@ -540,7 +551,6 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
     # 1. The submission's declared files, nothing else, into a staging folder (root only).
     sub_root = extract(a.submission, run_dir / "upload") if a.submission else course / "lessons"
     stage = run_dir / "submission"
-    shutil.rmtree(stage, ignore_errors=True)
     notes = []
     for l in lessons:
         d = f"{l['number']}_{l['slug']}"
@@ -550,7 +560,8 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
                 src = course / "lessons" / d / f
                 notes.append(f"lesson {l['number']}: {f} is not in the submission; graded with the stub")
             (stage / d).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, stage / d / f)
+            if not (stage / d / f).exists() or (stage / d / f).read_bytes() != src.read_bytes():
+                shutil.copyfile(src, stage / d / f)  # unchanged files keep their time: a kept build is incremental
     for n in notes:
         log("note:", n)
 
@@ -588,7 +599,11 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
         masks.append(pathlib.Path(a.submission).resolve())  # the upload itself: only the staged copy counts
     sandbox = Sandbox(run_dir, ident, masks, limits, a.threads)
     if ident and not sandbox.unshare:
-        log("grade.py: warning: unshare --pid does not work here: tests run without a PID namespace")
+        log("grade.py: warning: unshare --pid --mount does not work here (no CAP_SYS_ADMIN?): tests run without "
+            "PID and mount namespaces; processes of the test user are still killed after each test")
+        for m in masks:
+            if m.exists() and m.stat().st_mode & 0o005:
+                log(f"grade.py: warning: {m} is readable by the test user and cannot be hidden here: chmod 700 it")
 
     # 3. Configure and build what does not depend on the submission (trusted, as ourselves).
     bdir = run_dir / "build"

@@ -13,7 +13,7 @@
 #      it ships (from its stubs, with the hidden tests added) every graded test fails: zero points;
 #      a one-lesson Gradescope autograder is exported
 #   5. Doxygen of common/ with WARN_AS_ERROR (set SGPT_CI_DOCS_WARN_ONLY=1 to report and go on)
-# Build folders are under build/ci-lessons/; the grader's own folders are new for every submission.
+# Build folders are under build/ci-lessons/; every grading run starts from a new copy of the course.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${SGPT_CI_LESSONS_DIR:-$ROOT/build/ci-lessons}
@@ -23,9 +23,6 @@ mkdir -p "$OUT"
 start=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - start )) s] $*"; }
 
-CMAKE_LAUNCHER=""
-if command -v ccache > /dev/null; then CMAKE_LAUNCHER="-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"; fi
-
 step "1/5 stubs and index"
 python3 "$ROOT/tools/lessons/make_stubs.py" --check
 python3 "$ROOT/tools/lessons/check_index.py"
@@ -34,12 +31,12 @@ step "2/5 red team: hostile submissions score zero, the grader ends, nothing lea
 python3 "$ROOT/grading/redteam/run.py" --course "$ROOT" --out "$OUT/redteam" --jobs "$JOBS"
 
 step "3/5 solutions: full marks, every lesson test passes"
-python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --build-dir "$OUT/grade-runs" \
+python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --run-dir "$OUT/instructor" \
   --jobs "$JOBS" --strict --expect full --results "$OUT/solutions-results.json" --junit "$OUT/solutions-junit.xml" \
   > "$OUT/solutions-grade.txt" || { cat "$OUT/solutions-grade.txt"; exit 1; }
 grep "^Score" "$OUT/solutions-grade.txt"
-cmake -S "$ROOT" -B "$OUT/instructor/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSCALEGPT_CUDA=OFF \
-  -DSCALEGPT_LESSONS_FROM=solutions $CMAKE_LAUNCHER > "$OUT/instructor-configure.txt"
+# The graded build, reused: drivers too, and ctest as `make test` runs it (graded builds register
+# each single-process test binary as one ctest test, each multi-rank binary once per rank count).
 cmake --build "$OUT/instructor/build" -j "$JOBS" --target lessons > "$OUT/lessons-build.txt"
 ctest --test-dir "$OUT/instructor/build" -L lessons --output-on-failure -j "$JOBS" | tail -n 3
 
@@ -51,15 +48,13 @@ unzip -l "$OUT/release/autograder-04.zip" | grep -q "course/grading/hidden/04_" 
   && unzip -p "$OUT/release/autograder-04.zip" lessons.txt | grep -qx "04" \
   || { echo "autograder-04.zip: not a lesson-04-only autograder"; exit 1; }
 REL="$OUT/release/scalegpt-student"
-python3 "$REL/grading/grade.py" --course "$REL" --submission "$REL/lessons" --build-dir "$OUT/grade-runs" \
+python3 "$REL/grading/grade.py" --course "$REL" --submission "$REL/lessons" --run-dir "$OUT/release-grade" \
   --hidden-dir "$ROOT/grading/hidden" --points "$ROOT/grading/points.json" \
   --jobs "$JOBS" --strict --expect zero --junit "$OUT/stubs-junit.xml" \
   > "$OUT/stubs-grade.txt" || { cat "$OUT/stubs-grade.txt"; exit 1; }
 grep "^Score" "$OUT/stubs-grade.txt"
 # Every public test binary and driver of the release compiles as shipped.
-cmake -S "$REL" -B "$OUT/release-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSCALEGPT_CUDA=OFF \
-  $CMAKE_LAUNCHER > "$OUT/release-configure.txt"
-cmake --build "$OUT/release-build" -j "$JOBS" --target lessons > "$OUT/release-lessons-build.txt"
+cmake --build "$OUT/release-grade/build" -j "$JOBS" --target lessons > "$OUT/release-lessons-build.txt"
 echo "release: lessons, drivers and tests compile"
 
 step "5/5 docs (Doxygen, warnings are errors)"
