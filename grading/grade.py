@@ -267,8 +267,11 @@ class Sandbox:
 
     def rlimits(self, time_limit):
         lim = self.limits
-        return {"AS": lim["memory_mb"] << 20, "NPROC": lim["processes"], "NOFILE": lim["open_files"],
-                "FSIZE": lim["output_mb"] << 20, "CPU": int(4 * time_limit) + 10, "CORE": 0}
+        r = {"AS": lim["memory_mb"] << 20, "NOFILE": lim["open_files"], "FSIZE": lim["output_mb"] << 20,
+             "CPU": int(4 * time_limit) + 10, "CORE": 0}
+        if self.ident:  # RLIMIT_NPROC counts every process of the user: only meaningful for our own user
+            r["NPROC"] = lim["processes"]
+        return r
 
 
 # ---- authenticated reports ------------------------------------------------------------------------------
@@ -827,7 +830,12 @@ def report(a, lessons, results, points):
     pub_m = sum(r["max_score"] for r in results if r["group"] == "public")
     hid_t = sum(r["score"] for r in results if r["group"] == "hidden")
     hid_m = sum(r["max_score"] for r in results if r["group"] == "hidden")
-    log(f"\nScore: {total}/{max_total}  (public {pub_t}/{pub_m}, hidden {hid_t}/{hid_m})")
+    if hid_m:
+        log(f"\nScore: {total}/{max_total}  (public {pub_t}/{pub_m}, hidden {hid_t}/{hid_m})")
+    else:
+        not_here = sum(l.get("hidden_summary", {}).get("points", 0) for l in lessons)
+        log(f"\nScore: {total}/{max_total}  (public tests" +
+            (f"; the hidden tests add {not_here} point(s) when the instructor grades)" if not_here else ")"))
 
     if a.summary:
         atomic_write(a.summary, json.dumps([{k: v for k, v in r.items()} for r in results], indent=1))

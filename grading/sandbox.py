@@ -136,8 +136,7 @@ def main():
             break
         if p == pid:
             status = st
-            if pid1:
-                break  # our exit kills and waits for the rest of the namespace
+            break  # PID 1: our exit kills and waits for the rest of the namespace; else kill_descendants
     if not pid1:
         kill_descendants(pid)
     if status is None:
