@@ -61,6 +61,24 @@ def check(archive, lesson_forbidden):
         hits = sorted(s for s in bare if r.search(s))
         if hits:
             sandbox.append(f"the submission calls {', '.join(hits[:4])} ({why}): graded code may not")
+    # What the objects define: an extern "C" definition (or one in the library's or GoogleTest's
+    # namespaces) would replace, inside the test binary, a function that the tests, the library or
+    # the grader's reporter call (memcpy, write, testing::TestResult::Passed...).
+    raw = _run(["nm", "--defined-only", "--extern-only", str(archive)]).splitlines()
+    dem = _run(["nm", "-C", "--defined-only", "--extern-only", str(archive)]).splitlines()
+    for r_line, d_line in zip(raw, dem):
+        rp, dp = r_line.split(maxsplit=2), d_line.split(maxsplit=2)
+        if len(rp) < 3 or len(dp) < 3:
+            continue
+        kind, mangled, name = rp[1], rp[2], dp[2]
+        strong = kind in "TDBRGSC"
+        if not mangled.startswith("_Z") and re.fullmatch(r"[A-Za-z_]\w*", mangled):  # not DW.ref.* etc.
+            sandbox.append(f"the submission defines the C symbol {mangled}: graded code may define only C++ "
+                           "functions (in its lesson's namespace)")
+        elif re.match(r"(testing::|sgpt::testing::|sgpt_grade)", name) or (
+                strong and re.match(r"(std::|sgpt::(?!lesson))", name)):
+            sandbox.append(f"the submission defines {name}, which belongs to the library, the standard library or "
+                           "GoogleTest: graded code may not replace it")
     # IFUNC symbols ('i') and sections that run before the grader's reporter.
     for line in _run(["nm", "-C", "--defined-only", str(archive)]).splitlines():
         parts = line.split()
@@ -76,6 +94,7 @@ def check(archive, lesson_forbidden):
     if m:
         sandbox.append(f"the submission's machine code holds a '{m.group(1)}' instruction: graded code may not "
                        "make system calls itself")
+    sandbox = list(dict.fromkeys(sandbox))
     tasks = []
     for f in lesson_forbidden:
         r = re.compile(f["symbol"])

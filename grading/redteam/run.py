@@ -197,6 +197,39 @@ def run_case(case, course, out_root, jobs):
     return problems, secs, score, sum(r["max_score"] for r in rows)
 
 
+LINT_EXPECT = {  # lint/<file>.cpp -> a phrase lint.py must report for it
+    "interpose": "defines the C symbol strncpy",
+    "gtest_override": "defines testing::TestResult::Passed",
+    "preinit": ".preinit_array",
+    "ifunc": "IFUNC",
+    "raw_syscall": "'syscall' instruction",
+    "library_override": "defines sgpt::shard_count",
+}
+
+
+def lint_cases(out):
+    """Compiles each lint/ case into a static library and checks that grading/lint.py rejects it
+    (attacks that the sandbox alone would not stop: they act inside the test process)."""
+    sys.path.insert(0, str(HERE.parent))
+    import lint  # noqa: E402
+    problems = []
+    d = out / "lint"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    for name, phrase in LINT_EXPECT.items():
+        obj, lib = d / f"{name}.o", d / f"lib{name}.a"
+        r = subprocess.run(["c++", "-std=c++20", "-O2", "-c", str(HERE / "lint" / f"{name}.cpp"), "-o", str(obj)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            problems.append(f"lint/{name}.cpp does not compile: {r.stderr[-300:]}")
+            continue
+        subprocess.run(["ar", "rcs", str(lib), str(obj)], check=True)
+        found, _ = lint.check(lib, [])
+        if not any(phrase in m for m in found):
+            problems.append(f"lint/{name}.cpp: grading/lint.py did not report '{phrase}' (it said {found})")
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--course", type=pathlib.Path, default=ROOT)
@@ -212,6 +245,13 @@ def main():
         print("redteam: not root: the unprivileged user and the namespaces are not tested")
     failed = 0
     t0 = time.time()
+    if not a.cases:
+        problems = lint_cases(out)
+        print(f"redteam {'ok  ' if not problems else 'FAIL'} {'lint':<15} {len(LINT_EXPECT)} in-process tricks "
+              "rejected by grading/lint.py", flush=True)
+        for p in problems:
+            print(f"    {p}")
+        failed += bool(problems)
     for case in cases:
         problems, secs, score, max_score = run_case(case, course, out, a.jobs)
         mark = "ok  " if not problems else "FAIL"
@@ -219,7 +259,7 @@ def main():
         for p in problems:
             print(f"    {p}")
         failed += bool(problems)
-    print(f"redteam: {len(cases) - failed}/{len(cases)} attacks defeated in {time.time() - t0:.0f} s "
+    print(f"redteam: {len(cases) + (not a.cases) - failed}/{len(cases) + (not a.cases)} attack classes defeated in {time.time() - t0:.0f} s "
           f"(logs in {out})")
     return 1 if failed else 0
 

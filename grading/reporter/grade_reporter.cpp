@@ -103,7 +103,9 @@ void grade_preinit(int, char**, char** envp) {
   for (char** e = envp; e && *e; ++e) {
     if (starts_with(*e, "SGPT_GRADE_KEY=")) {
       char* v = *e + std::strlen("SGPT_GRADE_KEY=");
-      std::strncpy(g_key, v, 64);
+      // By hand, not strncpy: no function outside this file sees the key (lint.py also rejects
+      // submissions that define C library functions).
+      for (int i = 0; i < 64 && v[i]; ++i) g_key[i] = v[i];
       for (; *v; ++v) *v = '0';  // overwrite the key where the environment keeps it
     } else if (starts_with(*e, "SGPT_GRADE_REPORT=")) {
       report_dir = *e + std::strlen("SGPT_GRADE_REPORT=");
