@@ -18,7 +18,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${SGPT_CI_LESSONS_DIR:-$ROOT/build/ci-lessons}
 JOBS=${JOBS:-$(nproc)}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=PASSIVE
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$OUT"
 start=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - start )) s] $*"; }
@@ -45,10 +45,15 @@ grep "tests passed" "$OUT/lessons-ctest.txt"
 step "4/5 student release: exported, clean, builds, zero points on stubs"
 python3 "$ROOT/tools/lessons/export_release.py" --out "$OUT/release" --autograder --lessons 04
 python3 "$ROOT/tools/lessons/check_release.py" --release "$OUT/release/scalegpt-student"
-unzip -l "$OUT/release/autograder-04.zip" | grep -q "course/grading/hidden/04_" \
-  && ! unzip -l "$OUT/release/autograder-04.zip" | grep -q "course/grading/hidden/0[^4]" \
-  && unzip -p "$OUT/release/autograder-04.zip" lessons.txt | grep -qx "04" \
-  || { echo "autograder-04.zip: not a lesson-04-only autograder"; exit 1; }
+# The one-lesson autograder holds lesson 04's hidden tests, no other lesson's, and grades lesson 04.
+python3 - "$OUT/release/autograder-04.zip" <<'PY'
+import re, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+hidden = {n.split("/")[3] for n in z.namelist() if n.startswith("course/grading/hidden/")}
+ok = hidden == {"04_collectives"} and z.read("lessons.txt").decode().split() == ["04"]
+print("autograder-04.zip: lesson 04 only" if ok else f"autograder-04.zip: wrong contents {hidden}")
+sys.exit(0 if ok else 1)
+PY
 REL="$OUT/release/scalegpt-student"
 python3 "$REL/grading/grade.py" --course "$REL" --submission "$REL/lessons" --run-dir "$OUT/release-grade" \
   --hidden-dir "$ROOT/grading/hidden" --points "$ROOT/grading/points.json" \
