@@ -36,6 +36,7 @@ test-lesson-%: configure
 	ctest --test-dir $(BUILD) --output-on-failure -L '^lesson-$*$$'
 
 # Your points per lesson and task (public tests; an instructor tree adds the hidden ones).
+# make grade ARGS="--lessons 02"; ARGS="--submission work.zip" grades a submission (grading/README.md).
 grade:
 	python3 grading/grade.py --jobs $(JOBS) $(ARGS)
 
@@ -43,9 +44,15 @@ grade:
 release:
 	python3 tools/lessons/export_release.py
 
-# The Gradescope autograder zip (release + hidden tests + setup.sh + run_autograder).
+# The Gradescope autograder zip (release + hidden tests + setup.sh + run_autograder);
+# make autograder ARGS="--lessons 04" -> build/release/autograder-04.zip, one assignment per lesson.
 autograder:
-	python3 tools/lessons/export_release.py --autograder
+	python3 tools/lessons/export_release.py --autograder $(ARGS)
+
+# The red team: hostile submissions the grader must score zero (root: tests the sandbox too).
+.PHONY: redteam
+redteam:
+	python3 grading/redteam/run.py --jobs $(JOBS) $(ARGS)
 
 # HTML slides with Marp (prints how to install it when it is missing).
 slides:

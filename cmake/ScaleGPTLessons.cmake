@@ -33,6 +33,26 @@ set(SCALEGPT_HIDDEN_TESTS_DIR "${PROJECT_SOURCE_DIR}/grading/hidden" CACHE PATH
     "Folder of hidden tests (NN_slug/ sub-folders); ignored when it does not exist")
 set(SCALEGPT_POINTS_FILE "${PROJECT_SOURCE_DIR}/grading/points.json" CACHE FILEPATH
     "Points per test and the student files of every lesson")
+# Grading builds (grading/grade.py sets these; see grading/README.md):
+#   SCALEGPT_LESSONS_ONLY  configure only these lessons (e.g. "04"), so a submission holding one
+#                          lesson's files configures without the others
+#   SCALEGPT_GRADING       link the grader's reporter (grading/reporter/) into every lesson test
+#                          binary, and register each single-process binary as ONE ctest test instead
+#                          of discovering its tests (discovery runs the binary, i.e. student code,
+#                          whenever ctest lists the tests; the grader lists them with
+#                          `ctest --show-only=json-v1` and must not run student code to do it).
+#                          Multi-rank binaries are registered as always (one ctest per rank count).
+set(SCALEGPT_LESSONS_ONLY "" CACHE STRING "Only configure these lessons (numbers, e.g. 01;04); empty: all")
+option(SCALEGPT_GRADING "Graded build: link the grader's reporter into lesson tests (grading/grade.py)" OFF)
+
+# The reporter, an OBJECT library so that its .preinit_array always lands in the executable.
+function(_sgpt_grade_reporter)
+  if(NOT TARGET sgpt_grade_reporter)
+    add_library(sgpt_grade_reporter OBJECT ${PROJECT_SOURCE_DIR}/grading/reporter/grade_reporter.cpp)
+    target_link_libraries(sgpt_grade_reporter PUBLIC GTest::gtest)
+    sgpt_target_warnings(sgpt_grade_reporter)
+  endif()
+endfunction()
 
 function(_sgpt_lesson_student_files out_var number)
   file(READ ${SCALEGPT_POINTS_FILE} _json)
@@ -64,6 +84,9 @@ function(sgpt_add_lesson)
   endif()
   if(NOT L_TIMEOUT)
     set(L_TIMEOUT 60)
+  endif()
+  if(SCALEGPT_LESSONS_ONLY AND NOT L_NUMBER IN_LIST SCALEGPT_LESSONS_ONLY)
+    return()
   endif()
   set(_dir "${L_NUMBER}_${L_SLUG}")
   set(_lib lesson${L_NUMBER})
@@ -114,6 +137,9 @@ function(sgpt_add_lesson)
     return()
   endif()
   include(GoogleTest)
+  if(SCALEGPT_GRADING)
+    _sgpt_grade_reporter()
+  endif()
   set(_groups public)
   set(_hidden_dir ${SCALEGPT_HIDDEN_TESTS_DIR}/${_dir})
   if(IS_DIRECTORY ${_hidden_dir})
@@ -141,6 +167,17 @@ function(sgpt_add_lesson)
       sgpt_add_mpi_test(NAME ${_target} SOURCES ${_tsrcs} RANKS ${L_RANKS} TIMEOUT ${L_TIMEOUT}
                         LABELS ${_labels} LIBS ${_lib})
       target_include_directories(${_target} PRIVATE ${_lessons_root}/${_dir})
+      if(SCALEGPT_GRADING)
+        target_link_libraries(${_target} PRIVATE sgpt_grade_reporter)
+      endif()
+    elseif(SCALEGPT_GRADING)
+      add_executable(${_target} ${_tsrcs})
+      target_link_libraries(${_target} PRIVATE sgpt_grade_reporter ${_lib} GTest::gtest GTest::gtest_main)
+      target_include_directories(${_target} PRIVATE ${_lessons_root}/${_dir})
+      sgpt_target_warnings(${_target})
+      add_test(NAME ${_target} COMMAND $<TARGET_FILE:${_target}>)
+      set_tests_properties(${_target} PROPERTIES TIMEOUT ${L_TIMEOUT} ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE"
+                           LABELS "${_labels}")
     else()
       add_executable(${_target} ${_tsrcs})
       target_link_libraries(${_target} PRIVATE ${_lib} GTest::gtest GTest::gtest_main)

@@ -5,7 +5,9 @@
 # The CUDA toolkit (nvcc, cuBLAS, NCCL) is not in Debian's main archive: install NVIDIA's packages
 # for the GPU build (see docs/cuda.md); the CPU build needs none of it.
 set -euo pipefail
-pkgs=(build-essential cmake ninja-build pkg-config python3 curl ca-certificates
+# ccache: grading/grade.py builds every submission in a fresh copy of the course; ccache keeps the
+# course library from being recompiled each time (util-linux: unshare, for the grader's sandbox).
+pkgs=(build-essential cmake ninja-build ccache util-linux pkg-config python3 curl ca-certificates
       libopenblas-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev
       libcli11-dev nlohmann-json3-dev doxygen)
 missing=()

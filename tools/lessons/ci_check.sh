@@ -1,54 +1,78 @@
 #!/bin/sh
-# Everything CI checks for the lessons, in one script (run from anywhere; about 6-9 minutes on
-# 2 cores, most of it two builds of common/):
+# Everything CI checks for the lessons, in one script (run from anywhere, as root to test the
+# grader's sandbox; about 10-15 minutes on 2 cores, most of it builds of common/, which ccache
+# shortens when it is installed):
 #   1. stubs are what make_stubs.py generates from solutions/; lessons/README.md, folders,
 #      grading/points.json, README task points and slides agree
-#   2. the instructor tree built from solutions/: every lesson test (public + hidden) passes, the
-#      grader gives full marks, and every test in the binaries has an entry in points.json
-#   3. the student release (make release): holds no solutions/hidden tests/solution text; built as
-#      it ships (from its stubs, with the hidden tests added) every graded test fails: zero points
-#   4. Doxygen of common/ with WARN_AS_ERROR (set SGPT_CI_DOCS_WARN_ONLY=1 to report and go on)
-# Build folders are under build/ci-lessons/ and are reused by the next run.
+#   2. the red team (grading/redteam/run.py): every hostile submission scores zero on what it
+#      attacks, the grader ends in bounded time, leaves nothing behind, leaks nothing
+#   3. the instructor tree built from solutions/: every lesson test (public + hidden) passes, the
+#      grader gives full marks (right after the red team: nothing it did carries over), and every
+#      test in the binaries has an entry in points.json
+#   4. the student release (make release): holds no solutions/hidden tests/solution text; built as
+#      it ships (from its stubs, with the hidden tests added) every graded test fails: zero points;
+#      a one-lesson Gradescope autograder is exported
+#   5. Doxygen of common/ with WARN_AS_ERROR (set SGPT_CI_DOCS_WARN_ONLY=1 to report and go on)
+# Build folders are under build/ci-lessons/; every grading run starts from a new copy of the course.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${SGPT_CI_LESSONS_DIR:-$ROOT/build/ci-lessons}
 JOBS=${JOBS:-$(nproc)}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=PASSIVE
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$OUT"
 start=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - start )) s] $*"; }
 
-step "1/4 stubs and index"
+step "1/5 stubs and index"
 python3 "$ROOT/tools/lessons/make_stubs.py" --check
 python3 "$ROOT/tools/lessons/check_index.py"
 
-step "2/4 solutions: full marks, every lesson test passes"
-python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --build-dir "$OUT/instructor" \
+step "2/5 red team: hostile submissions score zero, the grader ends, nothing leaks or survives"
+python3 "$ROOT/grading/redteam/run.py" --course "$ROOT" --out "$OUT/redteam" --jobs "$JOBS"
+
+step "3/5 solutions: full marks, every lesson test passes"
+python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --run-dir "$OUT/instructor" \
   --jobs "$JOBS" --strict --expect full --results "$OUT/solutions-results.json" --junit "$OUT/solutions-junit.xml" \
   > "$OUT/solutions-grade.txt" || { cat "$OUT/solutions-grade.txt"; exit 1; }
 grep "^Score" "$OUT/solutions-grade.txt"
+# The graded build, reused: drivers too, and ctest as `make test` runs it (graded builds register
+# each single-process test binary as one ctest test, each multi-rank binary once per rank count).
 cmake --build "$OUT/instructor/build" -j "$JOBS" --target lessons > "$OUT/lessons-build.txt"
-ctest --test-dir "$OUT/instructor/build" -L lessons --output-on-failure -j "$JOBS" | tail -n 3
+ctest --test-dir "$OUT/instructor/build" -L lessons --output-on-failure -j "$JOBS" > "$OUT/lessons-ctest.txt" \
+  || { cat "$OUT/lessons-ctest.txt"; exit 1; }
+grep "tests passed" "$OUT/lessons-ctest.txt"
 
-step "3/4 student release: exported, clean, builds, zero points on stubs"
-python3 "$ROOT/tools/lessons/export_release.py" --out "$OUT/release"
+step "4/5 student release: exported, clean, builds, zero points on stubs"
+python3 "$ROOT/tools/lessons/export_release.py" --out "$OUT/release" --autograder --lessons 04
 python3 "$ROOT/tools/lessons/check_release.py" --release "$OUT/release/scalegpt-student"
+# The one-lesson autograder holds lesson 04's hidden tests, no other lesson's, and grades lesson 04.
+python3 - "$OUT/release/autograder-04.zip" <<'PY'
+import re, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+hidden = {n.split("/")[3] for n in z.namelist() if n.startswith("course/grading/hidden/")}
+ok = hidden == {"04_collectives"} and z.read("lessons.txt").decode().split() == ["04"]
+print("autograder-04.zip: lesson 04 only" if ok else f"autograder-04.zip: wrong contents {hidden}")
+sys.exit(0 if ok else 1)
+PY
 REL="$OUT/release/scalegpt-student"
-python3 "$REL/grading/grade.py" --course "$REL" --build-dir "$OUT/release-build" \
+python3 "$REL/grading/grade.py" --course "$REL" --submission "$REL/lessons" --run-dir "$OUT/release-grade" \
   --hidden-dir "$ROOT/grading/hidden" --points "$ROOT/grading/points.json" \
   --jobs "$JOBS" --strict --expect zero --junit "$OUT/stubs-junit.xml" \
   > "$OUT/stubs-grade.txt" || { cat "$OUT/stubs-grade.txt"; exit 1; }
 grep "^Score" "$OUT/stubs-grade.txt"
 # Every public test binary and driver of the release compiles as shipped.
-cmake --build "$OUT/release-build/build" -j "$JOBS" --target lessons > "$OUT/release-lessons-build.txt"
+cmake --build "$OUT/release-grade/build" -j "$JOBS" --target lessons > "$OUT/release-lessons-build.txt"
 echo "release: lessons, drivers and tests compile"
 
-step "4/4 docs (Doxygen, warnings are errors)"
-if cmake --build "$OUT/instructor/build" --target docs > "$OUT/docs.txt" 2>&1; then
-  echo "docs: $OUT/instructor/build/docs/html/index.html"
+step "5/5 docs (Doxygen, warnings are errors)"
+# From the course tree itself (as `make docs`; the graded build's copy lives under build/, which
+# Doxygen excludes), configured without tests: nothing is compiled.
+cmake -S "$ROOT" -B "$OUT/docs" -G Ninja -DSCALEGPT_BUILD_TESTS=OFF > "$OUT/docs-configure.txt"
+if cmake --build "$OUT/docs" --target docs > "$OUT/docs.txt" 2>&1; then
+  echo "docs: $OUT/docs/docs/html/index.html"
 else
-  n=$(wc -l < "$OUT/instructor/build/docs/warnings.log" 2>/dev/null || echo "?")
-  echo "docs: Doxygen reported $n warning line(s); see $OUT/instructor/build/docs/warnings.log"
+  n=$(wc -l < "$OUT/docs/docs/warnings.log" 2>/dev/null || echo "?")
+  echo "docs: Doxygen reported $n warning line(s); see $OUT/docs/docs/warnings.log"
   if [ "${SGPT_CI_DOCS_WARN_ONLY:-0}" != 1 ]; then exit 1; fi
 fi
 

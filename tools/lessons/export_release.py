@@ -3,6 +3,7 @@
 
     export_release.py [--out build/release]         -> build/release/scalegpt-student/ + .tar.gz
     export_release.py --autograder                  -> also build/release/autograder.zip (Gradescope)
+    export_release.py --autograder --lessons 04     -> build/release/autograder-04.zip: grades lesson 04 only
 
 The release holds every file git tracks or would track (untracked files that .gitignore does not
 ignore), minus solutions/, grading/hidden/, grading/gradescope/, and with grading/points.json
@@ -19,7 +20,7 @@ import tarfile
 import zipfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-EXCLUDE = ("solutions/", "grading/hidden/", "grading/gradescope/", "build/")
+EXCLUDE = ("solutions/", "grading/hidden/", "grading/gradescope/", "grading/redteam/", "build/")
 
 
 def course_files(root):
@@ -42,6 +43,8 @@ def main():
     ap.add_argument("--root", type=pathlib.Path, default=ROOT)
     ap.add_argument("--out", type=pathlib.Path, default=None, help="default: <root>/build/release")
     ap.add_argument("--autograder", action="store_true", help="also write autograder.zip for Gradescope")
+    ap.add_argument("--lessons", nargs="*", help="the autograder grades only these lessons (one Gradescope "
+                                                 "assignment per lesson): autograder-NN.zip")
     a = ap.parse_args()
     root = a.root.resolve()
     out = (a.out or root / "build" / "release").resolve()
@@ -50,6 +53,9 @@ def main():
     copy_tree(root, files, rel)
     points = json.loads((root / "grading" / "points.json").read_text())
     for l in points["lessons"]:
+        hidden = [t for t in l["tests"] if t["binary"] == "hidden"]
+        if hidden:
+            l["hidden_summary"] = {"tests": len(hidden), "points": sum(t["points"] for t in hidden)}
         l["tests"] = [t for t in l["tests"] if t["binary"] != "hidden"]
     (rel / "grading" / "points.json").write_text(json.dumps(points, indent=1) + "\n")
     tgz = out / "scalegpt-student.tar.gz"
@@ -58,18 +64,26 @@ def main():
     print(f"export_release: {len(files)} files -> {rel}\nexport_release: {tgz}")
 
     if a.autograder:
-        zpath = out / "autograder.zip"
+        full = json.loads((root / "grading" / "points.json").read_text())
+        known = {l["number"]: f"{l['number']}_{l['slug']}" for l in full["lessons"]}
+        for n in a.lessons or []:
+            if n not in known:
+                sys.exit(f"export_release: no lesson {n} in grading/points.json")
+        zpath = out / ("autograder-" + "-".join(a.lessons) + ".zip" if a.lessons else "autograder.zip")
         gs = root / "grading" / "gradescope"
         with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
             for name in ("setup.sh", "run_autograder"):
                 info = zipfile.ZipInfo(name)
                 info.external_attr = 0o755 << 16
                 z.writestr(info, (gs / name).read_text())
+            # run_autograder and setup.sh pass these to grade.py --lessons (empty: every lesson).
+            z.writestr("lessons.txt", " ".join(a.lessons or []) + "\n")
             for f in files:
                 src = root / "grading" / "points.json" if f == "grading/points.json" else root / f
                 z.write(src, f"course/{f}")
             for p in sorted((root / "grading" / "hidden").rglob("*")):
-                if p.is_file():
+                lesson_dir = p.relative_to(root / "grading" / "hidden").parts[0]
+                if p.is_file() and (not a.lessons or lesson_dir in {known[n] for n in a.lessons}):
                     z.write(p, f"course/{p.relative_to(root)}")
         print(f"export_release: {zpath} (upload it as the Gradescope autograder)")
     return 0
