@@ -22,7 +22,8 @@ class AdamW {
         int64_t numel = -1);
 
   /// One update of `params` from `grads` (both covering this optimizer's range) at learning
-  /// rate `lr`. Increments the step first, so the first update uses t = 1.
+  /// rate `lr`. Increments the step first, so the first update uses t = 1. When tracing is on it
+  /// is recorded as a Compute event "optimizer_step".
   void step(Tensor& params, const Tensor& grads, double lr);
 
   /// Steps taken so far (0 before the first step()).
