@@ -25,22 +25,6 @@ using namespace lesson06_test;
 namespace {
 constexpr int64_t kT = 8;
 constexpr uint64_t kDataSeed = 5;
-
-// Runs a throwing call and checks that it throws sgpt::Error (not NotImplemented) whose message
-// names every number in `numbers`.
-template <class F>
-void expect_clear_error(F&& f, const std::vector<int64_t>& numbers, const std::string& at) {
-  try {
-    f();
-    ADD_FAILURE() << at << " expected an sgpt::Error";
-  } catch (const NotImplemented& e) {
-    ADD_FAILURE() << at << " " << e.what();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (int64_t n : numbers)
-      EXPECT_NE(msg.find(std::to_string(n)), std::string::npos) << at << " the message should name " << n << ": " << msg;
-  }
-}
 }  // namespace
 
 // ---- task 1: sharded data loading ----------------------------------------------------------------
