@@ -27,6 +27,8 @@
 #include "data/token_file.hpp"
 #include "data/tokenizer.hpp"
 #include "comm/communicator.hpp"
+#include "data_parallel.hpp"  // lesson 06: the replicated start, gradient and loss averaging
+#include "overlapped_dp.hpp"  // lesson 07: bucketed all-reduce overlapped with backward
 #include "model/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
@@ -62,6 +64,7 @@ struct Options {
   std::string prompt = "The ";
   double temperature = 0.8;
   double peak_tflops = 0;
+  int64_t bucket_kib = 0;  // data parallelism: 0 = one all-reduce after backward (lesson 06), else buckets (lesson 07)
   int log_every = 10;
   bool quiet = false;
 };
@@ -150,6 +153,15 @@ int run(Options o, int argc, char** argv) {
   ac.lr = o.lr;
   ac.weight_decay = o.weight_decay;
   AdamW opt(model.layout(), ac, model.dtype(), device);
+  // Data parallelism runs the course's code (lessons 06 and 07: the reference in the instructors'
+  // tree, your files in the student release, where an unfinished task stops every rank here).
+  std::unique_ptr<lesson07::OverlappedReducer> reducer;
+  if (world) {
+    lesson06::replicate_parameters(*world, model.params());
+    if (o.bucket_kib > 0)
+      reducer = std::make_unique<lesson07::OverlappedReducer>(
+          *world, model.grads(), lesson07::make_buckets(model.layout(), o.bucket_kib * 1024, int64_t(dtype_size(model.dtype()))));
+  }
   DataLoader loader(train, o.batch * n_ranks, o.seq_len, rank, n_ranks);
   TrainState state;
   state.seed = o.seed;
@@ -222,11 +234,14 @@ int run(Options o, int argc, char** argv) {
     loader.next(x, y);
     model.zero_grad();
     double loss = model.forward(x, y);
-    model.backward();
-    if (world) {
-      world->all_reduce(model.grads(), ReduceOp::Avg);  // data parallelism: the mean gradient of the global batch
-      loss = mean_over_ranks(*world, loss, device);  // for the log: the loss of the global batch
+    if (reducer) {
+      model.backward(1.0, [&](int64_t first_final) { reducer->on_grads_ready(first_final); });
+      reducer->finish();  // data parallelism: the mean gradient of the global batch, bucket by bucket
+    } else {
+      model.backward();
+      if (world) lesson06::average_gradients(*world, model.grads());  // data parallelism: the mean gradient
     }
+    if (world) loss = lesson06::global_mean_loss(*world, loss, device);  // for the log: the global batch's loss
     const double norm = clip_grad_norm(model.grads(), o.clip);
     const double lr = lr_at(step, o.warmup, o.steps, o.lr, o.lr * o.min_lr_frac);
     opt.step(model.params(), model.grads(), lr);
@@ -312,6 +327,8 @@ int main(int argc, char** argv) {
   app.add_option("--temperature", o.temperature, "sampling temperature")->capture_default_str();
   app.add_option("--peak-tflops", o.peak_tflops, "peak for MFU (default: measured matmul speed)");
   app.add_option("--log-every", o.log_every, "steps between log lines when not on a terminal")->capture_default_str();
+  app.add_option("--bucket-kib", o.bucket_kib, "data parallelism: gradient buckets of this many KiB all-reduced "
+                 "during backward (lesson 07); 0: one all-reduce after backward (lesson 06)")->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   CLI11_PARSE(app, argc, argv);
   return run_guarded("scalegpt-train", [&] { return run(o, argc, argv); });
