@@ -167,6 +167,7 @@ void GPT::ensure_activations(int64_t B, int64_t T) {
 }
 
 double GPT::forward(const Tensor& tokens, const Tensor& targets) {
+  TraceScope trace("forward");
   SGPT_CHECK(tokens.defined() && tokens.dim() == 2 && tokens.dtype() == DType::I32,
              "GPT::forward: tokens must be an i32 tensor [B,T]");
   const int64_t B = tokens.size(0), T = tokens.size(1);

@@ -155,7 +155,7 @@ class GPT {
 
   /// Runs the forward pass over tokens [B,T] (i32, on any device). With targets, returns the
   /// mean cross-entropy loss and keeps what backward() needs; without, returns NaN and leaves
-  /// the logits in logits().
+  /// the logits in logits(). Recorded as a Compute event "forward" when tracing is on.
   double forward(const Tensor& tokens, const Tensor& targets = Tensor());
   /// Accumulates d(mean loss)/d(parameters) into grads() (+=), scaled by `loss_scale`
   /// (gradient accumulation over k micro-batches passes 1/k).

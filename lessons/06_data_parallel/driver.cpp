@@ -58,9 +58,11 @@ void run(Communicator& comm, const Options& o) {
   for (int64_t step = 0; step < o.steps; ++step) {
     Tensor x, y;
     load_shard(data, step, o.global_batch, o.seq_len, o.seed, r, p, x, y);
+    comm.reset_stats();
     const StepStats s = train_step(model, opt, comm, x, y, o.micro_batch, o.lr, o.clip);
+    const OpStats reduced = comm.stats()[OpKind::AllReduce];  // what one step communicated
     const bool agree = replicas_agree(comm, model.params());
-    if (r != 0) continue;
+    if (r != 0) continue;  // rank 0 also runs the one-rank reference
     Tensor gx, gy;
     load_shard(data, step, o.global_batch, o.seq_len, o.seed, 0, 1, gx, gy);  // the whole global batch
     one.zero_grad();
@@ -72,8 +74,10 @@ void run(Communicator& comm, const Options& o) {
     double diff = 0;
     for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i]));
     std::printf("%4lld | %14.10f | %22.10f | %16.2e | %s\n", (long long)step, s.loss, loss, diff, agree ? "yes" : "NO");
+    if (step + 1 == o.steps)
+      std::printf("each step all-reduced %lld times, %lld bytes: the gradient buffer (%zu bytes) and the loss (8 bytes)\n",
+                  (long long)reduced.calls, (long long)reduced.bytes, model.grads().nbytes());
   }
-  if (r == 0) std::printf("communicator of rank 0: %s\n", comm.stats().report().c_str());
 }
 
 }  // namespace

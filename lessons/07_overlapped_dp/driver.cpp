@@ -87,7 +87,7 @@ Result run_cap(Communicator& comm, const Options& o, int64_t cap_kib) {
 void write_trace(const std::vector<TraceEvent>& all, const Options& o, int64_t cap_kib, size_t buckets) {
   std::vector<TraceEvent> keep;  // the step's backward, communication and update
   for (const TraceEvent& e : all)
-    if (e.name.rfind("backward_", 0) == 0 || e.category == TraceCategory::Comm || e.name == "optimizer_step")
+    if (e.start_us >= 0 && e.name != "barrier")  // the step itself, not the clock alignment before it
       keep.push_back(e);
   const std::string stem = o.out + "/timeline_" + (cap_kib > 0 ? std::to_string(cap_kib) + "kib" : "no_overlap");
   std::ofstream(stem + ".json") << trace_to_json(keep);
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
       std::filesystem::create_directories(o.out);
       std::printf("%s, %d ranks (%s), %lld rows x %lld tokens per rank, f32, median of %lld steps\n", o.model.c_str(), p,
                   world ? "MPI processes" : "threads", (long long)o.batch, (long long)o.seq_len, (long long)o.steps - 1);
-      std::printf("cap KiB | buckets | step ms | backward ms | all-reduce ms (sum) | exposed after backward ms\n");
+      std::printf("cap KiB | buckets | step ms | backward ms | in flight ms (sum) | exposed after backward ms\n");
     }
     for (int64_t cap : o.caps_kib) {
       Result r;
@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
         TraceRecorder::global().clear();
       }
       if (rank != 0) continue;
-      std::printf("%7lld | %7zu | %7.1f | %11.1f | %19.1f | %25.1f\n", (long long)cap, r.buckets, r.step_ms, r.backward_ms,
+      std::printf("%7lld | %7zu | %7.1f | %11.1f | %18.1f | %25.1f\n", (long long)cap, r.buckets, r.step_ms, r.backward_ms,
                   r.comm_ms, r.exposed_ms);
       if (cap == 0 || cap == o.trace_kib) write_trace(events, o, cap, r.buckets);
     }
