@@ -188,7 +188,7 @@ TEST(TrainStep, OneAllReduceOfTheGradientsPerStepWhateverK) {
       int grad_reduces = 0, backwards = 0;
       for (const TraceEvent& e : ev) {
         if (e.name == "backward_embed") ++backwards;
-        if (e.name == "all_reduce" && e.arg_int("bytes") == G) {
+        if ((e.name == "all_reduce" || e.name == "all_reduce_async") && e.arg_int("bytes") == G) {
           ++grad_reduces;
           EXPECT_EQ(backwards, grad_reduces * k) << where(c) << " the gradients were reduced before the last micro-batch";
         }

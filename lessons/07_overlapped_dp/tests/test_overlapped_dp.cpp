@@ -145,8 +145,9 @@ TEST(Finish, WaitsForEveryBucketAndResetsForTheNextStep) {
 // ---- task 4: the overlapped step with no_sync accumulation ----------------------------------------------
 
 TEST(TrainStep, MatchesNaiveDataParallelAndOneRank) {
-  // 4 steps of AdamW with clipping from dirty gradients and a warmed-up optimizer; global batch 12,
-  // k = 1 and k = 3 micro-batches on p = 1..4 ranks (k = 12/p and 1 ... ), three bucket caps.
+  // 4 steps of AdamW with clipping from dirty gradients and a warmed-up optimizer; global batch 12
+  // (b = 12/p rows per rank) in k = 1 or several micro-batches (k = 3, or b when 3 does not divide
+  // b), with one-element buckets, 30000-byte buckets and one bucket.
   const GPTConfig cfg = gpt_config("nano");
   AdamWConfig ac;
   ac.weight_decay = 0.1;
@@ -155,8 +156,9 @@ TEST(TrainStep, MatchesNaiveDataParallelAndOneRank) {
   on_groups([&](Communicator& c) {
     const int p = c.size(), r = c.rank();
     const int64_t b = gbs / p;
-    for (int64_t cap : {int64_t(8), int64_t(30000), int64_t(1) << 30}) {
-      for (int64_t mbs : {b, b % 3 == 0 ? b / 3 : int64_t(1)}) {
+    const int64_t few = b % 3 == 0 ? b / 3 : int64_t(1);  // several micro-batches
+    for (auto [cap, mbs] : {std::pair<int64_t, int64_t>{8, few}, {30000, b}, {30000, few}, {int64_t(1) << 30, b}}) {
+      {
         const std::string at = where(c) + " cap " + std::to_string(cap) + " micro-batch " + std::to_string(mbs);
         GPT m(cfg, 8, Device::CPU, DType::F64), naive(cfg, 8, Device::CPU, DType::F64),
             one(cfg, 8, Device::CPU, DType::F64);
