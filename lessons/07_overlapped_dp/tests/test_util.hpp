@@ -105,19 +105,19 @@ inline bool identical_on_all_ranks(Communicator& comm, const Tensor& t) {
 // whole buffer after the last, the loss averaged, clip, AdamW.
 inline std::pair<double, double> naive_dp_step(GPT& m, AdamW& opt, Communicator& c, const Tensor& x, const Tensor& y,
                                                int64_t mbs, double lr, double clip) {
-  const int64_t k = x.size(0) / mbs;
+  const int64_t n_micro = x.size(0) / mbs;
   m.zero_grad();
-  double loss = 0;
-  for (int64_t i = 0; i < k; ++i) {
-    loss += m.forward(x.slice(i * mbs, (i + 1) * mbs), y.slice(i * mbs, (i + 1) * mbs));
-    m.backward(1.0 / double(k));
+  double sum = 0;
+  for (int64_t j = 0; j < n_micro; ++j) {
+    sum += m.forward(x.slice(j * mbs, (j + 1) * mbs), y.slice(j * mbs, (j + 1) * mbs));
+    m.backward(1.0 / double(n_micro));
   }
   c.all_reduce(m.grads(), ReduceOp::Avg);
-  Tensor l = Tensor::from(std::vector<double>{loss / double(k)}, {1});
-  c.all_reduce(l, ReduceOp::Avg);
+  Tensor mean = Tensor::from(std::vector<double>{sum / double(n_micro)}, {1});
+  c.all_reduce(mean, ReduceOp::Avg);
   const double norm = clip_grad_norm(m.grads(), clip);
   opt.step(m.params(), m.grads(), lr);
-  return {l.to_vector()[0], norm};
+  return {mean.to_vector()[0], norm};
 }
 
 // The recorded events of one step, read back for the schedule checks.
