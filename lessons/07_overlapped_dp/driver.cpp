@@ -32,7 +32,7 @@ namespace {
 struct Options {
   int ranks = 2;
   std::string model = "micro";
-  int64_t batch = 4, seq_len = 64, steps = 6;
+  int64_t batch = 4, seq_len = 64, steps = 11;
   std::vector<int64_t> caps_kib = {0, 16, 64, 256, 1024};
   int64_t trace_kib = 64;
   std::string out = "runs/lesson07";
