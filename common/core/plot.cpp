@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
+#include <sstream>
+#include <utility>
 
 namespace sgpt {
 
@@ -84,6 +87,65 @@ std::string line_chart_svg(const std::string& title, const std::string& x_label,
     ly += 18;
   }
   return o + "</svg>\n";
+}
+
+std::string timeline_svg(const std::string& title, const std::vector<TraceEvent>& events, int width) {
+  // Lanes in (rank, track) order; times relative to the earliest event.
+  std::map<std::pair<int, int>, int> lanes;
+  double t0 = std::numeric_limits<double>::infinity(), t1 = 0;
+  for (const TraceEvent& e : events) {
+    lanes[{e.rank, e.track}] = 0;
+    t0 = std::min(t0, e.start_us);
+    t1 = std::max(t1, e.start_us + e.duration_us);
+  }
+  int n = 0;
+  for (auto& [key, index] : lanes) index = n++;
+  if (events.empty()) t0 = 0, t1 = 1;
+  const double left = 120, right = 20, top = 40, lane_h = 26, span = std::max(t1 - t0, 1e-9);
+  const double plot_w = width - left - right;
+  const int height = int(top + lane_h * n + 50);
+  auto x_of = [&](double us) { return left + (us - t0) / span * plot_w; };
+  auto colour = [](TraceCategory c) {
+    switch (c) {
+      case TraceCategory::Compute: return "#1f77b4";
+      case TraceCategory::Comm: return "#ff7f0e";
+      case TraceCategory::Idle: return "#bbbbbb";
+      default: return "#2ca02c";
+    }
+  };
+  std::ostringstream o;
+  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    << "<text x=\"" << width / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" << title << "</text>\n";
+  for (const auto& [key, index] : lanes) {
+    const double y = top + lane_h * index;
+    o << "<text x=\"" << left - 8 << "\" y=\"" << y + lane_h * 0.65 << "\" text-anchor=\"end\">rank " << key.first
+      << (key.second == 0 ? " main" : " comm") << "</text>\n"
+      << "<line x1=\"" << left << "\" x2=\"" << width - right << "\" y1=\"" << y + lane_h << "\" y2=\"" << y + lane_h
+      << "\" stroke=\"#eeeeee\"/>\n";
+  }
+  for (const TraceEvent& e : events) {
+    const double y = top + lane_h * lanes[{e.rank, e.track}] + 3;
+    const double x = x_of(e.start_us), w = std::max(1.0, x_of(e.start_us + e.duration_us) - x);
+    o << "<rect x=\"" << x << "\" y=\"" << y << "\" width=\"" << w << "\" height=\"" << lane_h - 6 << "\" fill=\""
+      << colour(e.category) << "\" fill-opacity=\"0.8\" stroke=\"white\" stroke-width=\"0.5\"><title>" << e.name
+      << " " << e.duration_us / 1e3 << " ms</title></rect>\n";
+  }
+  // Time axis: about 8 ticks at a round step.
+  const double ms = span / 1e3, raw = ms / 8, mag = std::pow(10.0, std::floor(std::log10(raw)));
+  const double step = raw / mag < 2 ? 2 * mag : raw / mag < 5 ? 5 * mag : 10 * mag;
+  const double axis_y = top + lane_h * n + 4;
+  o << "<line x1=\"" << left << "\" x2=\"" << width - right << "\" y1=\"" << axis_y << "\" y2=\"" << axis_y
+    << "\" stroke=\"black\"/>\n";
+  for (double t = 0; t <= ms + 1e-12; t += step) {
+    const double x = x_of(t0 + t * 1e3);
+    o << "<line x1=\"" << x << "\" x2=\"" << x << "\" y1=\"" << axis_y << "\" y2=\"" << axis_y + 5
+      << "\" stroke=\"black\"/><text x=\"" << x << "\" y=\"" << axis_y + 18 << "\" text-anchor=\"middle\">" << t
+      << "</text>\n";
+  }
+  o << "<text x=\"" << left + plot_w / 2 << "\" y=\"" << height - 6
+    << "\" text-anchor=\"middle\">time (ms); blue compute, orange communication</text>\n</svg>\n";
+  return o.str();
 }
 
 }  // namespace sgpt

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/trace.hpp"
 #include "kernels/ops.hpp"
 
 namespace sgpt {
@@ -166,6 +167,7 @@ void GPT::ensure_activations(int64_t B, int64_t T) {
 }
 
 double GPT::forward(const Tensor& tokens, const Tensor& targets) {
+  TraceScope trace("forward");
   SGPT_CHECK(tokens.defined() && tokens.dim() == 2 && tokens.dtype() == DType::I32,
              "GPT::forward: tokens must be an i32 tensor [B,T]");
   const int64_t B = tokens.size(0), T = tokens.size(1);
@@ -189,24 +191,43 @@ double GPT::forward(const Tensor& tokens, const Tensor& targets) {
   return head_forward(cfg_, p, head_, *x, has_targets_ ? targets_ : Tensor());
 }
 
-void GPT::backward(double loss_scale) {
+void GPT::backward(double loss_scale) { backward(loss_scale, GradsReadyHook()); }
+
+void GPT::backward(double loss_scale, const GradsReadyHook& on_ready) {
   SGPT_CHECK(B_ > 0 && has_targets_, "GPT::backward: call forward(tokens, targets) first");
   const OuterParams p = outer_views(params_, layout_, cfg_);
   OuterParams g = outer_views(grads_, layout_, cfg_);
   const int L = cfg_.n_layer;
+  // After a stage, everything from its first element to the end of the buffer is final (the head's
+  // tensors follow the last block; a tied wte sits at offset 0 and is final only after the embeddings).
+  auto ready = [&](int64_t first_final) {
+    if (on_ready) on_ready(first_final);
+  };
   Tensor* dout = &dresid_a_;
   Tensor* dx = &dresid_b_;
   dout->zero_();
-  head_backward(cfg_, p, g, head_, blocks_[L - 1].out, targets_, loss_scale / double(B_ * T_), *dout);
+  {
+    TraceScope ts("backward_head");
+    head_backward(cfg_, p, g, head_, blocks_[L - 1].out, targets_, loss_scale / double(B_ * T_), *dout);
+  }
+  ready(layout_.layer_range(L - 1).second);
   for (int l = L - 1; l >= 0; --l) {
     const Tensor& x = l == 0 ? encoded_ : blocks_[l - 1].out;
     BlockParams gl = block_views(grads_, layout_, l);
     dx->zero_();
-    block_backward(cfg_, block_views(params_, layout_, l), gl, blocks_[l], x, *dout, *dx, scratch_);
+    {
+      TraceScope ts("backward_block", TraceCategory::Compute, {{"layer", std::to_string(l)}});
+      block_backward(cfg_, block_views(params_, layout_, l), gl, blocks_[l], x, *dout, *dx, scratch_);
+    }
     std::swap(dout, dx);
+    ready(layout_.layer_range(l).first);
   }
-  embed_backward(g, *dout, tokens_);
+  {
+    TraceScope ts("backward_embed");
+    embed_backward(g, *dout, tokens_);
+  }
   has_targets_ = false;  // the logits now hold their gradient: a second backward needs a new forward
+  ready(0);
 }
 
 }  // namespace sgpt

@@ -11,6 +11,7 @@
 /// Every function that ends in _backward accumulates into parameter gradients (+=).
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -154,11 +155,22 @@ class GPT {
 
   /// Runs the forward pass over tokens [B,T] (i32, on any device). With targets, returns the
   /// mean cross-entropy loss and keeps what backward() needs; without, returns NaN and leaves
-  /// the logits in logits().
+  /// the logits in logits(). Recorded as a Compute event "forward" when tracing is on.
   double forward(const Tensor& tokens, const Tensor& targets = Tensor());
   /// Accumulates d(mean loss)/d(parameters) into grads() (+=), scaled by `loss_scale`
   /// (gradient accumulation over k micro-batches passes 1/k).
   void backward(double loss_scale = 1.0);
+  /// Called by backward() after each of its stages (the head, each block from the last to the
+  /// first, the embeddings) with `first_final`: from then on, every gradient at flat offsets
+  /// [first_final, numel) holds its final value for this backward. The layout runs embeddings,
+  /// block 0..L-1, head, and backward walks it from the end, so `first_final` only decreases and
+  /// the last call passes 0. With tied embeddings, wte (at offset 0) is final only then.
+  using GradsReadyHook = std::function<void(int64_t first_final)>;
+  /// backward(loss_scale), calling `on_ready` after each stage (see GradsReadyHook): data
+  /// parallelism starts communicating a gradient bucket as soon as it is final. When tracing is
+  /// on, each stage is recorded as a Compute event: "backward_head", "backward_block" (args:
+  /// layer) and "backward_embed".
+  void backward(double loss_scale, const GradsReadyHook& on_ready);
   /// Sets every gradient to zero.
   void zero_grad() { grads_.zero_(); }
   /// Logits [B,T,Vp] of the last forward without targets.

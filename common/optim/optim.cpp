@@ -1,5 +1,7 @@
 #include "optim/optim.hpp"
 
+#include "core/trace.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -26,6 +28,7 @@ AdamW::AdamW(const ParameterLayout& layout, const AdamWConfig& cfg, DType dtype,
 void AdamW::step(Tensor& params, const Tensor& grads, double lr, double grad_scale) {
   SGPT_CHECK(params.numel() == m_.numel() && grads.numel() == m_.numel(), "AdamW::step: params (", params.numel(),
              ") and grads (", grads.numel(), ") must match the optimizer's ", m_.numel(), " elements");
+  TraceScope trace("optimizer_step");  // timelines (and lesson 07's tests) see when the update reads the grads
   ++t_;
   AdamWConfig c = cfg_;
   c.lr = lr;

@@ -37,6 +37,8 @@
 #include "data/tokenizer.hpp"
 #include "comm/agreement.hpp"
 #include "comm/communicator.hpp"
+#include "data_parallel.hpp"  // lesson 06: the replicated start, gradient and loss averaging
+#include "overlapped_dp.hpp"  // lesson 07: bucketed all-reduce overlapped with backward
 #include "train/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
@@ -75,6 +77,7 @@ struct Options {
   std::string prompt = "The ";
   double temperature = 0.8;
   double peak_tflops = 0;
+  int64_t bucket_kib = 0;  // data parallelism: 0 = one all-reduce after backward (lesson 06), else buckets (lesson 07)
   int log_every = 10;
   bool quiet = false;
   double comm_timeout = 300;
@@ -121,6 +124,7 @@ std::vector<FlagInfo> flag_table(const Options& o) {
       {"--resume", o.resume, true, false},
       {"--device", o.device, true, false},
       {"--dtype", o.dtype, true, true},
+      {"--bucket-kib", std::to_string(o.bucket_kib), true, false},
       {"--comm-timeout", num(o.comm_timeout), true, false},
       {"--sample-tokens", i(o.sample_tokens), true, false},
       {"--prompt", o.prompt, true, false},
@@ -168,6 +172,7 @@ void validate_flags(const Options& o) {
   SGPT_CHECK(non_negative(o.comm_timeout), "--comm-timeout must be a finite number of seconds >= 0 (0 = wait ",
              "forever), got ", o.comm_timeout);
   SGPT_CHECK(!o.out_dir.empty(), "--out must name a directory");
+  SGPT_CHECK(o.bucket_kib >= 0, "--bucket-kib must be >= 0 (0 = one all-reduce after backward), got ", o.bucket_kib);
 }
 
 // Test-only fault injection, driven by environment variables so that no flag advertises it:
@@ -309,6 +314,9 @@ int run(Options o, int argc, char** argv) {
   std::optional<DataLoader> loader_slot;
   std::optional<train::MetricsLog> metrics;
   GPTConfig cfg;
+  // Data parallelism runs the course's code (lessons 06 and 07: the reference in the instructors'
+  // tree, your files in the student release, where an unfinished task stops every rank here).
+  std::unique_ptr<lesson07::OverlappedReducer> reducer;
   TrainState state;
   run_on_all_ranks(world.get(), [&] {
     validate_flags(o);
@@ -352,6 +360,13 @@ int run(Options o, int argc, char** argv) {
     if (!mp) {
       model_slot.emplace(cfg, o.seed, device);
       opt_slot.emplace(model_slot->layout(), ac, model_slot->dtype(), device);
+      if (world) {
+        lesson06::replicate_parameters(*world, model_slot->params());
+        if (o.bucket_kib > 0)
+          reducer = std::make_unique<lesson07::OverlappedReducer>(
+              *world, model_slot->grads(),
+              lesson07::make_buckets(model_slot->layout(), o.bucket_kib * 1024, int64_t(dtype_size(model_slot->dtype()))));
+      }
     }
     state.seed = o.seed;
     if (!o.resume.empty()) {
@@ -442,11 +457,14 @@ int run(Options o, int argc, char** argv) {
     } else {
       model.zero_grad();
       loss = model.forward(x, y);
-      model.backward();
-      if (world) {
-        world->all_reduce(model.grads(), ReduceOp::Avg);  // data parallelism: the mean gradient of the global batch
-        loss = mean_over_ranks(*world, loss, device);  // for the log: the loss of the global batch
+      if (reducer) {
+        model.backward(1.0, [&](int64_t first_final) { reducer->on_grads_ready(first_final); });
+        reducer->finish();  // data parallelism: the mean gradient of the global batch, bucket by bucket
+      } else {
+        model.backward();
+        if (world) lesson06::average_gradients(*world, model.grads());  // data parallelism: the mean gradient
       }
+      if (world) loss = lesson06::global_mean_loss(*world, loss, device);  // for the log: the global batch's loss
       norm = clip_grad_norm(model.grads(), o.clip);
       opt_slot->step(model.params(), model.grads(), lr);
     }
@@ -532,6 +550,8 @@ int main(int argc, char** argv) {
   app.add_option("--temperature", o.temperature, "sampling temperature")->capture_default_str();
   app.add_option("--peak-tflops", o.peak_tflops, "peak for MFU (default: measured matmul speed)");
   app.add_option("--log-every", o.log_every, "steps between log lines when not on a terminal")->capture_default_str();
+  app.add_option("--bucket-kib", o.bucket_kib, "data parallelism: gradient buckets of this many KiB all-reduced "
+                 "during backward (lesson 07); 0: one all-reduce after backward (lesson 06)")->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   app.add_option("--comm-timeout", o.comm_timeout,
                  "seconds a rank may wait for the others in a collective before the job is aborted (0 = forever)")

@@ -1,0 +1,151 @@
+#pragma once
+// Shared by the public and hidden tests of lesson 06: the groups a check runs on, a token stream,
+// the global batch written out from the README's definition, the one-rank reference run, and the
+// cross-rank checks (bit-identical replicas).
+//
+// Where a check runs: under `mpirun -np 1` (or run directly) on in-process groups of 1, 2, 3 and 4
+// ranks (the threads backend); under `mpirun -np N`, N > 1, on the MPI world of N processes. So the
+// ctest runs .np1 ... .np4 cover both backends at every rank count without running 16 threads per
+// process on a 2-core machine.
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "comm/testing/mpi_test.hpp"
+#include "core/testing.hpp"
+#include "core/trace.hpp"
+#include "data_parallel.hpp"
+
+namespace lesson06_test {
+
+using namespace sgpt;
+
+inline void on_groups(const std::function<void(Communicator&)>& fn) {
+  Communicator& world = sgpt::testing::world();
+  if (world.size() == 1) {
+    for (int p : {1, 2, 3, 4}) {
+      SCOPED_TRACE("threads group of " + std::to_string(p) + " ranks");
+      // One OpenMP thread per rank thread: p ranks already share the cores, and nested teams of
+      // tiny kernels on an oversubscribed machine only spin (the grader runs with 2 threads).
+      run_threads(p, [&](Communicator& c) {
+        omp_set_num_threads(1);
+        fn(c);
+      });
+    }
+  } else {
+    SCOPED_TRACE("MPI world of " + std::to_string(world.size()) + " ranks");
+    world.barrier();
+    fn(world);
+  }
+}
+
+// "[p=4 rank 2]" for failure messages.
+inline std::string where(const Communicator& c) {
+  return "[p=" + std::to_string(c.size()) + " rank " + std::to_string(c.rank()) + "]";
+}
+
+// A token stream of n tokens in [0, V), a pure function of the seed.
+inline TokenFile token_stream(int64_t n, int V, uint64_t seed) {
+  const Tensor t = sgpt::testing::random_tokens(1, n, V, seed, "lesson06-data");
+  return TokenFile(std::vector<int32_t>(t.data<int32_t>(), t.data<int32_t>() + n), V, "<lesson06 test tokens>");
+}
+
+// The inputs and targets of the whole global batch of `step` [gbs, T], written out from the README:
+// W = (S-1)/T windows, W/gbs steps per epoch, row i = window order[j*gbs + i].
+inline std::pair<Tensor, Tensor> global_batch(const TokenFile& tokens, int64_t step, int64_t gbs, int64_t T,
+                                              uint64_t seed) {
+  const int64_t W = (tokens.size() - 1) / T, per_epoch = W / gbs;
+  const std::vector<int64_t> order = lesson06::epoch_order(W, seed, step / per_epoch);
+  std::vector<int32_t> x(gbs * T), y(gbs * T), w(T + 1);
+  for (int64_t i = 0; i < gbs; ++i) {
+    tokens.read(order[(step % per_epoch) * gbs + i] * T, T + 1, w.data());
+    for (int64_t t = 0; t < T; ++t) x[i * T + t] = w[t], y[i * T + t] = w[t + 1];
+  }
+  return {Tensor::from(x, {gbs, T}), Tensor::from(y, {gbs, T})};
+}
+
+// Rows [r*b, (r+1)*b) of a global batch, as a tensor of their own.
+inline Tensor rows_of(const Tensor& t, int r, int p) {
+  const int64_t b = t.size(0) / p;
+  Tensor s = t.slice(r * b, (r + 1) * b);
+  Tensor out = Tensor::empty(s.shape(), s.dtype());
+  out.copy_from(s);
+  return out;
+}
+
+inline std::vector<double> values(const Tensor& t) { return t.to_vector(); }
+
+inline double max_abs(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m = std::max(m, std::abs(x));
+  return m;
+}
+inline double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+// Fills a tensor with garbage: tests start from dirty gradients.
+inline void dirty(Tensor& t, double value) {
+  std::vector<double> v(t.numel(), value);
+  Tensor src = Tensor::from(v, {t.numel()}).cast(t.dtype());
+  t.copy_from(src);
+}
+
+// True when `t` holds the same bytes on every rank of `comm` (rank 0's copy is broadcast and
+// compared with memcmp; the broadcast is counted in comm's stats, so call it outside a counted window).
+inline bool identical_on_all_ranks(Communicator& comm, const Tensor& t) {
+  Tensor mine = Tensor::empty(t.shape(), t.dtype());
+  mine.copy_from(t);
+  Tensor root = Tensor::empty(t.shape(), t.dtype());
+  root.copy_from(t);
+  comm.broadcast(root, 0);
+  const int same = std::memcmp(mine.raw(), root.raw(), mine.nbytes()) == 0 ? 1 : 0;
+  Tensor flag = Tensor::from(std::vector<int32_t>{same}, {1});
+  comm.all_reduce(flag);  // every rank learns whether every rank matched
+  return flag.data<int32_t>()[0] == comm.size();
+}
+
+// One step of the one-rank reference on the whole global batch: the run data parallelism must equal.
+struct OneRankRun {
+  GPT model;
+  AdamW opt;
+  OneRankRun(const GPTConfig& cfg, uint64_t seed, const AdamWConfig& ac)
+      : model(cfg, seed, Device::CPU, DType::F64), opt(model.layout(), ac, DType::F64, Device::CPU) {}
+  // Returns (loss, grad norm before clipping).
+  std::pair<double, double> step(const Tensor& x, const Tensor& y, double lr, double clip) {
+    model.zero_grad();
+    const double loss = model.forward(x, y);
+    model.backward();
+    const double norm = clip_grad_norm(model.grads(), clip);
+    opt.step(model.params(), model.grads(), lr);
+    return {loss, norm};
+  }
+};
+
+// Runs a throwing call and checks that it throws sgpt::Error (not NotImplemented) whose message
+// names every number in `numbers`.
+template <class F>
+void expect_clear_error(F&& f, const std::vector<int64_t>& numbers, const std::string& at) {
+  try {
+    f();
+    ADD_FAILURE() << at << " expected an sgpt::Error";
+  } catch (const NotImplemented& e) {
+    ADD_FAILURE() << at << " " << e.what();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (int64_t n : numbers)
+      EXPECT_NE(msg.find(std::to_string(n)), std::string::npos) << at << " the message should name " << n << ": " << msg;
+  }
+}
+
+}  // namespace lesson06_test
