@@ -17,6 +17,7 @@
 #include <fstream>
 
 #include "comm/communicator.hpp"
+#include "comm/trace_gather.hpp"
 #include "core/main.hpp"
 #include "core/plot.hpp"
 #include "core/testing.hpp"
