@@ -4,7 +4,10 @@
 
 #include "tensor_parallel.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "core/check.hpp"
 #include "kernels/ops.hpp"
@@ -252,6 +255,46 @@ int64_t tp_block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, int t, 
   // HINT: go through make_tp_block_cache field by field: which tensors shrink with t, and which
   // HINT: only with sequence parallelism?
   SGPT_TODO(10, 8, "the activation memory of one rank's block");
+}
+
+// ---- task 9 (stretch): vocabulary parallelism ---------------------------------------------------------
+
+namespace {
+// Given: checks of the vocabulary-parallel shapes; returns the rows (columns) per rank.
+[[maybe_unused]] int64_t vocab_rows(const Tensor& shard, const Tensor& tokens, const char* op) {
+  SGPT_CHECK(shard.device() == Device::CPU && (shard.dtype() == DType::F32 || shard.dtype() == DType::F64) &&
+                 tokens.dtype() == DType::I32 && tokens.dim() == 2,
+             op, ": needs f32/f64 CPU tensors and i32 tokens [B,T]");
+  return shard.size(0);
+}
+}  // namespace
+
+void vp_embed_forward(Communicator& tp, Tensor& encoded, const Tensor& tokens, const Tensor& wte_shard,
+                      const Tensor& wpe) {
+  // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  // HINT: a token's row lives on one rank: the others contribute zeros, and g sums. The
+  // HINT: positions are replicated: add them like a row-parallel bias.
+  SGPT_TODO(10, 9, "vocabulary-parallel embedding and cross-entropy");
+}
+
+void vp_embed_backward(Communicator& tp, Tensor& dwte_shard, Tensor& dwpe, const Tensor& dencoded,
+                       const Tensor& tokens) {
+  // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  SGPT_TODO(10, 9, "vocabulary-parallel embedding and cross-entropy");
+}
+
+double vp_crossentropy_forward(Communicator& tp, Tensor& losses, Tensor& probs_shard, const Tensor& logits_shard,
+                               const Tensor& targets, int vocab_size) {
+  // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  // HINT: log-softmax needs the row maximum, the sum of exponentials and the target's logit over
+  // HINT: the whole vocabulary. The communicator sums but has no max: gather the ranks' maxima.
+  SGPT_TODO(10, 9, "vocabulary-parallel embedding and cross-entropy");
+}
+
+void vp_crossentropy_backward(Communicator& tp, Tensor& dlogits_shard, const Tensor& probs_shard,
+                              const Tensor& targets, double dloss, int vocab_size) {
+  // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  SGPT_TODO(10, 9, "vocabulary-parallel embedding and cross-entropy");
 }
 
 }  // namespace sgpt::lesson10

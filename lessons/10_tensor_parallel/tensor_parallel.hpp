@@ -136,4 +136,28 @@ void sp_block_backward(Communicator& tp, const GPTConfig& cfg, const BlockParams
 /// with or without sequence parallelism (make_tp_block_cache's buffers, counted by hand).
 int64_t tp_block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, int t, bool sp);
 
+// ---- stretch: vocabulary parallelism -------------------------------------------------------------------
+
+/// Task 9 (stretch): the token embedding split by vocabulary rows. Rank r holds rows
+/// r·Vp/t .. (r+1)·Vp/t - 1 of wte (wte_shard [Vp/t, C]); wpe [maxT, C] is replicated.
+/// encoded [B,T,C] = wte[tokens] + wpe[positions], the same on every rank (one all-reduce of
+/// B·T·C elements; a token belongs to exactly one rank, the positions are added once).
+void vp_embed_forward(Communicator& tp, Tensor& encoded, const Tensor& tokens, const Tensor& wte_shard,
+                      const Tensor& wpe);
+/// dwte_shard += the rows of this rank's tokens; dwpe += the sum over the batch (whole on every
+/// rank). dencoded is the same on every rank. No communication.
+void vp_embed_backward(Communicator& tp, Tensor& dwte_shard, Tensor& dwpe, const Tensor& dencoded,
+                       const Tensor& tokens);
+/// Softmax cross-entropy over logits split by vocabulary columns: logits_shard [B,T,Vp/t] holds
+/// columns r·Vp/t .. of the [B,T,Vp] logits, of which only the first `vocab_size` overall are
+/// real (padded columns get probability 0). Fills losses [B,T] (the same on every rank) and
+/// probs_shard (this rank's columns of the softmax; may alias logits_shard); returns the mean loss.
+/// Communication: one all-gather of the t·B·T row maxima, one all-reduce of 2·B·T values.
+double vp_crossentropy_forward(Communicator& tp, Tensor& losses, Tensor& probs_shard, const Tensor& logits_shard,
+                               const Tensor& targets, int vocab_size);
+/// dlogits_shard = (probs - onehot(target)) · dloss on this rank's columns (padded columns 0);
+/// may alias probs_shard. No communication.
+void vp_crossentropy_backward(Communicator& tp, Tensor& dlogits_shard, const Tensor& probs_shard,
+                              const Tensor& targets, double dloss, int vocab_size);
+
 }  // namespace sgpt::lesson10

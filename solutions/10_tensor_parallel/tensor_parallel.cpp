@@ -4,7 +4,10 @@
 
 #include "tensor_parallel.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "core/check.hpp"
 #include "kernels/ops.hpp"
@@ -419,6 +422,116 @@ int64_t tp_block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, int t, 
   // ln1, resid2, ln2, out ([B,T,C]) and four [B,T] LayerNorm statistics: whole, or 1/t with SP.
   const int64_t rows = 4 * B * T * C + 4 * B * T;
   return split + (sp ? rows / t : rows);
+  // END TODO
+}
+
+// ---- task 9 (stretch): vocabulary parallelism ---------------------------------------------------------
+
+namespace {
+// Given: checks of the vocabulary-parallel shapes; returns the rows (columns) per rank.
+[[maybe_unused]] int64_t vocab_rows(const Tensor& shard, const Tensor& tokens, const char* op) {
+  SGPT_CHECK(shard.device() == Device::CPU && (shard.dtype() == DType::F32 || shard.dtype() == DType::F64) &&
+                 tokens.dtype() == DType::I32 && tokens.dim() == 2,
+             op, ": needs f32/f64 CPU tensors and i32 tokens [B,T]");
+  return shard.size(0);
+}
+}  // namespace
+
+void vp_embed_forward(Communicator& tp, Tensor& encoded, const Tensor& tokens, const Tensor& wte_shard,
+                      const Tensor& wpe) {
+  // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  // HINT: a token's row lives on one rank: the others contribute zeros, and g sums. The
+  // HINT: positions are replicated: add them like a row-parallel bias.
+  const int64_t Vs = vocab_rows(wte_shard, tokens, "vp_embed_forward"), begin = tp.rank() * Vs;
+  const int64_t B = tokens.size(0), T = tokens.size(1), C = wte_shard.size(1);
+  const int32_t* tok = tokens.data<int32_t>();
+  encoded.zero_();
+  for (int64_t i = 0; i < B * T; ++i)
+    if (tok[i] >= begin && tok[i] < begin + Vs)
+      encoded.view(i * C, {C}).copy_from(wte_shard.view((tok[i] - begin) * C, {C}));
+  tp.all_reduce(encoded);
+  for (int64_t b = 0; b < B; ++b) {
+    Tensor rows = encoded.view(b * T * C, {T, C});
+    axpy_(rows, 1.0, wpe.view(0, {T, C}));
+  }
+  // END TODO
+}
+
+void vp_embed_backward(Communicator& tp, Tensor& dwte_shard, Tensor& dwpe, const Tensor& dencoded,
+                       const Tensor& tokens) {
+  // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  const int64_t Vs = vocab_rows(dwte_shard, tokens, "vp_embed_backward"), begin = tp.rank() * Vs;
+  const int64_t B = tokens.size(0), T = tokens.size(1), C = dwte_shard.size(1);
+  const int32_t* tok = tokens.data<int32_t>();
+  for (int64_t i = 0; i < B * T; ++i)
+    if (tok[i] >= begin && tok[i] < begin + Vs) {
+      Tensor row = dwte_shard.view((tok[i] - begin) * C, {C});
+      axpy_(row, 1.0, dencoded.view(i * C, {C}));
+    }
+  for (int64_t b = 0; b < B; ++b) {
+    Tensor rows = dwpe.view(0, {T, C});
+    axpy_(rows, 1.0, dencoded.view(b * T * C, {T, C}));
+  }
+  // END TODO
+}
+
+double vp_crossentropy_forward(Communicator& tp, Tensor& losses, Tensor& probs_shard, const Tensor& logits_shard,
+                               const Tensor& targets, int vocab_size) {
+  // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  // HINT: log-softmax needs the row maximum, the sum of exponentials and the target's logit over
+  // HINT: the whole vocabulary. The communicator sums but has no max: gather the ranks' maxima.
+  const int t = tp.size(), r = tp.rank();
+  SGPT_CHECK(logits_shard.dim() == 3, "vp_crossentropy_forward: logits_shard must be [B,T,Vp/t]");
+  const int64_t B = targets.size(0), T = targets.size(1), N = B * T, Vs = logits_shard.size(2);
+  const int64_t begin = int64_t(r) * Vs, real = std::max<int64_t>(0, std::min<int64_t>(Vs, vocab_size - begin));
+  const std::vector<double> z = logits_shard.to_vector();
+  const int32_t* tgt = targets.data<int32_t>();
+  // Row maxima of this rank's real columns, gathered: the global maximum of every row.
+  Tensor mine = Tensor::empty({N}, DType::F64, Device::CPU, MemCategory::Communication);
+  Tensor maxima = Tensor::empty({int64_t(t) * N}, DType::F64, Device::CPU, MemCategory::Communication);
+  double* m = mine.data<double>();
+  for (int64_t i = 0; i < N; ++i) {
+    m[i] = -1e300;
+    for (int64_t j = 0; j < real; ++j) m[i] = std::max(m[i], z[i * Vs + j]);
+  }
+  tp.all_gather(maxima, mine);
+  std::vector<double> M(N, -1e300);
+  const double* all = maxima.data<double>();
+  for (int q = 0; q < t; ++q)
+    for (int64_t i = 0; i < N; ++i) M[i] = std::max(M[i], all[q * N + i]);
+  // Sums of exponentials and the target's logit (from the rank that holds it), summed.
+  Tensor sums = Tensor::zeros({2 * N}, DType::F64, Device::CPU, MemCategory::Communication);
+  double* sz = sums.data<double>();
+  for (int64_t i = 0; i < N; ++i) {
+    for (int64_t j = 0; j < real; ++j) sz[i] += std::exp(z[i * Vs + j] - M[i]);
+    if (tgt[i] >= begin && tgt[i] < begin + real) sz[N + i] = z[i * Vs + (tgt[i] - begin)];
+  }
+  tp.all_reduce(sums);
+  std::vector<double> p(N * Vs, 0.0), loss(N);
+  double total = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    for (int64_t j = 0; j < real; ++j) p[i * Vs + j] = std::exp(z[i * Vs + j] - M[i]) / sz[i];
+    loss[i] = std::log(sz[i]) + M[i] - sz[N + i];
+    total += loss[i];
+  }
+  probs_shard.copy_from(Tensor::from(p, probs_shard.shape()).cast(probs_shard.dtype()));
+  losses.copy_from(Tensor::from(loss, losses.shape()).cast(losses.dtype()));
+  return total / double(N);
+  // END TODO
+}
+
+void vp_crossentropy_backward(Communicator& tp, Tensor& dlogits_shard, const Tensor& probs_shard,
+                              const Tensor& targets, double dloss, int vocab_size) {
+  // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  const int64_t N = targets.numel(), Vs = probs_shard.size(2), begin = tp.rank() * Vs;
+  const int64_t real = std::max<int64_t>(0, std::min<int64_t>(Vs, vocab_size - begin));
+  std::vector<double> d = probs_shard.to_vector();
+  const int32_t* tgt = targets.data<int32_t>();
+  for (int64_t i = 0; i < N; ++i) {
+    for (int64_t j = 0; j < Vs; ++j) d[i * Vs + j] = j < real ? d[i * Vs + j] * dloss : 0.0;
+    if (tgt[i] >= begin && tgt[i] < begin + real) d[i * Vs + (tgt[i] - begin)] -= dloss;
+  }
+  dlogits_shard.copy_from(Tensor::from(d, dlogits_shard.shape()).cast(dlogits_shard.dtype()));
   // END TODO
 }
 

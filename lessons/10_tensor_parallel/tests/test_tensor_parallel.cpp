@@ -369,3 +369,79 @@ TEST(Memory, SequenceParallelDividesEveryActivationByT) {
         << "t=" << t;
   }
 }
+
+// ---- task 9 (stretch): vocabulary parallelism ---------------------------------------------------------
+
+TEST(VocabParallel, EmbeddingMatchesSingleDevice) {
+  // Vp = 32 rows (V = 29 real), so t = 1, 2, 4 divide it; tokens cover every rank's rows.
+  const int64_t B = 2, T = 6, C = 8, Vp = 32;
+  const Tensor wte = noise({Vp, C}, 41, "wte", 1.0), wpe = noise({16, C}, 41, "wpe", 1.0);
+  const Tensor tokens = sgpt::testing::random_tokens(B, T, 29, 41);
+  Tensor want = Tensor::zeros({B, T, C}, DType::F64);
+  encoder_forward(want, tokens, wte, wpe);
+  const Tensor dencoded = noise({B, T, C}, 41, "denc", 1.0);
+  const Tensor dwte0 = noise({Vp, C}, 41, "dirty-dwte", 0.5), dwpe0 = noise({16, C}, 41, "dirty-dwpe", 0.5);
+  Tensor dwte = Tensor::zeros({Vp, C}, DType::F64), dwpe = Tensor::zeros({16, C}, DType::F64);
+  dwte.copy_from(dwte0);
+  dwpe.copy_from(dwpe0);
+  encoder_backward(dwte, dwpe, dencoded, tokens);
+  on_groups({1, 2, 4}, [&](Communicator& c) {
+    const int t = c.size(), r = c.rank();
+    const int64_t Vs = Vp / t;
+    Tensor shard = Tensor::zeros({Vs, C}, DType::F64);
+    shard.copy_from(wte.slice(r * Vs, (r + 1) * Vs));
+    Tensor enc = Tensor::zeros({B, T, C}, DType::F64);
+    c.reset_stats();
+    vp_embed_forward(c, enc, tokens, shard, wpe);
+    EXPECT_LT(max_rel_diff(enc, want), kTol) << where(c) << " encoded";
+    expect_calls(c, OpKind::AllReduce, 1, B * T * C * 8, where(c));
+    Tensor dshard = Tensor::zeros({Vs, C}, DType::F64), dp = Tensor::zeros({16, C}, DType::F64);
+    dshard.copy_from(dwte0.slice(r * Vs, (r + 1) * Vs));
+    dp.copy_from(dwpe0);
+    c.reset_stats();
+    vp_embed_backward(c, dshard, dp, dencoded, tokens);
+    EXPECT_LT(max_rel_diff(dshard, dwte.slice(r * Vs, (r + 1) * Vs)), kTol) << where(c) << " dwte";
+    EXPECT_LT(max_rel_diff(dp, dwpe), kTol) << where(c) << " dwpe";
+    EXPECT_EQ(c.stats().total().calls, 0) << where(c) << " the backward needs no communication";
+  });
+}
+
+namespace {
+// Columns [c0, c0 + n) of x [B,T,V].
+Tensor columns(const Tensor& x, int64_t c0, int64_t n) {
+  const int64_t N = x.size(0) * x.size(1), V = x.size(2);
+  std::vector<double> v = x.to_vector(), out;
+  for (int64_t i = 0; i < N; ++i) out.insert(out.end(), v.begin() + i * V + c0, v.begin() + i * V + c0 + n);
+  return Tensor::from(out, {x.size(0), x.size(1), n});
+}
+}  // namespace
+
+TEST(VocabParallel, CrossEntropyMatchesSingleDevice) {
+  // Vp = 32 with V = 29 real columns: rank 3 of 4 holds 5 real and 3 padded columns.
+  const int64_t B = 2, T = 5, Vp = 32;
+  const int V = 29;
+  const Tensor logits = noise({B, T, Vp}, 43, "logits", 3.0);
+  const Tensor targets = sgpt::testing::random_tokens(B, T, V, 43);
+  Tensor probs = Tensor::zeros({B, T, Vp}, DType::F64), losses = Tensor::zeros({B, T}, DType::F64);
+  softmax_crossentropy_forward(losses, probs, logits, targets, V);
+  double mean = 0;
+  for (double l : losses.to_vector()) mean += l / double(B * T);
+  Tensor dlogits = Tensor::zeros({B, T, Vp}, DType::F64);
+  softmax_crossentropy_backward(dlogits, probs, targets, 0.25, V);
+  on_groups({1, 2, 4}, [&](Communicator& c) {
+    const int t = c.size(), r = c.rank();
+    const int64_t Vs = Vp / t;
+    const Tensor mine = columns(logits, r * Vs, Vs);
+    Tensor p = Tensor::zeros({B, T, Vs}, DType::F64), l = Tensor::zeros({B, T}, DType::F64);
+    c.reset_stats();
+    const double got = vp_crossentropy_forward(c, l, p, mine, targets, V);
+    EXPECT_NEAR(got, mean, kTol * (1 + mean)) << where(c) << " mean loss";
+    EXPECT_LT(max_rel_diff(l, losses), kTol) << where(c) << " losses";
+    EXPECT_LT(max_rel_diff(p, columns(probs, r * Vs, Vs)), kTol) << where(c) << " probabilities";
+    expect_calls(c, OpKind::AllGather, 1, int64_t(t) * B * T * 8, where(c));
+    expect_calls(c, OpKind::AllReduce, 1, 2 * B * T * 8, where(c));
+    Tensor d = Tensor::zeros({B, T, Vs}, DType::F64);
+    vp_crossentropy_backward(c, d, p, targets, 0.25, V);
+    EXPECT_LT(max_rel_diff(d, columns(dlogits, r * Vs, Vs)), kTol) << where(c) << " dlogits";
+  });
+}
