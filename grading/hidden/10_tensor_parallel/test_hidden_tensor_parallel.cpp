@@ -139,3 +139,41 @@ TEST(HiddenMemory, OtherShapes) {
         }
       });
 }
+
+TEST(HiddenVocabParallel, OtherVocabSixRanks) {
+  // Vp = 48 rows, V = 41 real: ranks of t = 6 hold 8 columns, the last one a single real one.
+  const int64_t B = 3, T = 4, C = 6, Vp = 48;
+  const int V = 41;
+  const Tensor wte = noise({Vp, C}, 81, "wte", 1.0), wpe = noise({8, C}, 81, "wpe", 1.0);
+  Tensor tokens = sgpt::testing::random_tokens(B, T, V, 81);
+  tokens.data<int32_t>()[0] = V - 1;  // the last real token, on the last rank
+  Tensor enc = Tensor::zeros({B, T, C}, DType::F64);
+  encoder_forward(enc, tokens, wte, wpe);
+  const Tensor logits = noise({B, T, Vp}, 81, "logits", 4.0);
+  Tensor probs = Tensor::zeros({B, T, Vp}, DType::F64), losses = Tensor::zeros({B, T}, DType::F64);
+  softmax_crossentropy_forward(losses, probs, logits, tokens, V);
+  Tensor dlogits = Tensor::zeros({B, T, Vp}, DType::F64);
+  softmax_crossentropy_backward(dlogits, probs, tokens, 1.0 / double(B * T), V);
+  auto columns = [](const Tensor& x, int64_t c0, int64_t n) {
+    const int64_t N = x.size(0) * x.size(1), W = x.size(2);
+    std::vector<double> v = x.to_vector(), out;
+    for (int64_t i = 0; i < N; ++i) out.insert(out.end(), v.begin() + i * W + c0, v.begin() + i * W + c0 + n);
+    return Tensor::from(out, {x.size(0), x.size(1), n});
+  };
+  auto check = [&](Communicator& c) {
+    const int t = c.size(), r = c.rank();
+    const int64_t Vs = Vp / t;
+    Tensor shard = Tensor::zeros({Vs, C}, DType::F64);
+    shard.copy_from(wte.slice(r * Vs, (r + 1) * Vs));
+    Tensor e = Tensor::zeros({B, T, C}, DType::F64);
+    vp_embed_forward(c, e, tokens, shard, wpe);
+    EXPECT_LT(max_rel_diff(e, enc), kTol) << where(c) << " encoded";
+    Tensor p = Tensor::zeros({B, T, Vs}, DType::F64), l = Tensor::zeros({B, T}, DType::F64);
+    vp_crossentropy_forward(c, l, p, columns(logits, r * Vs, Vs), tokens, V);
+    EXPECT_LT(max_rel_diff(l, losses), kTol) << where(c) << " losses";
+    vp_crossentropy_backward(c, p, p, tokens, 1.0 / double(B * T), V);  // in place
+    EXPECT_LT(max_rel_diff(p, columns(dlogits, r * Vs, Vs)), kTol) << where(c) << " dlogits";
+  };
+  for (int t : kRanks) run_threads(t, check);
+  if (Vp % sgpt::testing::world().size() == 0) check(sgpt::testing::world());
+}
