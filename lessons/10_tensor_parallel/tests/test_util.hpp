@@ -58,7 +58,7 @@ inline Tensor dirty_params(const GPTConfig& cfg, const ParameterLayout& layout, 
 // qkv rows of r's heads in Q, K and V; attproj columns; fc rows; fcproj columns; the vectors whole.
 // Written out independently of the student's init_block_shard.
 inline Tensor shard_of(const BlockParams& full, const GPTConfig& cfg, int t, int r) {
-  const int64_t C = cfg.n_embd, Cs = C / t, Hs = 4 * C / t;
+  const int64_t C = cfg.n_embd, Cs = C / t, Fs = 4 * C / t;  // per rank: channels of the heads, MLP units
   std::vector<double> out;
   auto all = [&](const Tensor& x) {
     std::vector<double> v = x.to_vector();
@@ -82,9 +82,9 @@ inline Tensor shard_of(const BlockParams& full, const GPTConfig& cfg, int t, int
   all(full.attproj_b);
   all(full.ln2_w);
   all(full.ln2_b);
-  rows(full.fc_w, r * Hs, Hs);
-  rows(full.fc_b, r * Hs, Hs);
-  cols(full.fcproj_w, r * Hs, Hs);
+  rows(full.fc_w, r * Fs, Fs);
+  rows(full.fc_b, r * Fs, Fs);
+  cols(full.fcproj_w, r * Fs, Fs);
   all(full.fcproj_b);
   Tensor s = Tensor::from(out, {int64_t(out.size())});
   EXPECT_EQ(s.numel(), tp_block_numel(cfg, t));
