@@ -55,22 +55,35 @@ std::pair<int64_t, int64_t> ParameterLayout::layer_range(int layer) const {
   return layer_ranges_[layer];
 }
 
+// Element i of parameter p under the stream key of (seed, p.name); elements from init_end on
+// (vocabulary padding rows) stay zero.
+template <class T>
+static T init_value(const ParamInfo& p, uint64_t key, int64_t init_end, int64_t i) {
+  if (p.init == InitKind::Ones) return T(1);
+  if (p.init == InitKind::Normal && i < init_end) return static_cast<T>(p.init_std * rng::normal(key, i));
+  return T(0);
+}
+
 template <class T>
 static void init_range(T* out, const ParameterLayout& layout, uint64_t seed, int64_t begin, int64_t end) {
   for (const ParamInfo& p : layout.params()) {
     int64_t lo = std::max(begin, p.offset), hi = std::min(end, p.offset + p.numel);
     if (lo >= hi) continue;
     const uint64_t key = rng::stream_key(seed, p.name);
-    const int64_t row = p.numel / p.shape[0], init_end = p.init_rows * row;
+    const int64_t init_end = p.init_rows * (p.numel / p.shape[0]);
 #pragma omp parallel for schedule(static)
-    for (int64_t g = lo; g < hi; ++g) {
-      const int64_t i = g - p.offset;  // index inside the parameter
-      T v = T(0);
-      if (p.init == InitKind::Ones) v = T(1);
-      if (p.init == InitKind::Normal && i < init_end) v = static_cast<T>(p.init_std * rng::normal(key, i));
-      out[g - begin] = v;
-    }
+    for (int64_t g = lo; g < hi; ++g) out[g - begin] = init_value<T>(p, key, init_end, g - p.offset);
   }
+}
+
+// out[i*K + j] = element (row0 + i, col0 + j) of p, viewed as [rows, cols].
+template <class T>
+static void init_block(T* out, const ParamInfo& p, uint64_t seed, int64_t R, int64_t K, int64_t row0, int64_t col0) {
+  const uint64_t key = rng::stream_key(seed, p.name);
+  const int64_t cols = p.numel / p.shape[0], init_end = p.init_rows * cols;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < R; ++i)
+    for (int64_t j = 0; j < K; ++j) out[i * K + j] = init_value<T>(p, key, init_end, (row0 + i) * cols + col0 + j);
 }
 
 void init_parameters(Tensor& out, const ParameterLayout& layout, uint64_t seed, int64_t begin) {
@@ -90,6 +103,28 @@ void init_parameters(Tensor& out, const ParameterLayout& layout, uint64_t seed, 
     init_range(host.data<double>(), layout, seed, begin, begin + out.numel());
   else
     SGPT_FAIL("init_parameters: dtype ", dtype_name(host.dtype()), " is not supported");
+  if (out.device() != Device::CPU) out.copy_from(host);
+}
+
+void init_parameter_slice(Tensor& out, const ParameterLayout& layout, uint64_t seed, const std::string& name,
+                          int64_t row_begin, int64_t col_begin) {
+  const ParamInfo& p = layout.find(name);
+  const int64_t rows = p.shape[0], cols = p.numel / rows;  // a 1-D parameter is `rows` rows of one
+  SGPT_CHECK(out.dim() == 1 || out.dim() == 2, "init_parameter_slice: out must be [R] or [R,K], got ",
+             shape_str(out.shape()));
+  const int64_t R = out.size(0), K = out.dim() == 2 ? out.size(1) : 1;
+  SGPT_CHECK((out.dim() == 2) == (p.shape.size() == 2), "init_parameter_slice: out ", shape_str(out.shape()),
+             " and parameter '", name, "' ", shape_str(p.shape), " differ in rank");
+  SGPT_CHECK(row_begin >= 0 && col_begin >= 0 && row_begin + R <= rows && col_begin + K <= cols,
+             "init_parameter_slice: rows [", row_begin, ", ", row_begin + R, ") x columns [", col_begin, ", ",
+             col_begin + K, ") outside parameter '", name, "' ", shape_str(p.shape));
+  Tensor host = out.device() == Device::CPU ? out : Tensor::empty(out.shape(), out.dtype(), Device::CPU);
+  if (host.dtype() == DType::F32)
+    init_block(host.data<float>(), p, seed, R, K, row_begin, col_begin);
+  else if (host.dtype() == DType::F64)
+    init_block(host.data<double>(), p, seed, R, K, row_begin, col_begin);
+  else
+    SGPT_FAIL("init_parameter_slice: dtype ", dtype_name(host.dtype()), " is not supported");
   if (out.device() != Device::CPU) out.copy_from(host);
 }
 

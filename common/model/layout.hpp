@@ -57,4 +57,12 @@ class ParameterLayout {
 /// only on (seed, parameter name, index in the parameter), so any slice initialises alone.
 void init_parameters(Tensor& out, const ParameterLayout& layout, uint64_t seed, int64_t begin = 0);
 
+/// Fills `out` ([R] or [R,K], contiguous) with the block of parameter `name` that starts at row
+/// `row_begin` and column `col_begin`: out[i][j] = name[row_begin + i][col_begin + j] (a 1-D
+/// `out` takes elements row_begin .. row_begin + R of a 1-D parameter), exactly as the
+/// single-device model initialises them under `seed`. A tensor-parallel rank initialises its
+/// shard of a weight this way without building the whole model.
+void init_parameter_slice(Tensor& out, const ParameterLayout& layout, uint64_t seed, const std::string& name,
+                          int64_t row_begin, int64_t col_begin = 0);
+
 }  // namespace sgpt

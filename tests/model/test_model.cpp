@@ -78,6 +78,34 @@ TEST(Init, AnySliceInitialisesAlone) {
   EXPECT_NEAR(std::sqrt(s2 / pw.size()), 0.02 / std::sqrt(2.0 * cfg.n_layer), 0.001);
 }
 
+TEST(Init, ParameterSliceIsItsBlockOfTheWholeModel) {
+  // A column block of a matrix, a row block of a padded embedding (rows past V stay zero), and a
+  // piece of a vector: each equals the same elements of the whole model, in f32 and f64.
+  GPTConfig cfg = gpt_config("nano");
+  cfg.set_vocab(1030);  // padded to 1088 rows
+  ParameterLayout layout(cfg);
+  for (DType dt : {DType::F32, DType::F64}) {
+    GPT m(cfg, 7, Device::CPU, dt);
+    auto check = [&](const std::string& name, int64_t R, int64_t K, int64_t row0, int64_t col0) {
+      const ParamInfo& p = layout.find(name);
+      Tensor out = p.shape.size() == 2 ? Tensor::empty({R, K}, dt) : Tensor::empty({R}, dt);
+      init_parameter_slice(out, layout, 7, name, row0, col0);
+      const std::vector<double> got = out.to_vector(), all = m.param(name).to_vector();
+      const int64_t cols = p.numel / p.shape[0];
+      for (int64_t i = 0; i < R; ++i)
+        for (int64_t j = 0; j < K; ++j)
+          ASSERT_EQ(got[i * K + j], all[(row0 + i) * cols + col0 + j]) << name << " (" << i << ", " << j << ")";
+    };
+    const int64_t C = cfg.n_embd;
+    check("transformer.h.1.attn.c_proj.weight", C, C / 4, 0, C / 2);
+    check("transformer.h.0.attn.c_attn.weight", C / 2, C, C + 3, 0);
+    check("transformer.wte.weight", 8, C, cfg.vocab_size - 4, 0);
+    check("transformer.h.0.ln_1.weight", 5, 1, 2, 0);
+  }
+  Tensor too_wide = Tensor::empty({2, 64});
+  EXPECT_THROW(init_parameter_slice(too_wide, layout, 7, "transformer.h.0.attn.c_proj.weight", 0, 1), Error);
+}
+
 // Finite differences on every parameter of the tiny model, in double precision.
 TEST(Model, GradientMatchesFiniteDifferences) {
   for (bool tied : {true, false}) {
