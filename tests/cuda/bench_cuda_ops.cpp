@@ -1,11 +1,12 @@
 // Per-op timing of the CUDA backend at GPT-2 shapes (default: 124M, B=8, T=1024), with CUDA
 // events, and an estimate of one training step as the sum of the ops it runs.
 //
-//   bench_cuda_ops [--B 8] [--T 1024] [--reps 20] [--model] [--detail]
+//   bench_cuda_ops [--B 8] [--T 1024] [--reps 20] [--model] [--detail] [--bf16]
 //
 // --model also times whole forward+backward steps of the GPT-2 124M model (common/model);
 // --detail adds rows (not counted in the step) that break the matmul backward down and sweep
-// the attention chunk size (cuda::set_attention_chunk_heads).
+// the attention chunk size (cuda::set_attention_chunk_heads); --bf16 runs the products with bf16
+// operands (MatmulPrecision::BF16).
 
 #include <cmath>
 #include <cstdio>
@@ -76,8 +77,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--model")) model = true;
     else if (!std::strcmp(argv[i], "--detail")) detail = true;
+    else if (!std::strcmp(argv[i], "--bf16")) cuda::set_matmul_precision(cuda::MatmulPrecision::BF16);
     else {
-      std::fprintf(stderr, "usage: %s [--B 8] [--T 1024] [--reps 20] [--model] [--detail]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--B 8] [--T 1024] [--reps 20] [--model] [--detail] [--bf16]\n", argv[0]);
       return 2;
     }
   }

@@ -312,12 +312,11 @@ Tensor lse_reference(const Tensor& qkv, int NH) {
       }
   return Tensor::from(out, {B, NH, T});
 }
-}  // namespace
 
 // The fused attention (no [B,NH,T,T] matrix) against the unfused attention in f64 on the CPU:
 // out, lse, and dq, dk, dv each; T below, at and above the 64-row tile and not a multiple of
-// it; head sizes 12..128 (padded to 32, 64, 128 inside the kernel). Tolerances as AttentionTF32.
-TEST_F(CudaParity, AttentionFusedMatchesUnfused) {
+// it; head sizes 12..128 (padded to 32, 64, 128 inside the kernel).
+void attention_fused_cases(double tol_fwd, double tol_lse, double tol_bwd, const std::string& tag) {
   const std::vector<Case> cases = {
       {2, 37, 48, 4, 1, 1},   {2, 128, 768, 12, 1, 1}, {1, 255, 64, 2, 1, 1}, {2, 200, 256, 2, 1, 1},
       {1, 64, 192, 2, 1, 1},  {3, 1, 64, 4, 1, 1},     {1, 300, 80, 4, 1, 1}, {1, 65, 384, 6, 1, 1},
@@ -330,8 +329,8 @@ TEST_F(CudaParity, AttentionFusedMatchesUnfused) {
     attention_forward(out_r, att_r, qkv64, c.NH);
     Tensor out_g = gpu_nan(so), lse_g = gpu_nan(sl);
     attention_fused_forward(out_g, lse_g, qkv_g, c.NH);
-    expect_close("attention_fused_forward out", c, out_g, out_r, 3e-3);
-    expect_close("attention_fused_forward lse", c, lse_g, lse_reference(qkv, c.NH), 1e-3);
+    expect_close("attention_fused_forward out" + tag, c, out_g, out_r, tol_fwd);
+    expect_close("attention_fused_forward lse" + tag, c, lse_g, lse_reference(qkv, c.NH), tol_lse);
 
     // Backward from a random dqkv (+= semantics), then from zero (the gradient alone).
     Tensor dout = randn(so), dqkv = randn(sq);
@@ -339,17 +338,29 @@ TEST_F(CudaParity, AttentionFusedMatchesUnfused) {
     attention_backward(dqkv_r, f64(dout), qkv64, att_r, c.NH);
     Tensor dout_g = gpu(dout);
     attention_fused_backward(dqkv_g, dout_g, qkv_g, out_g, lse_g, c.NH);
-    expect_close("attention_fused_backward dqkv", c, dqkv_g, dqkv_r, 5e-3);
+    expect_close("attention_fused_backward dqkv" + tag, c, dqkv_g, dqkv_r, tol_bwd);
     Tensor d0_r = Tensor::zeros(sq, DType::F64), d0_g = Tensor::zeros(sq, DType::F32, Device::CUDA);
     attention_backward(d0_r, f64(dout), qkv64, att_r, c.NH);
     attention_fused_backward(d0_g, dout_g, qkv_g, out_g, lse_g, c.NH);
     const char* names[3] = {"attention_fused_backward dq", "attention_fused_backward dk", "attention_fused_backward dv"};
-    for (int p = 0; p < 3; ++p) expect_close(names[p], c, qkv_part(d0_g, p), qkv_part(d0_r, p), 5e-3);
+    for (int p = 0; p < 3; ++p) expect_close(names[p] + tag, c, qkv_part(d0_g, p), qkv_part(d0_r, p), tol_bwd);
     // No atomics: a second run gives the same bits.
     Tensor d1_g = Tensor::zeros(sq, DType::F32, Device::CUDA);
     attention_fused_backward(d1_g, dout_g, qkv_g, out_g, lse_g, c.NH);
     EXPECT_EQ(rel_err(d1_g, d0_g), 0.0) << "fused attention backward is not deterministic at " << c.name();
   }
+}
+}  // namespace
+
+// TF32 operands (the default precision): tolerances as AttentionTF32.
+TEST_F(CudaParity, AttentionFusedMatchesUnfused) { attention_fused_cases(3e-3, 1e-3, 5e-3, ""); }
+
+// bf16 operands (MatmulPrecision::BF16): an 8-bit mantissa, ~4e-3 relative per rounding, on
+// q, k, v, dout, P and dS -> 1e-2 on out, 2e-2 on the gradients (METHOD: 1e-3..1e-2 for bf16).
+TEST_F(CudaParity, AttentionFusedBF16) {
+  cuda::set_matmul_precision(cuda::MatmulPrecision::BF16);
+  attention_fused_cases(1e-2, 5e-3, 2e-2, " bf16");
+  set_fp32(false);
 }
 
 TEST_F(CudaParity, AttentionFusedRejectsBadHeadSize) {
@@ -589,8 +600,9 @@ TEST_F(CudaParity, WholeModelFusedAttention) {
             (int64_t)cfg.n_head * B * T * (T - 1));
 }
 
-// A training step with bf16 matmul operands against the f64 CPU step (the f32 step's test above
-// holds grads to 1e-2): bf16 rounding costs about one more decimal digit.
+// A training step with bf16 operands (linear layers and the fused attention) against the f64
+// CPU step (the TF32 step's test above holds grads to 1e-2): bf16 rounding costs about one more
+// decimal digit.
 TEST_F(CudaParity, WholeModelBF16Matmuls) {
   GPTConfig cfg = gpt_config("d12");
   cfg.n_layer = 2;

@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   app.add_option("--attention", attention, "CUDA attention: fused (no [B,NH,T,T] matrix) or unfused")
       ->check(CLI::IsMember({"fused", "unfused"}))
       ->capture_default_str();
-  app.add_option("--matmul", matmul, "CUDA linear layers: tf32, bf16 (bf16 operands, f32 accumulation) or fp32")
+  app.add_option("--matmul", matmul, "CUDA products (linear layers, fused attention): tf32, bf16 (bf16 operands, f32 accumulation) or fp32")
       ->check(CLI::IsMember({"tf32", "bf16", "fp32"}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
                                  : matmul == "fp32" ? cuda::MatmulPrecision::FP32
                                                     : cuda::MatmulPrecision::TF32);
 #endif
-      std::printf("CUDA: %s attention, %s linear layers\n", attention.c_str(), matmul.c_str());
+      std::printf("CUDA: %s attention, %s products\n", attention.c_str(), matmul.c_str());
     }
     GPTConfig cfg = gpt_config(model_name);
     cfg.set_vocab(static_cast<int>(vocab));

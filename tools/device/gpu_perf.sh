@@ -20,10 +20,10 @@ timeout 400 $t > "$L/test_cuda_parity.log" 2>&1
 echo "test_cuda_parity rc=$?" | tee -a "$S"
 grep -E "^\[  (FAILED|PASSED) |FAILED|Attention[A-Za-z]*Fused|fused|bf16" "$L/test_cuda_parity.log" | grep -v "^\[ RUN" | tee -a "$S"
 if [ "${1:-}" = sanitize ]; then
-  timeout 300 compute-sanitizer --tool memcheck $t --gtest_filter='*AttentionFused*' > "$L/sanitize_memcheck.log" 2>&1
-  tail -3 "$L/sanitize_memcheck.log" | tee -a "$S"
-  timeout 300 compute-sanitizer --tool racecheck $t --gtest_filter='*AttentionFusedMatches*' > "$L/sanitize_racecheck.log" 2>&1
-  tail -3 "$L/sanitize_racecheck.log" | tee -a "$S"
+  timeout 90 compute-sanitizer --tool memcheck $t --gtest_filter='*AttentionFused*' > "$L/sanitize_memcheck.log" 2>&1
+  echo "memcheck rc=$?" | tee -a "$S"; tail -3 "$L/sanitize_memcheck.log" | tee -a "$S"
+  timeout 90 compute-sanitizer --tool racecheck $t --gtest_filter='*AttentionFused*' > "$L/sanitize_racecheck.log" 2>&1
+  echo "racecheck rc=$?" | tee -a "$S"; tail -3 "$L/sanitize_racecheck.log" | tee -a "$S"
 fi
 b=build/gpu/tools/bench/scalegpt-bench-train
 run() {  # name, args...
@@ -34,12 +34,17 @@ run() {  # name, args...
 }
 run B16_unfused_tf32 --batch 16 --attention unfused --matmul tf32
 run B16_fused_tf32 --batch 16 --attention fused --matmul tf32
+run B16_unfused_bf16 --batch 16 --attention unfused --matmul bf16
 run B16_fused_bf16 --batch 16 --attention fused --matmul bf16
+run B32_unfused_tf32 --batch 32 --attention unfused --matmul tf32
 run B32_fused_bf16 --batch 32 --attention fused --matmul bf16
 run B16_fused_bf16_rerun --batch 16 --attention fused --matmul bf16
 timeout 300 $b --device cuda --model d12 --vocab 50257 --seq-len 1024 --batch 16 --warmup 1 --steps 3 --attention fused \
   --matmul bf16 --profile > "$L/profile_B16_fused_bf16.log" 2>&1
 sed -n '/where the time goes/,$p' "$L/profile_B16_fused_bf16.log" | head -30 | tee -a "$S"
-timeout 300 build/gpu/tests/cuda/bench_cuda_ops --B 16 --T 1024 > "$L/bench_cuda_ops_B16.log" 2>&1
-grep -E "attention|estimated" "$L/bench_cuda_ops_B16.log" | tee -a "$S"
+for p in tf32 bf16; do
+  timeout 300 build/gpu/tests/cuda/bench_cuda_ops --B 16 --T 1024 $([ $p = bf16 ] && echo --bf16) > "$L/bench_cuda_ops_B16_$p.log" 2>&1
+  echo "== bench_cuda_ops $p" | tee -a "$S"
+  grep -E "attention|matmul_backward fc |estimated" "$L/bench_cuda_ops_B16_$p.log" | tee -a "$S"
+done
 tar -czf "$OUT/logs.tar.gz" -C "$L" .

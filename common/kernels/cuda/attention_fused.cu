@@ -1,6 +1,6 @@
-// Fused causal attention (CUDA, f32 storage, TF32 tensor cores with f32 accumulation):
-// FlashAttention-2's online softmax in the forward and recomputation in the backward, so the
-// [B,NH,T,T] matrix is never stored (Dao, 2023, "FlashAttention-2").
+// Fused causal attention (CUDA, f32 storage, tensor cores with f32 accumulation): FlashAttention-2's
+// online softmax in the forward and recomputation in the backward, so the [B,NH,T,T] matrix is
+// never stored (Dao, 2023, "FlashAttention-2").
 //
 // Contract (ops.hpp): qkv [B,T,3C] = q | k | v (head h: channels h*HS.. of each); out, dout
 // [B,T,C]; lse [B,NH,T]; dqkv [B,T,3C]. With s_ij = scale * q_i.k_j, scale = 1/sqrt(HS), j <= i:
@@ -11,16 +11,20 @@
 //             dv_j += sum_i p_ij dout_i                                                      (+=)
 //
 // Tiles of 64 queries x 64 keys, 4 warps per block; warp w owns rows 16w..16w+15 of every
-// 64-row tile it multiplies. Products run on WMMA fragments (16x16x8, TF32 operands, f32
-// accumulators). Softmax and the element-wise steps work on the score tile in shared memory,
-// because a WMMA fragment does not say which element belongs to which row. Head sizes up to
-// 128 (multiples of 4) are padded with zero columns to HSP = 32, 64 or 128.
+// 64-row tile it multiplies. Products run on WMMA fragments with f32 accumulators and operands
+// of type E: TF32 (E = float, 16x16x8) by default, bf16 (16x16x16) under MatmulPrecision::BF16.
+// q, k, v, dout tiles are cast to E as they are loaded; softmax and the element-wise steps
+// work in f32 on the score tile in shared memory, because a WMMA fragment does not say which
+// element belongs to which row; P and dS are then written as E for the next products (in
+// place for f32). Head sizes up to 128 (multiples of 4) are padded with zero columns to
+// HSP = 32, 64 or 128.
 //   forward:       one block per (query tile, b, h), key tiles 0..diagonal;
 //   backward:      D first (one warp per row); one block per (key tile, b, h) sums dk, dv over
 //                  query tiles diagonal..end; one block per (query tile, b, h) sums dq. The
 //                  second kernel recomputes P rather than adding dq with atomics: deterministic.
 // Scratch: D, [B,NH,T] floats (Scratch::Attention, charged to Activations).
 
+#include <cuda_bf16.h>
 #include <mma.h>
 
 #include <cmath>
@@ -39,14 +43,39 @@ constexpr int kTile = 64;                  // queries and keys per tile
 constexpr int kWarps = 4;                  // 16 rows each
 constexpr int kThreads = kWarps * kWarp;
 constexpr int kPad = 4;                    // floats of row padding: spreads rows over banks, keeps 16-byte rows
-constexpr int kLdS = kTile + kPad;         // row stride of score tiles
+constexpr int kLdS = kTile + kPad;         // row stride of f32 score tiles
 constexpr unsigned kFull = 0xffffffffu;
 
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
-template <class L>
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, L>;
-template <class L>
-using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, L>;
+// The operand type E of the products: its WMMA shape (16x16xK), precision tag and row padding.
+template <class E>
+struct Op;
+template <>
+struct Op<float> {  // TF32: f32 in memory, rounded to a 10-bit mantissa in the fragment
+  static constexpr int K = 8, Pad = 4;
+  using Prec = wmma::precision::tf32;
+};
+template <>
+struct Op<__nv_bfloat16> {
+  static constexpr int K = 16, Pad = 8;
+  using Prec = __nv_bfloat16;
+};
+template <class E>
+constexpr bool kF32 = std::is_same_v<E, float>;
+template <class E>
+constexpr int kLdP = kF32<E> ? kLdS : kTile + Op<E>::Pad;  // row stride of the P and dS tiles
+
+template <class E>
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, Op<E>::K, float>;
+template <class E, class L>
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, Op<E>::K, typename Op<E>::Prec, L>;
+template <class E, class L>
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, Op<E>::K, typename Op<E>::Prec, L>;
+
+template <class E>
+__device__ __forceinline__ E to_op(float x) {
+  if constexpr (kF32<E>) return x;
+  else return __float2bfloat16_rn(x);
+}
 
 // Element (r, c) of a matrix stored with leading dimension ld in layout L.
 template <class L>
@@ -56,51 +85,66 @@ __device__ __forceinline__ int at(int r, int c, int ld) {
 }
 
 template <class Frag>
-__device__ __forceinline__ void to_tf32(Frag& f) {
+__device__ __forceinline__ void round_operand(Frag& f) {
+  if constexpr (std::is_same_v<typename Frag::element_type, float>) {
 #pragma unroll
-  for (int t = 0; t < f.num_elements; ++t) f.x[t] = wmma::__float_to_tf32(f.x[t]);
+    for (int t = 0; t < f.num_elements; ++t) f.x[t] = wmma::__float_to_tf32(f.x[t]);
+  }
 }
 
 // acc[n] += A[16,K] @ B[K, 16n..16n+15] for one warp: A and B in shared memory, layouts LA, LB.
-template <class LA, class LB, int K, int N>
-__device__ __forceinline__ void warp_mma(FragC (&acc)[N / 16], const float* A, int lda, const float* B, int ldb) {
+template <class E, class LA, class LB, int K, int N>
+__device__ __forceinline__ void warp_mma(FragC<E> (&acc)[N / 16], const E* A, int lda, const E* B, int ldb) {
 #pragma unroll
-  for (int k = 0; k < K / 8; ++k) {
-    FragA<LA> a;
-    wmma::load_matrix_sync(a, A + at<LA>(0, k * 8, lda), lda);
-    to_tf32(a);
+  for (int k = 0; k < K / Op<E>::K; ++k) {
+    FragA<E, LA> a;
+    wmma::load_matrix_sync(a, A + at<LA>(0, k * Op<E>::K, lda), lda);
+    round_operand(a);
 #pragma unroll
     for (int n = 0; n < N / 16; ++n) {
-      FragB<LB> b;
-      wmma::load_matrix_sync(b, B + at<LB>(k * 8, n * 16, ldb), ldb);
-      to_tf32(b);
+      FragB<E, LB> b;
+      wmma::load_matrix_sync(b, B + at<LB>(k * Op<E>::K, n * 16, ldb), ldb);
+      round_operand(b);
       wmma::mma_sync(acc[n], a, b, acc[n]);
     }
   }
 }
 
-template <int N>
-__device__ __forceinline__ void zero(FragC (&acc)[N / 16]) {
+template <class E, int N>
+__device__ __forceinline__ void zero(FragC<E> (&acc)[N / 16]) {
 #pragma unroll
   for (int n = 0; n < N / 16; ++n) wmma::fill_fragment(acc[n], 0.f);
 }
 
-template <int N>
-__device__ __forceinline__ void store(float* out, int ld, const FragC (&acc)[N / 16]) {
+template <class E, int N>
+__device__ __forceinline__ void store(float* out, int ld, const FragC<E> (&acc)[N / 16]) {
 #pragma unroll
   for (int n = 0; n < N / 16; ++n) wmma::store_matrix_sync(out + n * 16, acc[n], ld, wmma::mem_row_major);
 }
 
-// dst[64, HSP] (row stride HSP + kPad) = rows r0..r0+63 of src (row stride ld, HS columns);
-// rows past T and columns past HS are zeros. All threads of the block.
-template <int HSP>
-__device__ __forceinline__ void load_tile(float* dst, const float* src, int64_t ld, int r0, int T, int HS) {
-  constexpr int LD = HSP + kPad, V = HSP / 4;
+template <class E, int N>
+__device__ __forceinline__ void scale_acc(FragC<E> (&acc)[N / 16], float s) {
+#pragma unroll
+  for (int n = 0; n < N / 16; ++n)
+    for (int t = 0; t < acc[n].num_elements; ++t) acc[n].x[t] *= s;
+}
+
+// dst[64, HSP] (row stride HSP + pad, type E) = rows r0..r0+63 of src (row stride ld, HS
+// columns); rows past T and columns past HS are zeros. All threads of the block.
+template <int HSP, class E>
+__device__ __forceinline__ void load_tile(E* dst, const float* src, int64_t ld, int r0, int T, int HS) {
+  constexpr int LD = HSP + Op<E>::Pad, V = HSP / 4;
   for (int idx = threadIdx.x; idx < kTile * V; idx += kThreads) {
     int r = idx / V, c = idx % V * 4;
     float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
     if (r0 + r < T && c < HS) v = *reinterpret_cast<const float4*>(src + (r0 + r) * ld + c);
-    *reinterpret_cast<float4*>(dst + r * LD + c) = v;
+    if constexpr (kF32<E>) {
+      *reinterpret_cast<float4*>(dst + r * LD + c) = v;
+    } else {
+      __nv_bfloat162* d = reinterpret_cast<__nv_bfloat162*>(dst + r * LD + c);
+      d[0] = __floats2bfloat162_rn(v.x, v.y);
+      d[1] = __floats2bfloat162_rn(v.z, v.w);
+    }
   }
 }
 
@@ -123,29 +167,43 @@ __device__ __forceinline__ void store_tile(float* dst, int64_t ld, const float* 
 
 // ---- forward --------------------------------------------------------------------------------------
 
-template <int HSP>
+// Shared-memory layout of the forward, in bytes: q, k, v tiles (E), the f32 output
+// accumulator O, the f32 scores S and, for bf16, P as bf16.
+template <int HSP, class E>
+struct FwdSmem {
+  static constexpr int LD = HSP + Op<E>::Pad, LDO = HSP + kPad;
+  static constexpr int tile = kTile * LD * sizeof(E);
+  static constexpr int q = 0, k = q + tile, v = k + tile, o = v + tile, s = o + kTile * LDO * 4;
+  static constexpr int p = s + kTile * kLdS * 4;
+  static constexpr int bytes = p + (kF32<E> ? 0 : kTile * kLdP<E> * (int)sizeof(E));
+};
+
+template <int HSP, class E>
 __global__ void __launch_bounds__(kThreads) attention_fused_forward_kernel(float* __restrict__ out,
                                                                            float* __restrict__ lse,
                                                                            const float* __restrict__ qkv, int T,
                                                                            int C, int NH, int HS, float scale) {
-  constexpr int LD = HSP + kPad;
-  extern __shared__ __align__(128) float smem[];
-  float* Qs = smem;
-  float* Ks = Qs + kTile * LD;
-  float* Vs = Ks + kTile * LD;
-  float* Os = Vs + kTile * LD;
-  float* Ss = Os + kTile * LD;
+  using M = FwdSmem<HSP, E>;
+  constexpr int LD = M::LD, LDO = M::LDO, LDP = kLdP<E>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  E* Qs = reinterpret_cast<E*>(smem + M::q);
+  E* Ks = reinterpret_cast<E*>(smem + M::k);
+  E* Vs = reinterpret_cast<E*>(smem + M::v);
+  float* Os = reinterpret_cast<float*>(smem + M::o);
+  float* Ss = reinterpret_cast<float*>(smem + M::s);
+  E* Ps = kF32<E> ? reinterpret_cast<E*>(Ss) : reinterpret_cast<E*>(smem + M::p);  // f32: P overwrites S
   const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int qt = gridDim.y - 1 - blockIdx.y;  // the longest rows of tiles start first
   const int q0 = qt * kTile, warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int64_t C3 = 3 * (int64_t)C;
   const float* base = qkv + (int64_t)b * T * C3 + (int64_t)h * HS;
   load_tile<HSP>(Qs, base, C3, q0, T, HS);
-  for (int idx = threadIdx.x; idx < kTile * LD; idx += kThreads) Os[idx] = 0.f;
+  for (int idx = threadIdx.x; idx < kTile * LDO; idx += kThreads) Os[idx] = 0.f;
   // Each pair of lanes owns one row: lane/2 within the warp's strip, every other column.
   const int row = warp * 16 + lane / 2, half = lane & 1, i = q0 + row;
   float* srow = Ss + row * kLdS;
-  float* orow = Os + row * LD;
+  E* prow = Ps + row * LDP;
+  float* orow = Os + row * LDO;
   float m = -INFINITY, l = 0.f;
   for (int kt = 0; kt <= qt; ++kt) {
     const int k0 = kt * kTile;
@@ -153,10 +211,10 @@ __global__ void __launch_bounds__(kThreads) attention_fused_forward_kernel(float
     load_tile<HSP>(Ks, base + C, C3, k0, T, HS);
     load_tile<HSP>(Vs, base + 2 * C, C3, k0, T, HS);
     __syncthreads();
-    FragC s[kTile / 16];
-    zero<kTile>(s);
-    warp_mma<wmma::row_major, wmma::col_major, HSP, kTile>(s, Qs + warp * 16 * LD, LD, Ks, LD);  // Q K^T
-    store<kTile>(Ss + warp * 16 * kLdS, kLdS, s);
+    FragC<E> s[kTile / 16];
+    zero<E, kTile>(s);
+    warp_mma<E, wmma::row_major, wmma::col_major, HSP, kTile>(s, Qs + warp * 16 * LD, LD, Ks, LD);  // Q K^T
+    store<E, kTile>(Ss + warp * 16 * kLdS, kLdS, s);
     __syncwarp();
     // Online softmax: new running max, rescale what was summed so far by exp(m_old - m_new).
     const int jmax = min(i, T - 1) - k0;  // >= 0 on every tile up to the diagonal
@@ -171,19 +229,19 @@ __global__ void __launch_bounds__(kThreads) attention_fused_forward_kernel(float
     float ls = 0.f;
     for (int c = half; c < kTile; c += 2) {
       float p = __expf(srow[c] - mnew);
-      srow[c] = p;
+      prow[c] = to_op<E>(p);
       ls += p;
     }
     l = l * alpha + ls + __shfl_xor_sync(kFull, ls, 1);
     m = mnew;
     for (int c = half; c < HSP; c += 2) orow[c] *= alpha;
     __syncwarp();
-    FragC o[HSP / 16];
+    FragC<E> o[HSP / 16];
 #pragma unroll
     for (int n = 0; n < HSP / 16; ++n)
-      wmma::load_matrix_sync(o[n], Os + warp * 16 * LD + n * 16, LD, wmma::mem_row_major);
-    warp_mma<wmma::row_major, wmma::row_major, kTile, HSP>(o, Ss + warp * 16 * kLdS, kLdS, Vs, LD);  // += P V
-    store<HSP>(Os + warp * 16 * LD, LD, o);
+      wmma::load_matrix_sync(o[n], Os + warp * 16 * LDO + n * 16, LDO, wmma::mem_row_major);
+    warp_mma<E, wmma::row_major, wmma::row_major, kTile, HSP>(o, Ps + warp * 16 * LDP, LDP, Vs, LD);  // += P V
+    store<E, HSP>(Os + warp * 16 * LDO, LDO, o);
     __syncwarp();
   }
   const float inv = 1.f / l;
@@ -212,36 +270,67 @@ __global__ void attention_row_dot_kernel(float* __restrict__ D, const float* __r
   if (lane == 0) D[(b * NH + h) * T + t] = s;
 }
 
+// Shared-memory layout of both backward kernels, in bytes: k, v, q, dout tiles (E), the f32
+// S and dP tiles, P and dS as bf16 (f32: in place of S and dP), and lse, D of the query tile.
+template <int HSP, class E>
+struct BwdSmem {
+  static constexpr int LD = HSP + Op<E>::Pad;
+  static constexpr int tile = kTile * LD * sizeof(E), score = kTile * kLdS * 4;
+  static constexpr int op = kF32<E> ? 0 : kTile * kLdP<E> * (int)sizeof(E);
+  static constexpr int k = 0, v = k + tile, q = v + tile, dout = q + tile, s = dout + tile, dp = s + score;
+  static constexpr int p = dp + score, ds = p + op, lse = ds + op, d = lse + kTile * 4, bytes = d + kTile * 4;
+};
+
+template <int HSP, class E>
+struct BwdTiles {
+  E *Ks, *Vs, *Qs, *dOs, *Ps, *dSs;
+  float *Ss, *dPs, *lse_s, *D_s;
+  __device__ explicit BwdTiles(unsigned char* smem) {
+    using M = BwdSmem<HSP, E>;
+    Ks = reinterpret_cast<E*>(smem + M::k);
+    Vs = reinterpret_cast<E*>(smem + M::v);
+    Qs = reinterpret_cast<E*>(smem + M::q);
+    dOs = reinterpret_cast<E*>(smem + M::dout);
+    Ss = reinterpret_cast<float*>(smem + M::s);
+    dPs = reinterpret_cast<float*>(smem + M::dp);
+    Ps = kF32<E> ? reinterpret_cast<E*>(Ss) : reinterpret_cast<E*>(smem + M::p);
+    dSs = kF32<E> ? reinterpret_cast<E*>(dPs) : reinterpret_cast<E*>(smem + M::ds);
+    lse_s = reinterpret_cast<float*>(smem + M::lse);
+    D_s = reinterpret_cast<float*>(smem + M::d);
+  }
+};
+
 // Shared by both backward kernels: for the query tile at q0 (Qs, dOs, lse, D in shared memory)
-// and the key tile at k0 (Ks, Vs), the warp's rows of P (into Ss) and dS (into dPs).
-template <int HSP>
-__device__ __forceinline__ void recompute_p_ds(float* Ss, float* dPs, const float* Qs, const float* dOs,
-                                               const float* Ks, const float* Vs, const float* lse_s,
-                                               const float* D_s, int q0, int k0, int T, float scale) {
-  constexpr int LD = HSP + kPad;
+// and the key tile at k0 (Ks, Vs), the warp's rows of P (into Ps) and dS (into dSs).
+template <int HSP, class E>
+__device__ __forceinline__ void recompute_p_ds(const BwdTiles<HSP, E>& t, int q0, int k0, int T, float scale) {
+  constexpr int LD = BwdSmem<HSP, E>::LD, LDP = kLdP<E>;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  FragC acc[kTile / 16];
-  zero<kTile>(acc);
-  warp_mma<wmma::row_major, wmma::col_major, HSP, kTile>(acc, Qs + warp * 16 * LD, LD, Ks, LD);  // S = Q K^T
-  store<kTile>(Ss + warp * 16 * kLdS, kLdS, acc);
-  zero<kTile>(acc);
-  warp_mma<wmma::row_major, wmma::col_major, HSP, kTile>(acc, dOs + warp * 16 * LD, LD, Vs, LD);  // dP = dO V^T
-  store<kTile>(dPs + warp * 16 * kLdS, kLdS, acc);
+  FragC<E> acc[kTile / 16];
+  zero<E, kTile>(acc);
+  warp_mma<E, wmma::row_major, wmma::col_major, HSP, kTile>(acc, t.Qs + warp * 16 * LD, LD, t.Ks, LD);  // S = Q K^T
+  store<E, kTile>(t.Ss + warp * 16 * kLdS, kLdS, acc);
+  zero<E, kTile>(acc);
+  warp_mma<E, wmma::row_major, wmma::col_major, HSP, kTile>(acc, t.dOs + warp * 16 * LD, LD, t.Vs, LD);  // dP = dO V^T
+  store<E, kTile>(t.dPs + warp * 16 * kLdS, kLdS, acc);
   __syncwarp();
   const int row = warp * 16 + lane / 2, i = q0 + row;
-  const float li = lse_s[row], Di = D_s[row];
-  float* srow = Ss + row * kLdS;
-  float* drow = dPs + row * kLdS;
+  const float li = t.lse_s[row], Di = t.D_s[row];
+  const float* srow = t.Ss + row * kLdS;
+  const float* drow = t.dPs + row * kLdS;
+  E* prow = t.Ps + row * LDP;
+  E* dsrow = t.dSs + row * LDP;
   for (int c = lane & 1; c < kTile; c += 2) {
     const int j = k0 + c;
     const float p = (i < T && j <= i) ? __expf(srow[c] * scale - li) : 0.f;
-    drow[c] = p * (drow[c] - Di);
-    srow[c] = p;
+    const float ds = p * (drow[c] - Di);
+    prow[c] = to_op<E>(p);
+    dsrow[c] = to_op<E>(ds);
   }
   __syncwarp();
 }
 
-template <int HSP>
+template <class E>
 __device__ __forceinline__ void load_row_stats(float* lse_s, float* D_s, const float* lse, const float* D,
                                                int64_t bh, int q0, int T) {
   for (int r = threadIdx.x; r < kTile; r += kThreads) {
@@ -251,109 +340,89 @@ __device__ __forceinline__ void load_row_stats(float* lse_s, float* D_s, const f
   }
 }
 
+// dst rows r0.. += the warps' accumulators (rows 16w.., HSP columns), staged through the f32
+// S and dP tiles, which together hold [64, HSP + kPad] floats. Ends with the block in sync.
+template <int HSP, class E>
+__device__ __forceinline__ void add_acc_to(float* dst, int64_t ld, const FragC<E> (&acc)[HSP / 16],
+                                           const BwdTiles<HSP, E>& t, int r0, int T, int HS) {
+  static_assert(kTile * (HSP + kPad) <= 2 * kTile * kLdS, "staging area too small");
+  const int warp = threadIdx.x / kWarp;
+  __syncthreads();  // S and dP are no longer read
+  store<E, HSP>(t.Ss + warp * 16 * (HSP + kPad), HSP + kPad, acc);
+  __syncthreads();
+  store_tile<HSP, true>(dst, ld, t.Ss, r0, T, HS);
+  __syncthreads();
+}
+
 // dk, dv of one key tile: sums over the query tiles from the diagonal to the end.
-template <int HSP>
+template <int HSP, class E>
 __global__ void __launch_bounds__(kThreads) attention_fused_backward_dkdv_kernel(
     float* __restrict__ dqkv, const float* __restrict__ dout, const float* __restrict__ qkv,
     const float* __restrict__ lse, const float* __restrict__ D, int T, int C, int NH, int HS, float scale) {
-  constexpr int LD = HSP + kPad;
-  extern __shared__ __align__(128) float smem[];
-  float* Ks = smem;
-  float* Vs = Ks + kTile * LD;
-  float* Qs = Vs + kTile * LD;
-  float* dOs = Qs + kTile * LD;
-  float* Ss = dOs + kTile * LD;
-  float* dPs = Ss + kTile * kLdS;
-  float* lse_s = dPs + kTile * kLdS;
-  float* D_s = lse_s + kTile;
+  constexpr int LD = BwdSmem<HSP, E>::LD, LDP = kLdP<E>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const BwdTiles<HSP, E> t(smem);
   const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int kt = blockIdx.y, k0 = kt * kTile, nq = gridDim.y;  // low key tiles see the most queries: first
   const int warp = threadIdx.x / kWarp;
   const int64_t C3 = 3 * (int64_t)C;
   const int64_t off = (int64_t)b * T * C3 + (int64_t)h * HS;
   const float* dO = dout + (int64_t)b * T * C + (int64_t)h * HS;
-  load_tile<HSP>(Ks, qkv + off + C, C3, k0, T, HS);
-  load_tile<HSP>(Vs, qkv + off + 2 * C, C3, k0, T, HS);
-  FragC dk[HSP / 16], dv[HSP / 16];
-  zero<HSP>(dk);
-  zero<HSP>(dv);
+  load_tile<HSP>(t.Ks, qkv + off + C, C3, k0, T, HS);
+  load_tile<HSP>(t.Vs, qkv + off + 2 * C, C3, k0, T, HS);
+  FragC<E> dk[HSP / 16], dv[HSP / 16];
+  zero<E, HSP>(dk);
+  zero<E, HSP>(dv);
   for (int qt = kt; qt < nq; ++qt) {
     const int q0 = qt * kTile;
     __syncthreads();  // the previous query tile is no longer read
-    load_tile<HSP>(Qs, qkv + off, C3, q0, T, HS);
-    load_tile<HSP>(dOs, dO, C, q0, T, HS);
-    load_row_stats<HSP>(lse_s, D_s, lse, D, bh, q0, T);
+    load_tile<HSP>(t.Qs, qkv + off, C3, q0, T, HS);
+    load_tile<HSP>(t.dOs, dO, C, q0, T, HS);
+    load_row_stats<E>(t.lse_s, t.D_s, lse, D, bh, q0, T);
     __syncthreads();
-    recompute_p_ds<HSP>(Ss, dPs, Qs, dOs, Ks, Vs, lse_s, D_s, q0, k0, T, scale);
+    recompute_p_ds<HSP, E>(t, q0, k0, T, scale);
     __syncthreads();  // dk, dv of a key row need every query row of P and dS
     // The warp's 16 keys are columns of P: P^T's rows are read column-major.
-    warp_mma<wmma::col_major, wmma::row_major, kTile, HSP>(dv, Ss + warp * 16, kLdS, dOs, LD);  // dV += P^T dO
-    warp_mma<wmma::col_major, wmma::row_major, kTile, HSP>(dk, dPs + warp * 16, kLdS, Qs, LD);  // dK += dS^T Q
+    warp_mma<E, wmma::col_major, wmma::row_major, kTile, HSP>(dv, t.Ps + warp * 16, LDP, t.dOs, LD);  // dV += P^T dO
+    warp_mma<E, wmma::col_major, wmma::row_major, kTile, HSP>(dk, t.dSs + warp * 16, LDP, t.Qs, LD);  // dK += dS^T Q
   }
-#pragma unroll
-  for (int n = 0; n < HSP / 16; ++n)
-    for (int t = 0; t < dk[n].num_elements; ++t) dk[n].x[t] *= scale;
-  __syncthreads();
-  store<HSP>(Qs + warp * 16 * LD, LD, dk);
-  store<HSP>(dOs + warp * 16 * LD, LD, dv);
-  __syncthreads();
-  store_tile<HSP, true>(dqkv + off + C, C3, Qs, k0, T, HS);
-  store_tile<HSP, true>(dqkv + off + 2 * C, C3, dOs, k0, T, HS);
+  scale_acc<E, HSP>(dk, scale);
+  add_acc_to<HSP, E>(dqkv + off + C, C3, dk, t, k0, T, HS);
+  add_acc_to<HSP, E>(dqkv + off + 2 * C, C3, dv, t, k0, T, HS);
 }
 
 // dq of one query tile: sums over the key tiles up to the diagonal.
-template <int HSP>
+template <int HSP, class E>
 __global__ void __launch_bounds__(kThreads) attention_fused_backward_dq_kernel(
     float* __restrict__ dqkv, const float* __restrict__ dout, const float* __restrict__ qkv,
     const float* __restrict__ lse, const float* __restrict__ D, int T, int C, int NH, int HS, float scale) {
-  constexpr int LD = HSP + kPad;
-  extern __shared__ __align__(128) float smem[];
-  float* Ks = smem;
-  float* Vs = Ks + kTile * LD;
-  float* Qs = Vs + kTile * LD;
-  float* dOs = Qs + kTile * LD;
-  float* Ss = dOs + kTile * LD;
-  float* dPs = Ss + kTile * kLdS;
-  float* lse_s = dPs + kTile * kLdS;
-  float* D_s = lse_s + kTile;
+  constexpr int LD = BwdSmem<HSP, E>::LD, LDP = kLdP<E>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const BwdTiles<HSP, E> t(smem);
   const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int qt = gridDim.y - 1 - blockIdx.y, q0 = qt * kTile;
   const int warp = threadIdx.x / kWarp;
   const int64_t C3 = 3 * (int64_t)C;
   const int64_t off = (int64_t)b * T * C3 + (int64_t)h * HS;
-  load_tile<HSP>(Qs, qkv + off, C3, q0, T, HS);
-  load_tile<HSP>(dOs, dout + (int64_t)b * T * C + (int64_t)h * HS, C, q0, T, HS);
-  load_row_stats<HSP>(lse_s, D_s, lse, D, bh, q0, T);
-  FragC dq[HSP / 16];
-  zero<HSP>(dq);
+  load_tile<HSP>(t.Qs, qkv + off, C3, q0, T, HS);
+  load_tile<HSP>(t.dOs, dout + (int64_t)b * T * C + (int64_t)h * HS, C, q0, T, HS);
+  load_row_stats<E>(t.lse_s, t.D_s, lse, D, bh, q0, T);
+  FragC<E> dq[HSP / 16];
+  zero<E, HSP>(dq);
   for (int kt = 0; kt <= qt; ++kt) {
     const int k0 = kt * kTile;
     __syncthreads();
-    load_tile<HSP>(Ks, qkv + off + C, C3, k0, T, HS);
-    load_tile<HSP>(Vs, qkv + off + 2 * C, C3, k0, T, HS);
+    load_tile<HSP>(t.Ks, qkv + off + C, C3, k0, T, HS);
+    load_tile<HSP>(t.Vs, qkv + off + 2 * C, C3, k0, T, HS);
     __syncthreads();
-    recompute_p_ds<HSP>(Ss, dPs, Qs, dOs, Ks, Vs, lse_s, D_s, q0, k0, T, scale);
-    warp_mma<wmma::row_major, wmma::row_major, kTile, HSP>(dq, dPs + warp * 16 * kLdS, kLdS, Ks, LD);  // dQ += dS K
+    recompute_p_ds<HSP, E>(t, q0, k0, T, scale);
+    warp_mma<E, wmma::row_major, wmma::row_major, kTile, HSP>(dq, t.dSs + warp * 16 * LDP, LDP, t.Ks, LD);  // dQ += dS K
   }
-#pragma unroll
-  for (int n = 0; n < HSP / 16; ++n)
-    for (int t = 0; t < dq[n].num_elements; ++t) dq[n].x[t] *= scale;
-  __syncthreads();
-  store<HSP>(Ss + warp * 16 * LD, LD, dq);  // Ss and dPs together hold a [64, LD] tile (LD <= 2 * kLdS)
-  __syncthreads();
-  store_tile<HSP, true>(dqkv + off, C3, Ss, q0, T, HS);
+  scale_acc<E, HSP>(dq, scale);
+  add_acc_to<HSP, E>(dqkv + off, C3, dq, t, q0, T, HS);
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
-
-template <int HSP>
-constexpr int forward_smem_bytes() {
-  return (4 * kTile * (HSP + kPad) + kTile * kLdS) * 4;
-}
-template <int HSP>
-constexpr int backward_smem_bytes() {
-  return (4 * kTile * (HSP + kPad) + 2 * kTile * kLdS + 2 * kTile) * 4;
-}
 
 // Raises a kernel's dynamic shared-memory limit once (the default is 48 KiB).
 template <class K>
@@ -376,28 +445,45 @@ Dims dims_of(const Tensor& qkv, int n_head) {
   return d;
 }
 
-template <int HSP>
-void forward_hsp(float* out, float* lse, const float* qkv, const Dims& d) {
-  static const bool once = (allow_smem(attention_fused_forward_kernel<HSP>, forward_smem_bytes<HSP>()), true);
+template <int HSP, class E>
+void forward_launch(float* out, float* lse, const float* qkv, const Dims& d) {
+  constexpr int bytes = FwdSmem<HSP, E>::bytes;
+  static const bool once = (allow_smem(attention_fused_forward_kernel<HSP, E>, bytes), true);
   (void)once;
   dim3 grid(d.B * d.NH, ceil_div(d.T, kTile));
-  attention_fused_forward_kernel<HSP><<<grid, kThreads, forward_smem_bytes<HSP>(), current_stream()>>>(
-      out, lse, qkv, d.T, d.C, d.NH, d.HS, d.scale);
+  attention_fused_forward_kernel<HSP, E><<<grid, kThreads, bytes, current_stream()>>>(out, lse, qkv, d.T, d.C, d.NH,
+                                                                                      d.HS, d.scale);
   SGPT_CUDA_LAUNCH_CHECK("attention_fused_forward_kernel");
 }
 
-template <int HSP>
-void backward_hsp(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D, const Dims& d) {
-  static const bool once = (allow_smem(attention_fused_backward_dkdv_kernel<HSP>, backward_smem_bytes<HSP>()),
-                            allow_smem(attention_fused_backward_dq_kernel<HSP>, backward_smem_bytes<HSP>()), true);
+template <int HSP, class E>
+void backward_launch(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D,
+                     const Dims& d) {
+  constexpr int bytes = BwdSmem<HSP, E>::bytes;
+  static const bool once = (allow_smem(attention_fused_backward_dkdv_kernel<HSP, E>, bytes),
+                            allow_smem(attention_fused_backward_dq_kernel<HSP, E>, bytes), true);
   (void)once;
   dim3 grid(d.B * d.NH, ceil_div(d.T, kTile));
-  attention_fused_backward_dkdv_kernel<HSP><<<grid, kThreads, backward_smem_bytes<HSP>(), current_stream()>>>(
+  attention_fused_backward_dkdv_kernel<HSP, E><<<grid, kThreads, bytes, current_stream()>>>(
       dqkv, dout, qkv, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
   SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dkdv_kernel");
-  attention_fused_backward_dq_kernel<HSP><<<grid, kThreads, backward_smem_bytes<HSP>(), current_stream()>>>(
+  attention_fused_backward_dq_kernel<HSP, E><<<grid, kThreads, bytes, current_stream()>>>(
       dqkv, dout, qkv, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
   SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dq_kernel");
+}
+
+// Calls f.template operator()<HSP, E>() for the padded head size and the operand type.
+template <class F>
+void dispatch(const Dims& d, F&& f) {
+  const bool bf16 = matmul_precision() == MatmulPrecision::BF16;
+  auto by_hsp = [&](auto e) {
+    using E = decltype(e);
+    if (d.HS <= 32) f.template operator()<32, E>();
+    else if (d.HS <= 64) f.template operator()<64, E>();
+    else f.template operator()<128, E>();
+  };
+  if (bf16) by_hsp(__nv_bfloat16{});
+  else by_hsp(float{});
 }
 
 void check_aligned(const char* op, const void* p, const char* name) {
@@ -416,9 +502,7 @@ void attention_fused_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int n_
   float* o = out.data<float>();
   float* l = lse.data<float>();
   const float* q = qkv.data<float>();
-  if (d.HS <= 32) forward_hsp<32>(o, l, q, d);
-  else if (d.HS <= 64) forward_hsp<64>(o, l, q, d);
-  else forward_hsp<128>(o, l, q, d);
+  dispatch(d, [&]<int HSP, class E>() { forward_launch<HSP, E>(o, l, q, d); });
 }
 
 void attention_fused_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
@@ -438,9 +522,7 @@ void attention_fused_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qk
   const float* dy = dout.data<float>();
   const float* q = qkv.data<float>();
   const float* l = lse.data<float>();
-  if (d.HS <= 32) backward_hsp<32>(g, dy, q, l, D, d);
-  else if (d.HS <= 64) backward_hsp<64>(g, dy, q, l, D, d);
-  else backward_hsp<128>(g, dy, q, l, D, d);
+  dispatch(d, [&]<int HSP, class E>() { backward_launch<HSP, E>(g, dy, q, l, D, d); });
 }
 
 }  // namespace sgpt::cuda

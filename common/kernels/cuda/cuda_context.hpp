@@ -97,9 +97,10 @@ std::size_t cublas_workspace_bytes();
 /// Precision of the f32 matmuls (linear layers and attention products).
 enum class MatmulPrecision {
   TF32,  ///< tensor cores, inputs rounded to TF32 (10-bit mantissa), f32 accumulation (default)
-  FP32,  ///< full f32 (CUDA cores): slower, bit-for-bit closer to the CPU
-  BF16   ///< linear layers: operands cast to bf16 (8-bit mantissa), f32 accumulation and f32
-         ///< outputs; attention products stay TF32
+  FP32,  ///< full f32 (CUDA cores): slower, bit-for-bit closer to the CPU (the fused
+         ///< attention has no FP32 variant: it stays TF32)
+  BF16   ///< linear layers and the fused attention: operands rounded to bf16 (8-bit mantissa),
+         ///< f32 accumulation and f32 outputs; the unfused attention's products stay TF32
 };
 /// Sets the precision of the f32 matmuls that follow.
 void set_matmul_precision(MatmulPrecision p);
