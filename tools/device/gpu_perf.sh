@@ -52,6 +52,7 @@ run() {  # name, args...
 }
 if has repeat; then
   run B16_unfused_tf32_r3 --batch 16 --attention unfused --matmul tf32
+  run B16_fused_tf32_r2 --batch 16 --attention fused --matmul tf32
   run B16_fused_bf16_r3 --batch 16 --attention fused --matmul bf16
   run B32_fused_bf16_r2 --batch 32 --attention fused --matmul bf16
   run B32_fused_bf16_r3 --batch 32 --attention fused --matmul bf16

@@ -84,9 +84,11 @@ __device__ __forceinline__ int at(int r, int c, int ld) {
   else return c * ld + r;
 }
 
-template <class Frag>
+// TF32 fragments hold f32 bits; without this the tensor cores truncate them (round toward zero),
+// which doubles the error. bf16 fragments were rounded when the tile was stored.
+template <class E, class Frag>
 __device__ __forceinline__ void round_operand(Frag& f) {
-  if constexpr (std::is_same_v<typename Frag::element_type, float>) {
+  if constexpr (kF32<E>) {
 #pragma unroll
     for (int t = 0; t < f.num_elements; ++t) f.x[t] = wmma::__float_to_tf32(f.x[t]);
   }
@@ -99,12 +101,12 @@ __device__ __forceinline__ void warp_mma(FragC<E> (&acc)[N / 16], const E* A, in
   for (int k = 0; k < K / Op<E>::K; ++k) {
     FragA<E, LA> a;
     wmma::load_matrix_sync(a, A + at<LA>(0, k * Op<E>::K, lda), lda);
-    round_operand(a);
+    round_operand<E>(a);
 #pragma unroll
     for (int n = 0; n < N / 16; ++n) {
       FragB<E, LB> b;
       wmma::load_matrix_sync(b, B + at<LB>(k * Op<E>::K, n * 16, ldb), ldb);
-      round_operand(b);
+      round_operand<E>(b);
       wmma::mma_sync(acc[n], a, b, acc[n]);
     }
   }
