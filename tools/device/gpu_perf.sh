@@ -5,7 +5,7 @@
 # benchmark. Logs go to $OUT (or ./out) as one tarball plus a summary.
 # Usage: tools/device/gpu_perf.sh [sanitize] [ncu] [repeat]
 #   sanitize: also compute-sanitizer (memcheck, racecheck) on the fused-attention tests
-#   ncu:      Nsight Compute's speed of light and occupancy of the fused-attention kernels
+#   ncu:      Nsight Compute's speed of light and occupancy of the fused-attention kernels (bf16)
 #   repeat:   only the headline benchmarks again (medians over runs); no profile, no op benchmark
 set -uo pipefail
 OUT=${OUT:-out}
@@ -32,7 +32,7 @@ if has sanitize; then
   done
 fi
 if has ncu; then
-  for p in tf32 bf16; do
+  for p in bf16; do
     for k in forward backward_dkdv backward_dq; do
       timeout 100 ncu --clock-control none --kernel-name regex:attention_fused_${k}_kernel --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section LaunchStats build/gpu/tests/cuda/bench_cuda_ops --B 16 \
