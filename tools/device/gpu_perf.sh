@@ -5,7 +5,8 @@
 # benchmark. Logs go to $OUT (or ./out) as one tarball plus a summary.
 # Usage: tools/device/gpu_perf.sh [sanitize] [ncu] [repeat]
 #   sanitize: also compute-sanitizer (memcheck, racecheck) on the fused-attention tests
-#   ncu:      Nsight Compute's speed of light and occupancy of the fused-attention kernels (bf16)
+#   ncu:      Nsight Compute's speed of light and occupancy of the fused-attention kernels (bf16);
+#             ncu prints its report once the kernel is profiled, then the timeout cuts the slowed rest
 #   repeat:   only the headline benchmarks again (medians over runs); no profile, no op benchmark
 set -uo pipefail
 OUT=${OUT:-out}
