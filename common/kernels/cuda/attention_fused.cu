@@ -332,7 +332,7 @@ __device__ __forceinline__ void recompute_p_ds(const BwdTiles<HSP, E>& t, int q0
   __syncwarp();
 }
 
-template <class E>
+// lse and D of the query tile at q0 into shared memory (0 past T). All threads of the block.
 __device__ __forceinline__ void load_row_stats(float* lse_s, float* D_s, const float* lse, const float* D,
                                                int64_t bh, int q0, int T) {
   for (int r = threadIdx.x; r < kTile; r += kThreads) {
@@ -380,7 +380,7 @@ __global__ void __launch_bounds__(kThreads) attention_fused_backward_dkdv_kernel
     __syncthreads();  // the previous query tile is no longer read
     load_tile<HSP>(t.Qs, qkv + off, C3, q0, T, HS);
     load_tile<HSP>(t.dOs, dO, C, q0, T, HS);
-    load_row_stats<E>(t.lse_s, t.D_s, lse, D, bh, q0, T);
+    load_row_stats(t.lse_s, t.D_s, lse, D, bh, q0, T);
     __syncthreads();
     recompute_p_ds<HSP, E>(t, q0, k0, T, scale);
     __syncthreads();  // dk, dv of a key row need every query row of P and dS
@@ -408,7 +408,7 @@ __global__ void __launch_bounds__(kThreads) attention_fused_backward_dq_kernel(
   const int64_t off = (int64_t)b * T * C3 + (int64_t)h * HS;
   load_tile<HSP>(t.Qs, qkv + off, C3, q0, T, HS);
   load_tile<HSP>(t.dOs, dout + (int64_t)b * T * C + (int64_t)h * HS, C, q0, T, HS);
-  load_row_stats<E>(t.lse_s, t.D_s, lse, D, bh, q0, T);
+  load_row_stats(t.lse_s, t.D_s, lse, D, bh, q0, T);
   FragC<E> dq[HSP / 16];
   zero<E, HSP>(dq);
   for (int kt = 0; kt <= qt; ++kt) {
