@@ -18,6 +18,9 @@
 #include "kernels/half_stage.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
+#if SGPT_WITH_CUDA
+#include "kernels/cuda/cuda_context.hpp"
+#endif
 
 namespace sgpt {
 
@@ -143,6 +146,39 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
   SGPT_DISPATCH_FLOAT(qkv.dtype(), op,
                       attention_backward_cpu(dqkv.data<scalar_t>(), dout.data<scalar_t>(), qkv.data<scalar_t>(),
                                              att.data<scalar_t>(), B, T, C, n_head));
+}
+
+void attention_fused_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int n_head) {
+  const char* op = "attention_fused_forward";
+  detail::OpScope scope(op, qkv);
+  int64_t B, T, C;
+  attention_shapes(op, qkv, n_head, &B, &T, &C);
+  detail::expect_all(op, qkv.dtype(), qkv.device(), {{&out, "out", Shape{B, T, C}}, {&lse, "lse", Shape{B, n_head, T}}});
+  SGPT_DISPATCH_CUDA(qkv, op, attention_fused_forward(out, lse, qkv, n_head));
+  SGPT_FAIL(op, ": the fused attention runs on CUDA only; on the CPU use attention_forward");
+}
+
+void attention_fused_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
+                              const Tensor& lse, int n_head) {
+  const char* op = "attention_fused_backward";
+  detail::OpScope scope(op, qkv);
+  int64_t B, T, C;
+  attention_shapes(op, qkv, n_head, &B, &T, &C);
+  detail::expect_all(op, qkv.dtype(), qkv.device(),
+                     {{&dqkv, "dqkv", qkv.shape()}, {&dout, "dout", Shape{B, T, C}}, {&out, "out", Shape{B, T, C}},
+                      {&lse, "lse", Shape{B, n_head, T}}});
+  SGPT_DISPATCH_CUDA(qkv, op, attention_fused_backward(dqkv, dout, qkv, out, lse, n_head));
+  SGPT_FAIL(op, ": the fused attention runs on CUDA only; on the CPU use attention_backward");
+}
+
+bool attention_fused_available(Device dev, int head_size) {
+#if SGPT_WITH_CUDA
+  return dev == Device::CUDA && cuda::fused_attention() && cuda::attention_fused_supported(head_size);
+#else
+  (void)dev;
+  (void)head_size;
+  return false;
+#endif
 }
 
 }  // namespace sgpt

@@ -27,6 +27,13 @@ void matmul_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor&
 void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head);
 /// CUDA implementation of sgpt::attention_backward (see ops.hpp).
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head);
+/// CUDA implementation of sgpt::attention_fused_forward (see ops.hpp; TF32 tensor cores).
+void attention_fused_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int n_head);
+/// CUDA implementation of sgpt::attention_fused_backward (see ops.hpp).
+void attention_fused_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
+                              const Tensor& lse, int n_head);
+/// Whether the fused attention kernels take head size `head_size` (a multiple of 4, at most 128).
+bool attention_fused_supported(int head_size);
 /// CUDA implementation of sgpt::gelu_forward (see ops.hpp).
 void gelu_forward(Tensor& out, const Tensor& inp);
 /// CUDA implementation of sgpt::gelu_backward (see ops.hpp).

@@ -58,6 +58,19 @@ void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head);
 /// dqkv += the gradient through the attention (accumulates); att is the forward's saved softmax.
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head);
 
+/// The same attention without the [B,NH,T,T] matrix (FlashAttention-2: online softmax, and the
+/// probabilities recomputed in the backward). CUDA only (see attention_fused_available).
+/// out [B,T,C] as attention_forward; lse [B,NH,T] = log sum_s exp(q_t.k_s / sqrt(HS)) over s <= t,
+/// the log-sum-exp of each row of scores, which is all the backward needs to rebuild att.
+void attention_fused_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int n_head);
+/// dqkv += the gradient through the attention (accumulates), from the fused forward's out and lse.
+void attention_fused_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
+                              const Tensor& lse, int n_head);
+/// True when the fused attention runs for tensors on `dev` with head size `head_size`: on CUDA,
+/// with the fused path enabled (cuda::set_fused_attention) and a head size that is a multiple
+/// of 4, at most 128. The model stores att [B,NH,T,T] and uses attention_forward otherwise.
+bool attention_fused_available(Device dev, int head_size);
+
 // ---- GELU (tanh approximation, as GPT-2) -----------------------------------------------------------
 /// out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).  out may alias inp.
 void gelu_forward(Tensor& out, const Tensor& inp);

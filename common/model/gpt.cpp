@@ -30,17 +30,23 @@ OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const
 
 // ---- caches ---------------------------------------------------------------------------------------
 
-int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T) {
+int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, bool fused_attention) {
   const int64_t C = cfg.n_embd;
-  return 16 * B * T * C + 4 * B * T + cfg.n_head * B * T * T;
+  return 16 * B * T * C + 4 * B * T + cfg.n_head * B * T * (fused_attention ? 1 : T);
 }
 
 BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev) {
   const int64_t C = cfg.n_embd;
   auto a = [&](Shape s) { return Tensor::empty(s, dt, dev, MemCategory::Activations); };
-  return {a({B, T, C}),     a({B, T}),     a({B, T}),     a({B, T, 3 * C}), a({B, cfg.n_head, T, T}),
-          a({B, T, C}),     a({B, T, C}),  a({B, T, C}),  a({B, T}),        a({B, T}),
-          a({B, T, 4 * C}), a({B, T, 4 * C}), a({B, T, C})};
+  const bool fused = attention_fused_available(dev, static_cast<int>(C / cfg.n_head));
+  BlockCache c{a({B, T, C}),     a({B, T}),        a({B, T}),   a({B, T, 3 * C}), Tensor(),
+               a({B, T, C}),     a({B, T, C}),     a({B, T, C}), a({B, T}),        a({B, T}),
+               a({B, T, 4 * C}), a({B, T, 4 * C}), a({B, T, C}), Tensor()};
+  if (fused)
+    c.lse = a({B, cfg.n_head, T});
+  else
+    c.att = a({B, cfg.n_head, T, T});
+  return c;
 }
 
 BlockGradScratch make_block_grad_scratch(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev) {
@@ -71,7 +77,10 @@ void block_forward(const GPTConfig& cfg, const BlockParams& p, BlockCache& c, co
   // attention branch: resid2 = x + proj(attn(ln1(x)))
   layernorm_forward(c.ln1, c.ln1_mean, c.ln1_rstd, x, p.ln1_w, p.ln1_b);
   matmul_forward(c.qkv, c.ln1, p.qkv_w, p.qkv_b);
-  attention_forward(c.atty, c.att, c.qkv, cfg.n_head);
+  if (c.att.defined())  // the unfused path (CPU; or a cache with att, as lesson 03 builds)
+    attention_forward(c.atty, c.att, c.qkv, cfg.n_head);
+  else
+    attention_fused_forward(c.atty, c.lse, c.qkv, cfg.n_head);
   matmul_forward(c.resid2, c.atty, p.attproj_w, p.attproj_b);  // the projection, then the residual added in place
   axpy_(c.resid2, 1.0, x);
   // MLP branch: out = resid2 + proj(gelu(fc(ln2(resid2))))
@@ -98,7 +107,10 @@ void block_backward(const GPTConfig& cfg, const BlockParams& p, BlockParams& g, 
   s.datty.zero_();
   matmul_backward(s.datty, g.attproj_w, g.attproj_b, s.dresid2, c.atty, p.attproj_w);
   s.dqkv.zero_();
-  attention_backward(s.dqkv, s.datty, c.qkv, c.att, cfg.n_head);
+  if (c.att.defined())
+    attention_backward(s.dqkv, s.datty, c.qkv, c.att, cfg.n_head);
+  else
+    attention_fused_backward(s.dqkv, s.datty, c.qkv, c.atty, c.lse, cfg.n_head);
   s.dln1.zero_();
   matmul_backward(s.dln1, g.qkv_w, g.qkv_b, s.dqkv, c.ln1, p.qkv_w);
   layernorm_backward(dx, g.ln1_w, g.ln1_b, s.dln1, x, p.ln1_w, c.ln1_mean, c.ln1_rstd);

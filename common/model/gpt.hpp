@@ -58,7 +58,7 @@ struct BlockCache {
   /// @var ln1_mean
   /// LayerNorm 1 mean of each row [B,T].
   Tensor qkv;                      ///< [B,T,3C]
-  Tensor att;                      ///< softmax probabilities [B,NH,T,T]
+  Tensor att;                      ///< softmax probabilities [B,NH,T,T] (undefined with fused attention)
   Tensor atty;                     ///< attention output before the projection [B,T,C]
   Tensor resid2;                   ///< input + attention branch [B,T,C]
   /// LayerNorm 2 output [B,T,C].
@@ -68,6 +68,9 @@ struct BlockCache {
   Tensor fch;                      ///< MLP hidden pre-activation [B,T,4C]
   Tensor fch_gelu;                 ///< after GELU [B,T,4C]
   Tensor out;                      ///< block output = resid2 + MLP branch [B,T,C]
+  /// Log-sum-exp of each attention row [B,NH,T], kept instead of att when the fused attention
+  /// runs (attention_fused_available); undefined otherwise.
+  Tensor lse;
 };
 
 /// Scratch for one block's backward: gradients of its intermediate activations.
@@ -96,10 +99,12 @@ struct HeadCache {
   Tensor dlnf;                     ///< scratch for the backward [B,T,C]
 };
 
-/// Elements (not bytes) that one BlockCache holds: 16*B*T*C + 4*B*T + NH*B*T*T.
-int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T);
+/// Elements (not bytes) that one BlockCache holds: 16*B*T*C + 4*B*T + NH*B*T*T, or with the
+/// fused attention (`fused_attention`) 16*B*T*C + 4*B*T + NH*B*T (lse instead of att).
+int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, bool fused_attention = false);
 
-/// Allocates caches with MemCategory::Activations.
+/// Allocates caches with MemCategory::Activations: lse instead of att where the fused
+/// attention runs (attention_fused_available(dev, head size)).
 BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
 /// Allocates one block's backward scratch for batch shape [B,T] (uninitialised,
 /// MemCategory::Activations).

@@ -1,11 +1,12 @@
 // Per-op timing of the CUDA backend at GPT-2 shapes (default: 124M, B=8, T=1024), with CUDA
 // events, and an estimate of one training step as the sum of the ops it runs.
 //
-//   bench_cuda_ops [--B 8] [--T 1024] [--reps 20] [--model] [--detail]
+//   bench_cuda_ops [--B 8] [--T 1024] [--reps 20] [--model] [--detail] [--bf16]
 //
 // --model also times whole forward+backward steps of the GPT-2 124M model (common/model);
 // --detail adds rows (not counted in the step) that break the matmul backward down and sweep
-// the attention chunk size (cuda::set_attention_chunk_heads).
+// the attention chunk size (cuda::set_attention_chunk_heads); --bf16 runs the products with bf16
+// operands (MatmulPrecision::BF16).
 
 #include <cmath>
 #include <cstdio>
@@ -76,8 +77,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--model")) model = true;
     else if (!std::strcmp(argv[i], "--detail")) detail = true;
+    else if (!std::strcmp(argv[i], "--bf16")) cuda::set_matmul_precision(cuda::MatmulPrecision::BF16);
     else {
-      std::fprintf(stderr, "usage: %s [--B 8] [--T 1024] [--reps 20] [--model] [--detail]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--B 8] [--T 1024] [--reps 20] [--model] [--detail] [--bf16]\n", argv[0]);
       return 2;
     }
   }
@@ -140,8 +142,13 @@ int main(int argc, char** argv) {
   mm("lm_head", C, Vp, false);
   // Two T x T x HS products, counted in full (unmasked) so the TFLOP/s column compares variants.
   double att_flop = 4.0 * B * NH * (double)T * T * (C / NH);
-  add("attention_forward", "BxNHxTxT", L, true, att_flop, [&] { cuda::attention_forward(x2, att, qkv, NH); });
-  add("attention_backward", "BxNHxTxT", L, true, 2 * att_flop,
+  // The model runs the fused attention; the unfused rows (batched GEMMs + softmax) compare.
+  Tensor lse = zeros_gpu({B, NH, T});
+  add("attention_fused_forward", "BxNHxT", L, false, att_flop, [&] { cuda::attention_fused_forward(x2, lse, qkv, NH); });
+  add("attention_fused_backward", "BxNHxT", L, false, 2 * att_flop,
+      [&] { cuda::attention_fused_backward(dqkv, x, qkv, x2, lse, NH); });
+  add("  (unfused) attention_forward", "BxNHxTxT", 0, true, att_flop, [&] { cuda::attention_forward(x2, att, qkv, NH); });
+  add("  (unfused) attention_backward", "BxNHxTxT", 0, true, 2 * att_flop,
       [&] { cuda::attention_backward(dqkv, x, qkv, att, NH); });
   if (detail) {
     for (auto [g, qb] : {std::pair{0, 1}, std::pair{0, 2}, std::pair{0, 4}, std::pair{0, 8}, std::pair{12, 1},
@@ -190,8 +197,7 @@ int main(int argc, char** argv) {
     if (r.flop > 0) std::printf("%9.1f\n", r.flop / (r.ms * 1e-3) / 1e12);
     else std::printf("%9s\n", "-");
   }
-  std::printf("\nestimated step (sum of ops): %.2f ms -> %.0f tokens/s; cuBLAS ops (matmuls + attention incl. "
-              "its softmax) %.1f%% of it\n",
+  std::printf("\nestimated step (sum of ops): %.2f ms -> %.0f tokens/s; cuBLAS ops (matmuls) %.1f%% of it\n",
               total, N / (total * 1e-3), 100.0 * total_blas / total);
 
 #ifdef SGPT_BENCH_HAVE_MODEL

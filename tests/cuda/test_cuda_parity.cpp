@@ -276,6 +276,131 @@ TEST_F(CudaParity, AttentionFP32) {
   set_fp32(false);
 }
 
+#if SGPT_WITH_CUDA
+namespace {
+// A tensor of NaNs on the GPU: an output element the kernel never writes makes rel_err infinite.
+Tensor gpu_nan(const Shape& s) {
+  return Tensor::from(std::vector<float>(static_cast<std::size_t>(shape_numel(s)), NAN), s).to(Device::CUDA);
+}
+
+// Part `which` (0 = q, 1 = k, 2 = v) of a [B,T,3C] tensor, as f64 [B,T,C] on the CPU.
+Tensor qkv_part(const Tensor& t, int which) {
+  const int64_t B = t.size(0), T = t.size(1), C = t.size(2) / 3;
+  std::vector<double> all = t.to_vector(), part(static_cast<std::size_t>(B * T * C));
+  for (int64_t r = 0; r < B * T; ++r)
+    for (int64_t c = 0; c < C; ++c) part[r * C + c] = all[r * 3 * C + which * C + c];
+  return Tensor::from(part, {B, T, C});
+}
+
+// lse[b,h,t] = log sum_{s<=t} exp(q_t.k_s / sqrt(HS)), in double from the f32 inputs.
+Tensor lse_reference(const Tensor& qkv, int NH) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3, HS = C / NH;
+  std::vector<double> x = qkv.to_vector(), out(static_cast<std::size_t>(B * NH * T)), s(static_cast<std::size_t>(T));
+  const double scale = 1.0 / std::sqrt(double(HS));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < NH; ++h)
+      for (int64_t t = 0; t < T; ++t) {
+        double mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j <= t; ++j) {
+          double d = 0;
+          for (int64_t i = 0; i < HS; ++i) d += x[(b * T + t) * 3 * C + h * HS + i] * x[(b * T + j) * 3 * C + C + h * HS + i];
+          s[j] = d * scale;
+          mx = std::max(mx, s[j]);
+        }
+        for (int64_t j = 0; j <= t; ++j) sum += std::exp(s[j] - mx);
+        out[(b * NH + h) * T + t] = mx + std::log(sum);
+      }
+  return Tensor::from(out, {B, NH, T});
+}
+
+// The fused attention (no [B,NH,T,T] matrix) against the unfused attention in f64 on the CPU:
+// out, lse, and dq, dk, dv each; T below, at and above the 64-row tile and not a multiple of
+// it; head sizes 12..128 (padded to 32, 64, 128 inside the kernel).
+void attention_fused_cases(double tol_fwd, double tol_lse, double tol_bwd, const std::string& tag) {
+  const std::vector<Case> cases = {
+      {2, 37, 48, 4, 1, 1},   {2, 128, 768, 12, 1, 1}, {1, 255, 64, 2, 1, 1}, {2, 200, 256, 2, 1, 1},
+      {1, 64, 192, 2, 1, 1},  {3, 1, 64, 4, 1, 1},     {1, 300, 80, 4, 1, 1}, {1, 65, 384, 6, 1, 1},
+  };
+  for (const Case& c : cases) {
+    Shape sq{c.B, c.T, 3 * c.C}, so{c.B, c.T, c.C}, sl{c.B, c.NH, c.T};
+    Tensor qkv = randn(sq);
+    Tensor qkv64 = f64(qkv), qkv_g = gpu(qkv);
+    Tensor out_r = Tensor::empty(so, DType::F64), att_r = Tensor::empty({c.B, c.NH, c.T, c.T}, DType::F64);
+    attention_forward(out_r, att_r, qkv64, c.NH);
+    Tensor out_g = gpu_nan(so), lse_g = gpu_nan(sl);
+    attention_fused_forward(out_g, lse_g, qkv_g, c.NH);
+    expect_close("attention_fused_forward out" + tag, c, out_g, out_r, tol_fwd);
+    expect_close("attention_fused_forward lse" + tag, c, lse_g, lse_reference(qkv, c.NH), tol_lse);
+
+    // Backward from a random dqkv (+= semantics), then from zero (the gradient alone).
+    Tensor dout = randn(so), dqkv = randn(sq);
+    Tensor dqkv_r = f64(dqkv), dqkv_g = gpu(dqkv);
+    attention_backward(dqkv_r, f64(dout), qkv64, att_r, c.NH);
+    Tensor dout_g = gpu(dout);
+    attention_fused_backward(dqkv_g, dout_g, qkv_g, out_g, lse_g, c.NH);
+    expect_close("attention_fused_backward dqkv" + tag, c, dqkv_g, dqkv_r, tol_bwd);
+    Tensor d0_r = Tensor::zeros(sq, DType::F64), d0_g = Tensor::zeros(sq, DType::F32, Device::CUDA);
+    attention_backward(d0_r, f64(dout), qkv64, att_r, c.NH);
+    attention_fused_backward(d0_g, dout_g, qkv_g, out_g, lse_g, c.NH);
+    const char* names[3] = {"attention_fused_backward dq", "attention_fused_backward dk", "attention_fused_backward dv"};
+    if (c.T > 1) {
+      for (int p = 0; p < 3; ++p) expect_close(names[p] + tag, c, qkv_part(d0_g, p), qkv_part(d0_r, p), tol_bwd);
+    } else {
+      // One position: p = 1 whatever the scores, so dq = dk = 0 exactly and only rounding is
+      // left; their norm is held against dv's instead of against a zero reference.
+      expect_close(names[2] + tag, c, qkv_part(d0_g, 2), qkv_part(d0_r, 2), tol_bwd);
+      auto norm = [](const Tensor& t) {
+        double s = 0;
+        for (double x : t.to_vector()) s += x * x;
+        return std::sqrt(s);
+      };
+      const double dv = norm(qkv_part(d0_g, 2));
+      for (int p = 0; p < 2; ++p) EXPECT_LE(norm(qkv_part(d0_g, p)), tol_bwd * dv) << names[p] << tag << " at T = 1";
+    }
+    // No atomics: a second run gives the same bits.
+    Tensor d1_g = Tensor::zeros(sq, DType::F32, Device::CUDA);
+    attention_fused_backward(d1_g, dout_g, qkv_g, out_g, lse_g, c.NH);
+    EXPECT_EQ(rel_err(d1_g, d0_g), 0.0) << "fused attention backward is not deterministic at " << c.name();
+  }
+}
+}  // namespace
+
+// TF32 operands (the default precision): tolerances as AttentionTF32.
+TEST_F(CudaParity, AttentionFusedMatchesUnfused) { attention_fused_cases(3e-3, 1e-3, 5e-3, ""); }
+
+// bf16 operands (MatmulPrecision::BF16): an 8-bit mantissa, ~4e-3 relative per rounding, on
+// q, k, v, dout, P and dS -> 1e-2 on out, 2e-2 on the gradients (METHOD: 1e-3..1e-2 for bf16).
+TEST_F(CudaParity, AttentionFusedBF16) {
+  cuda::set_matmul_precision(cuda::MatmulPrecision::BF16);
+  attention_fused_cases(1e-2, 1e-2, 2e-2, " bf16");
+  set_fp32(false);
+}
+
+TEST_F(CudaParity, AttentionFusedRejectsBadHeadSize) {
+  // HS = 130 > 128 and HS = 6 (not a multiple of 4) have no fused kernel: a clear error.
+  for (auto [C, NH] : {std::pair{260, 2}, std::pair{24, 4}}) {
+    Tensor qkv = Tensor::zeros({1, 8, 3 * C}, DType::F32, Device::CUDA), out = Tensor::zeros({1, 8, C}, DType::F32, Device::CUDA);
+    Tensor lse = Tensor::zeros({1, NH, 8}, DType::F32, Device::CUDA);
+    EXPECT_FALSE(attention_fused_available(Device::CUDA, C / NH));
+    EXPECT_THROW(attention_fused_forward(out, lse, qkv, NH), Error);
+  }
+  EXPECT_TRUE(attention_fused_available(Device::CUDA, 64));
+  EXPECT_FALSE(attention_fused_available(Device::CPU, 64));
+}
+
+TEST_F(CudaParity, MatmulBF16) {
+  // bf16 operands (8-bit mantissa): relative error ~2^-9 per product term -> 1e-2 on the norm.
+  cuda::set_matmul_precision(cuda::MatmulPrecision::BF16);
+  for (const Case& c : kCases) {
+    int64_t N = (int64_t)c.B * c.T;
+    matmul_case(c, N, c.C, 3 * c.C, true, 1e-2, " bf16");
+    matmul_case(c, N, 4 * c.C, c.C, true, 1e-2, " bf16");
+    matmul_case(c, N, c.C, c.Vp, false, 1e-2, " bf16 nobias");
+  }
+  set_fp32(false);
+}
+#endif
+
 TEST_F(CudaParity, Gelu) {
   for (const Case& c : kCases) {
     Shape s{c.B, c.T, 4 * c.C};
@@ -450,4 +575,70 @@ TEST_F(CudaParity, WholeModelOneStep) {
   EXPECT_LE(ge, 2e-3);
   expect_close("model d12/L2 all grads", c, gpu_model.grads(), cpu_model.grads(), 1e-2);
 }
+
+#if SGPT_WITH_CUDA
+// A training step with the fused attention against the same step with the unfused one, and the
+// memory the fused caches save: lse [B,NH,T] in place of att [B,NH,T,T].
+TEST_F(CudaParity, WholeModelFusedAttention) {
+  GPTConfig cfg = gpt_config("d12");
+  cfg.n_layer = 2;
+  cfg.max_seq_len = 256;
+  const int B = 2, T = 130;
+  Tensor tok = randint({B, T}, cfg.vocab_size), tgt = randint({B, T}, cfg.vocab_size);
+  auto run = [&](bool fused, double* loss) {
+    cuda::set_fused_attention(fused);
+    GPT m(cfg, 7, Device::CUDA, DType::F32);
+    *loss = m.forward(tok.to(Device::CUDA), tgt.to(Device::CUDA));
+    m.zero_grad();
+    m.backward();
+    const BlockCache& bc = m.block_caches()[0];
+    EXPECT_EQ(bc.att.defined(), !fused);
+    EXPECT_EQ(bc.lse.defined(), fused);
+    int64_t n = 0;
+    for (const Tensor* t : {&bc.ln1, &bc.ln1_mean, &bc.ln1_rstd, &bc.qkv, &bc.att, &bc.atty, &bc.resid2, &bc.ln2,
+                            &bc.ln2_mean, &bc.ln2_rstd, &bc.fch, &bc.fch_gelu, &bc.out, &bc.lse})
+      n += t->defined() ? t->numel() : 0;
+    EXPECT_EQ(n, block_cache_numel(cfg, B, T, fused));
+    return m.grads().to(Device::CPU);
+  };
+  double loss_f = 0, loss_u = 0;
+  Tensor g_f = run(true, &loss_f), g_u = run(false, &loss_u);
+  cuda::set_fused_attention(true);
+  Case c{B, T, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.padded_vocab_size};
+  std::printf("[parity] %-34s %-32s loss %.6f vs %.6f\n", "model fused vs unfused attention", c.name().c_str(), loss_f,
+              loss_u);
+  EXPECT_LE(std::abs(loss_f - loss_u) / std::abs(loss_u), 1e-5);
+  expect_close("model fused vs unfused all grads", c, g_f, g_u, 5e-3);
+  EXPECT_EQ(block_cache_numel(cfg, B, T, false) - block_cache_numel(cfg, B, T, true),
+            (int64_t)cfg.n_head * B * T * (T - 1));
+}
+
+// A training step with bf16 operands (linear layers and the fused attention) against the f64
+// CPU step (the TF32 step's test above holds grads to 1e-2): bf16 rounding costs about one more
+// decimal digit.
+TEST_F(CudaParity, WholeModelBF16Matmuls) {
+  GPTConfig cfg = gpt_config("d12");
+  cfg.n_layer = 2;
+  cfg.max_seq_len = 128;
+  const int B = 2, T = 64;
+  GPT cpu_model(cfg, 42, Device::CPU, DType::F64);
+  GPT gpu_model(cfg, 42, Device::CUDA, DType::F32);
+  Tensor tok = randint({B, T}, cfg.vocab_size), tgt = randint({B, T}, cfg.vocab_size);
+  cpu_model.params().copy_from(gpu_model.params().to(Device::CPU).cast(DType::F64));
+  cuda::set_matmul_precision(cuda::MatmulPrecision::BF16);
+  double loss_c = cpu_model.forward(tok, tgt);
+  double loss_g = gpu_model.forward(tok.to(Device::CUDA), tgt.to(Device::CUDA));
+  cpu_model.zero_grad();
+  gpu_model.zero_grad();
+  cpu_model.backward();
+  gpu_model.backward();
+  set_fp32(false);
+  Case c{B, T, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.padded_vocab_size};
+  double le = std::abs(loss_g - loss_c) / std::abs(loss_c);
+  std::printf("[parity] %-34s %-32s loss %.6f vs %.6f rel.err %.2e (tol 1e-3)\n", "model bf16 matmuls loss",
+              c.name().c_str(), loss_g, loss_c, le);
+  EXPECT_LE(le, 1e-3);
+  expect_close("model bf16 matmuls all grads", c, gpu_model.grads(), cpu_model.grads(), 5e-2);
+}
+#endif
 #endif

@@ -4,6 +4,7 @@
 //
 //   scalegpt-bench-train --model d12 --batch 4 --seq-len 64 --vocab 50257        # llm.c's CPU setting
 //   scalegpt-bench-train --device cuda --model d12 --batch 16 --seq-len 1024 --vocab 50257
+//   ... --device cuda --attention unfused --matmul tf32     # the earlier CUDA path, to compare
 
 #include <omp.h>
 
@@ -13,16 +14,20 @@
 #include "core/main.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
+#include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
+#if SGPT_WITH_CUDA
+#include "kernels/cuda/cuda_context.hpp"
+#endif
 
 extern "C" void openblas_set_num_threads(int);
 
 using namespace sgpt;
 
 int main(int argc, char** argv) {
-  std::string model_name = "d12", device_name_arg = "cpu";
+  std::string model_name = "d12", device_name_arg = "cpu", attention = "fused", matmul = "tf32";
   int64_t B = 4, T = 64, steps = 5, warmup = 1, vocab = 50257;
   int threads = 0;
   double peak_tflops = 0;
@@ -39,6 +44,12 @@ int main(int argc, char** argv) {
   app.add_option("--peak-tflops", peak_tflops,
                  "peak for MFU (default: measured SGEMM on the CPU; 989 = H100/H200 SXM bf16 dense on CUDA)");
   app.add_flag("--profile", profile, "also run profiled steps and print the per-op breakdown");
+  app.add_option("--attention", attention, "CUDA attention: fused (no [B,NH,T,T] matrix) or unfused")
+      ->check(CLI::IsMember({"fused", "unfused"}))
+      ->capture_default_str();
+  app.add_option("--matmul", matmul, "CUDA products (linear layers, fused attention): tf32, bf16 (bf16 operands, f32 accumulation) or fp32")
+      ->check(CLI::IsMember({"tf32", "bf16", "fp32"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   return run_guarded("scalegpt-bench-train", [&] {
     if (threads > 0) {
@@ -46,6 +57,15 @@ int main(int argc, char** argv) {
       openblas_set_num_threads(threads);
     }
     const Device dev = device_name_arg == "cuda" ? Device::CUDA : Device::CPU;
+    if (dev == Device::CUDA) {
+#if SGPT_WITH_CUDA
+      cuda::set_fused_attention(attention == "fused");
+      cuda::set_matmul_precision(matmul == "bf16"   ? cuda::MatmulPrecision::BF16
+                                 : matmul == "fp32" ? cuda::MatmulPrecision::FP32
+                                                    : cuda::MatmulPrecision::TF32);
+#endif
+      std::printf("CUDA: %s attention, %s products\n", attention.c_str(), matmul.c_str());
+    }
     GPTConfig cfg = gpt_config(model_name);
     cfg.set_vocab(static_cast<int>(vocab));
     SGPT_CHECK(T <= cfg.max_seq_len, "--seq-len ", T, " is longer than the context ", cfg.max_seq_len);
@@ -92,13 +112,15 @@ int main(int argc, char** argv) {
     // Memory: measured peak per category next to what the model allocates by construction.
     const double N = double(model.layout().numel()), C = cfg.n_embd, L = cfg.n_layer, Vp = cfg.padded_vocab_size;
     const double BT = double(B * T);
-    const double act = L * double(block_cache_numel(cfg, B, T))  // per-block caches
+    const bool fused = attention_fused_available(dev, cfg.n_embd / cfg.n_head);
+    const double act = L * double(block_cache_numel(cfg, B, T, fused))  // per-block caches
                        + BT * C                                   // embedding output
                        + (BT * C + 2 * BT + BT * Vp + BT + BT * C)  // head: lnf, stats, logits, losses, dlnf
                        + 15 * BT * C                              // one block's backward scratch
                        + 2 * BT * C                               // residual-gradient ping-pong
                        + 2 * BT                                   // tokens, targets (i32)
-                       + (dev == Device::CUDA ? double(cfg.n_head) * BT * double(T) : 0.0);  // CUDA attention-backward scratch
+                       // CUDA attention-backward scratch: datt [B,NH,T,T], or D [B,NH,T] when fused
+                       + (dev == Device::CUDA ? double(cfg.n_head) * BT * (fused ? 1.0 : double(T)) : 0.0);
     auto& mt = MemoryTracker::instance();
     std::printf("\nmemory (MiB)     measured peak   formula   formula terms (elements x 4 bytes)\n");
     auto row = [&](MemCategory c, double formula, const char* terms) {
@@ -109,8 +131,10 @@ int main(int argc, char** argv) {
     row(MemCategory::Gradients, N, "N");
     row(MemCategory::OptimizerState, 2 * N, "2N (AdamW m, v)");
     row(MemCategory::Activations, act,
-        dev == Device::CUDA ? "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T^2 (CUDA scratch)"
-                            : "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT");
+        fused ? "L(16BTC + 4BT + NH*B*T) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T (fused: lse, D)"
+        : dev == Device::CUDA
+            ? "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T^2 (CUDA scratch)"
+            : "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT");
     std::printf("  %-14s %12.2f\n", "total", mt.total(dev).peak / 1048576.0);
 
     if (profile) {

@@ -25,6 +25,7 @@ struct Context {
   MatmulPrecision precision = MatmulPrecision::TF32;
   int attention_chunk_heads = 0;
   int attention_query_blocks = 0;
+  bool fused_attention = true;
   std::array<Tensor, static_cast<int>(Scratch::Count)> scratch;
   void* pinned = nullptr;
   std::size_t pinned_bytes = 0;
@@ -105,7 +106,7 @@ std::size_t cublas_workspace_bytes() { return kWorkspaceBytes; }
 void set_matmul_precision(MatmulPrecision p) { ctx().precision = p; }
 MatmulPrecision matmul_precision() { return ctx().precision; }
 cublasComputeType_t matmul_compute_type() {
-  return ctx().precision == MatmulPrecision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  return ctx().precision == MatmulPrecision::FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
 }
 
 void set_attention_chunk_heads(int heads) {
@@ -118,6 +119,8 @@ void set_attention_query_blocks(int blocks) {
   ctx().attention_query_blocks = blocks;
 }
 int attention_query_blocks() { return ctx().attention_query_blocks; }
+void set_fused_attention(bool on) { ctx().fused_attention = on; }
+bool fused_attention() { return ctx().fused_attention; }
 
 const cudaDeviceProp& device_properties() { return ctx().props; }
 int sm_count() { return ctx().props.multiProcessorCount; }

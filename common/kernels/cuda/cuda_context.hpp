@@ -97,13 +97,17 @@ std::size_t cublas_workspace_bytes();
 /// Precision of the f32 matmuls (linear layers and attention products).
 enum class MatmulPrecision {
   TF32,  ///< tensor cores, inputs rounded to TF32 (10-bit mantissa), f32 accumulation (default)
-  FP32   ///< full f32 (CUDA cores): slower, bit-for-bit closer to the CPU
+  FP32,  ///< full f32 (CUDA cores): slower, bit-for-bit closer to the CPU (the fused
+         ///< attention has no FP32 variant: it stays TF32)
+  BF16   ///< linear layers and the fused attention: operands rounded to bf16 (8-bit mantissa),
+         ///< f32 accumulation and f32 outputs; the unfused attention's products stay TF32
 };
 /// Sets the precision of the f32 matmuls that follow.
 void set_matmul_precision(MatmulPrecision p);
 /// The current matmul precision (default MatmulPrecision::TF32).
 MatmulPrecision matmul_precision();
-/// The cuBLAS compute type for the current precision.
+/// The cuBLAS compute type of the f32 x f32 products for the current precision (TF32 for BF16,
+/// whose bf16 products use CUBLAS_COMPUTE_32F).
 cublasComputeType_t matmul_compute_type();
 
 /// How attention batches its GEMMs. 0 (default): one batched GEMM over all B x NH heads
@@ -120,6 +124,13 @@ void set_attention_query_blocks(int blocks);
 /// The value set by set_attention_query_blocks (default 0: automatic).
 int attention_query_blocks();
 
+/// Whether the model uses the fused attention kernels (attention_fused_forward/backward, no
+/// [B,NH,T,T] matrix) on CUDA where they apply (default true); false selects the unfused
+/// batched-GEMM path, kept to compare.
+void set_fused_attention(bool on);
+/// The value set by set_fused_attention (default true).
+bool fused_attention();
+
 // ---- device facts and scratch memory ------------------------------------------------------------
 /// Properties of the context's device.
 const cudaDeviceProp& device_properties();
@@ -131,8 +142,10 @@ int sm_count();
 /// by the next op on the same stream: use it only within one launcher.
 enum class Scratch {
   Reduce = 0,     ///< partial sums of reductions (Other)
-  Attention,      ///< datt/dpreatt of attention_backward (Activations)
+  Attention,      ///< datt/dpreatt of attention_backward, D of the fused backward (Activations)
   Pointers,       ///< pointer arrays of batched GEMMs (Other)
+  CastA,          ///< bf16 copy of a matmul's first operand (MatmulPrecision::BF16; Other)
+  CastB,          ///< bf16 copy of a matmul's second operand (MatmulPrecision::BF16; Other)
   Count
 };
 /// Device pointer to at least `bytes` bytes of scratch slot `s`.

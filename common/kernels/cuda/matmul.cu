@@ -10,12 +10,15 @@
 // which product it forms, with m, n, k in cuBLAS terms.
 // The forward uses cuBLASLt with the bias fused in the epilogue (CUBLASLT_EPILOGUE_BIAS); the
 // backward uses cublasGemmEx with beta = 1 (accumulate); dbias is a deterministic two-pass
-// column sum.
+// column sum. With MatmulPrecision::BF16 both operands of each product are first cast to bf16
+// (scratch CastA, CastB) and the product runs with bf16 inputs, f32 accumulation and an f32
+// output: storage, bias and beta = 1 accumulation stay f32.
 
 #include <map>
 #include <tuple>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/convert.hpp"
 #include "kernels/cuda_ops.hpp"
 
 namespace sgpt::cuda {
@@ -76,14 +79,32 @@ struct LtPlan {
   bool ok = false;  // false: no fused algorithm; use cublasGemmEx + add_bias_kernel
 };
 
-using LtKey = std::tuple<int64_t, int, int, bool, int, int, int, int, int>;
+using LtKey = std::tuple<int64_t, int, int, bool, int, int, int, int, int, int>;
 
-// Plans are cached per (shape, bias, alignments, compute type) and kept for the process lifetime.
-const LtPlan& lt_plan(int64_t N, int C, int OC, const float* A, const float* Bm, const float* D, const float* bias) {
+// Operands of a product: f32, or bf16 copies (MatmulPrecision::BF16).
+struct Operands {
+  cudaDataType_t type;
+  cublasComputeType_t compute;
+};
+Operands operands() {
+  if (matmul_precision() == MatmulPrecision::BF16) return {CUDA_R_16BF, CUBLAS_COMPUTE_32F};
+  return {CUDA_R_32F, matmul_compute_type()};
+}
+
+// A bf16 copy of n floats in scratch slot s (for MatmulPrecision::BF16).
+const void* as_bf16(Scratch s, const float* src, int64_t n) {
+  auto* dst = static_cast<__nv_bfloat16*>(scratch(s, sizeof(__nv_bfloat16) * n, MemCategory::Other));
+  f32_to_bf16(dst, src, n);
+  return dst;
+}
+
+// Plans are cached per (shape, bias, alignments, operand and compute type), for the process lifetime.
+const LtPlan& lt_plan(int64_t N, int C, int OC, const void* A, const void* Bm, const float* D, const float* bias,
+                      Operands ops) {
   static std::map<LtKey, LtPlan> cache;
-  cublasComputeType_t ct = matmul_compute_type();
+  cublasComputeType_t ct = ops.compute;
   LtKey key{N, C, OC, bias != nullptr, alignment_of(A), alignment_of(Bm), alignment_of(D),
-            bias ? alignment_of(bias) : 256, static_cast<int>(ct)};
+            bias ? alignment_of(bias) : 256, static_cast<int>(ct), static_cast<int>(ops.type)};
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   LtPlan p;
@@ -97,8 +118,8 @@ const LtPlan& lt_plan(int64_t N, int C, int OC, const float* A, const float* Bm,
     SGPT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   // A = weight: column-major [C, OC], ld C, transposed -> [OC, C]. B = inp: column-major [C, N].
   // D = out: column-major [OC, N], ld OC.  m = OC, n = N, k = C.
-  SGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, C, OC, C));
-  SGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, C, N, C));
+  SGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ops.type, C, OC, C));
+  SGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ops.type, C, N, C));
   SGPT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, OC, N, OC));
   cublasLtMatmulPreference_t pref = nullptr;
   SGPT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -126,11 +147,11 @@ const LtPlan& lt_plan(int64_t N, int C, int OC, const float* A, const float* Bm,
   return cache.emplace(key, p).first->second;
 }
 
-void gemm_ex(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float* A, int lda,
-             const float* B, int ldb, float beta, float* C, int ldc) {
+void gemm_ex(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* A, int lda,
+             const void* B, int ldb, float beta, float* C, int ldc, Operands ops) {
   const float alpha = 1.f;
-  SGPT_CUBLAS_CHECK(cublasGemmEx(cublas(), ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &beta, C,
-                                 CUDA_R_32F, ldc, matmul_compute_type(), CUBLAS_GEMM_DEFAULT));
+  SGPT_CUBLAS_CHECK(cublasGemmEx(cublas(), ta, tb, m, n, k, &alpha, A, ops.type, lda, B, ops.type, ldb, &beta, C,
+                                 CUDA_R_32F, ldc, ops.compute, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace
@@ -141,11 +162,16 @@ void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
   int64_t N = inp.numel() / C;
   if (N == 0 || OC == 0) return;
   SGPT_CHECK(N <= INT32_MAX, "matmul_forward: N = ", N, " rows is more than cuBLAS takes");
-  const float* A = weight.data<float>();
-  const float* Bm = inp.data<float>();
+  const Operands ops = operands();
+  const void* A = weight.data<float>();
+  const void* Bm = inp.data<float>();
+  if (ops.type == CUDA_R_16BF) {
+    A = as_bf16(Scratch::CastA, weight.data<float>(), (int64_t)OC * C);
+    Bm = as_bf16(Scratch::CastB, inp.data<float>(), N * C);
+  }
   float* D = out.data<float>();
   const float* b = bias.defined() ? bias.data<float>() : nullptr;
-  const LtPlan& p = lt_plan(N, C, OC, A, Bm, D, b);
+  const LtPlan& p = lt_plan(N, C, OC, A, Bm, D, b, ops);
   if (p.ok) {
     if (b)
       SGPT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof(b)));
@@ -155,7 +181,7 @@ void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
     return;
   }
   // Fallback: plain GEMM, then the bias.   out^T[OC,N] = (W col-major [C,OC])^T @ inp^T[C,N]
-  gemm_ex(CUBLAS_OP_T, CUBLAS_OP_N, OC, static_cast<int>(N), C, A, C, Bm, C, 0.f, D, OC);
+  gemm_ex(CUBLAS_OP_T, CUBLAS_OP_N, OC, static_cast<int>(N), C, A, C, Bm, C, 0.f, D, OC, ops);
   if (b) {
     add_bias_kernel<<<grid_for(N * OC, 256), 256, 0, current_stream()>>>(D, b, N, OC);
     SGPT_CUDA_LAUNCH_CHECK("add_bias_kernel");
@@ -170,12 +196,18 @@ void matmul_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor&
   if (N == 0 || OC == 0) return;
   SGPT_CHECK(N <= INT32_MAX, "matmul_backward: N = ", N, " rows is more than cuBLAS takes");
   int n = static_cast<int>(N);
+  const Operands ops = operands();
+  const bool bf16 = ops.type == CUDA_R_16BF;
+  // Stream order makes reusing CastA safe: the second cast runs after the first product.
+  const void* g = bf16 ? as_bf16(Scratch::CastB, dout.data<float>(), N * OC) : dout.data<float>();
   // dinp^T[C,N] += W^T[C,OC] @ dout^T[OC,N]: W is column-major [C,OC] as stored, dout [OC,N].
-  if (dinp.defined()) gemm_ex(CUBLAS_OP_N, CUBLAS_OP_N, C, n, OC, weight.data<float>(), C, dout.data<float>(), OC, 1.f,
-                              dinp.data<float>(), C);
+  if (dinp.defined()) {
+    const void* w = bf16 ? as_bf16(Scratch::CastA, weight.data<float>(), (int64_t)OC * C) : weight.data<float>();
+    gemm_ex(CUBLAS_OP_N, CUBLAS_OP_N, C, n, OC, w, C, g, OC, 1.f, dinp.data<float>(), C, ops);
+  }
   // dW^T[C,OC] += inp^T[C,N] @ dout[N,OC]: inp is column-major [C,N]; dout column-major [OC,N], transposed.
-  gemm_ex(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, n, inp.data<float>(), C, dout.data<float>(), OC, 1.f, dweight.data<float>(),
-          C);
+  const void* x = bf16 ? as_bf16(Scratch::CastA, inp.data<float>(), N * C) : inp.data<float>();
+  gemm_ex(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, n, x, C, g, OC, 1.f, dweight.data<float>(), C, ops);
   if (dbias.defined()) {
     dim3 grid(ceil_div(OC, kWarp), 1);
     int parts = std::max(1, std::min(ceil_div(4 * sm_count(), grid.x), ceil_div(N, kColY)));
