@@ -154,7 +154,7 @@ void attention_fused_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int n_
   int64_t B, T, C;
   attention_shapes(op, qkv, n_head, &B, &T, &C);
   detail::expect_all(op, qkv.dtype(), qkv.device(), {{&out, "out", Shape{B, T, C}}, {&lse, "lse", Shape{B, n_head, T}}});
-  SGPT_DISPATCH_CUDA(qkv, op, attention_fused_forward(out, lse, qkv, n_head));
+  if (detail::on_cuda(qkv, op)) return SGPT_CUDA(op, attention_fused_forward(out, lse, qkv, n_head));
   SGPT_FAIL(op, ": the fused attention runs on CUDA only; on the CPU use attention_forward");
 }
 
@@ -167,7 +167,7 @@ void attention_fused_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qk
   detail::expect_all(op, qkv.dtype(), qkv.device(),
                      {{&dqkv, "dqkv", qkv.shape()}, {&dout, "dout", Shape{B, T, C}}, {&out, "out", Shape{B, T, C}},
                       {&lse, "lse", Shape{B, n_head, T}}});
-  SGPT_DISPATCH_CUDA(qkv, op, attention_fused_backward(dqkv, dout, qkv, out, lse, n_head));
+  if (detail::on_cuda(qkv, op)) return SGPT_CUDA(op, attention_fused_backward(dqkv, dout, qkv, out, lse, n_head));
   SGPT_FAIL(op, ": the fused attention runs on CUDA only; on the CPU use attention_backward");
 }
 

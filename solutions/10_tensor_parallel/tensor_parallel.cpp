@@ -65,7 +65,7 @@ BlockCache make_tp_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, int t
   return {a({B, Ts, C}),         a({B, Ts}),       a({B, Ts}),           a({B, T, 3 * C / t}),
           a({B, cfg.n_head / t, T, T}), a({B, T, C / t}), a({B, Ts, C}), a({B, Ts, C}),
           a({B, Ts}),            a({B, Ts}),       a({B, T, 4 * C / t}), a({B, T, 4 * C / t}),
-          a({B, Ts, C})};
+          a({B, Ts, C}),         Tensor()};  // no lse: TP attention keeps its probabilities
 }
 
 TPScratch make_tp_scratch(const GPTConfig& cfg, int64_t B, int64_t T, int t, bool sp, DType dt) {
