@@ -25,49 +25,6 @@ using namespace sgpt;
 using namespace sgpt::lesson08;
 using namespace lesson08_test;
 
-namespace {
-
-// Runs `steps` GPipe steps of p stages and m micro-batches on p thread ranks (or the MPI world
-// when `world`), and the same steps on one device; compares loss, gradients and parameters.
-void expect_equivalent(const GPTConfig& cfg, int p, int m, int64_t B, int steps, bool world = false) {
-  const uint64_t seed = 100 + p * 10 + m;
-  const double lr = 1e-2;
-  Reference ref(cfg, seed);
-  std::vector<double> ref_loss;
-  std::vector<Tensor> xs, ys;
-  for (int s = 0; s < steps; ++s) {
-    xs.push_back(tokens(cfg, B, seed + s));
-    ys.push_back(targets(cfg, B, seed + s));
-    ref_loss.push_back(ref.step(xs[s], ys[s], lr));
-  }
-  auto run = [&](Communicator& comm) {
-    const std::string at = "[p=" + std::to_string(p) + " m=" + std::to_string(m) + " rank " +
-                           std::to_string(comm.rank()) + "]";
-    PipelineStage stage(cfg, stage_spec(cfg, p, comm.rank()), seed, DType::F64);
-    const StageSpec& sp = stage.spec();
-    AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, sp.param_begin, sp.num_params());
-    fill(stage.grads(), 3.0);  // dirty gradients: the step must start from zero
-    for (int s = 0; s < steps; ++s) {
-      const double loss = gpipe_train_step(comm, stage, opt, xs[s], ys[s], m, lr);
-      if (sp.is_last())
-        EXPECT_NEAR(loss, ref_loss[s], 1e-12 * std::abs(ref_loss[s])) << at << " loss of step " << s;
-      else
-        EXPECT_TRUE(std::isnan(loss)) << at << " only the last stage returns the loss";
-    }
-    const double gmax = max_abs(ref.model.grads());
-    EXPECT_LE(max_diff(stage.grads(), ref.model.grads(), sp.param_begin, sp.param_end), 1e-10 * gmax)
-        << at << " gradients of the last step";
-    EXPECT_LE(max_diff(stage.params(), ref.model.params(), sp.param_begin, sp.param_end), 1e-9)
-        << at << " parameters after " << steps << " steps";
-    EXPECT_EQ(stage.in_flight(), 0) << at << " micro-batches left in flight after the step";
-  };
-  if (world)
-    on_world(run);
-  else
-    on_threads(p, run);
-}
-
-}  // namespace
 
 // ---- task 1: the stage split ---------------------------------------------------------------------------
 

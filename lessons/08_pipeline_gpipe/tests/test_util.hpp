@@ -29,6 +29,7 @@
 namespace lesson08_test {
 
 using namespace sgpt;
+using namespace sgpt::lesson08;
 
 // L blocks, 2 heads, C = 8, T = 8, V = 19 padded to 24, untied: every stage count 1..L works.
 inline GPTConfig config(int L = 5) {
@@ -44,11 +45,12 @@ inline GPTConfig config(int L = 5) {
   return c;
 }
 
-inline Tensor tokens(const GPTConfig& c, int64_t B, uint64_t seed) {
-  return sgpt::testing::random_tokens(B, c.max_seq_len, c.vocab_size, seed, "lesson08-tokens");
+// Batches of B rows of T tokens (T = the context by default).
+inline Tensor tokens(const GPTConfig& c, int64_t B, uint64_t seed, int64_t T = 0) {
+  return sgpt::testing::random_tokens(B, T ? T : c.max_seq_len, c.vocab_size, seed, "lesson08-tokens");
 }
-inline Tensor targets(const GPTConfig& c, int64_t B, uint64_t seed) {
-  return sgpt::testing::random_tokens(B, c.max_seq_len, c.vocab_size, seed, "lesson08-targets");
+inline Tensor targets(const GPTConfig& c, int64_t B, uint64_t seed, int64_t T = 0) {
+  return sgpt::testing::random_tokens(B, T ? T : c.max_seq_len, c.vocab_size, seed, "lesson08-targets");
 }
 
 inline AdamWConfig adamw() {
@@ -185,5 +187,48 @@ inline std::string error_of(const std::function<void()>& fn) {
   }
   return "";
 }
+
+// Runs `steps` GPipe steps of p stages and m micro-batches on p thread ranks (or the MPI world
+// when `world`), and the same steps on one device; compares loss, gradients and parameters.
+// Batches are B rows of T tokens (T = 0: the context).
+inline void expect_equivalent(const GPTConfig& cfg, int p, int m, int64_t B, int steps, bool world = false,
+                              uint64_t seed0 = 100, int64_t T = 0) {
+  const uint64_t seed = seed0 + p * 10 + m;
+  const double lr = 1e-2;
+  Reference ref(cfg, seed);
+  std::vector<double> ref_loss;
+  std::vector<Tensor> xs, ys;
+  for (int s = 0; s < steps; ++s) {
+    xs.push_back(tokens(cfg, B, seed + s, T));
+    ys.push_back(targets(cfg, B, seed + s, T));
+    ref_loss.push_back(ref.step(xs[s], ys[s], lr));
+  }
+  auto run = [&](Communicator& comm) {
+    const std::string at = "[p=" + std::to_string(p) + " m=" + std::to_string(m) + " rank " +
+                           std::to_string(comm.rank()) + "]";
+    PipelineStage stage(cfg, stage_spec(cfg, p, comm.rank()), seed, DType::F64);
+    const StageSpec& sp = stage.spec();
+    AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, sp.param_begin, sp.num_params());
+    fill(stage.grads(), 3.0);  // dirty gradients: the step must start from zero
+    for (int s = 0; s < steps; ++s) {
+      const double loss = gpipe_train_step(comm, stage, opt, xs[s], ys[s], m, lr);
+      if (sp.is_last())
+        EXPECT_NEAR(loss, ref_loss[s], 1e-12 * std::abs(ref_loss[s])) << at << " loss of step " << s;
+      else
+        EXPECT_TRUE(std::isnan(loss)) << at << " only the last stage returns the loss";
+    }
+    const double gmax = max_abs(ref.model.grads());
+    EXPECT_LE(max_diff(stage.grads(), ref.model.grads(), sp.param_begin, sp.param_end), 1e-10 * gmax)
+        << at << " gradients of the last step";
+    EXPECT_LE(max_diff(stage.params(), ref.model.params(), sp.param_begin, sp.param_end), 1e-9)
+        << at << " parameters after " << steps << " steps";
+    EXPECT_EQ(stage.in_flight(), 0) << at << " micro-batches left in flight after the step";
+  };
+  if (world)
+    on_world(run);
+  else
+    on_threads(p, run);
+}
+
 
 }  // namespace lesson08_test
