@@ -78,12 +78,12 @@ TEST(StageSpec, StageHoldsOnlyItsSliceOfTheModel) {
   GPT whole(cfg, 7, Device::CPU, DType::F64);
   for (int p : {2, 4}) {
     for (int r = 0; r < p; ++r) {
-      const int64_t before = sgpt::testing::current(MemCategory::Parameters);
+      const int64_t before = current(MemCategory::Parameters);
       PipelineStage stage(cfg, stage_spec(cfg, p, r), 7, DType::F64);
       const StageSpec& s = stage.spec();
       int64_t want = s.num_layers() * block_params(cfg) + (r == 0 ? embedding_params(cfg) : 0) +
                      (r == p - 1 ? head_params(cfg) : 0);
-      EXPECT_EQ(sgpt::testing::current(MemCategory::Parameters) - before, want * 8)
+      EXPECT_EQ(current(MemCategory::Parameters) - before, want * 8)
           << "p=" << p << " stage " << r << " allocates parameter bytes for more than its slice";
       EXPECT_EQ(max_diff(stage.params(), whole.params(), s.param_begin, s.param_end), 0.0)
           << "p=" << p << " stage " << r << ": its parameters are not the single-device slice";
@@ -185,7 +185,7 @@ TEST(GPipe, EqualsSingleDeviceForEveryStageCount) {
 }
 
 TEST(GPipe, EqualsSingleDeviceOnTheMpiWorld) {
-  const int p = sgpt::testing::world().size();
+  const int p = world().size();
   expect_equivalent(config(5), p, p + 1, int64_t(2) * (p + 1), 2, /*world=*/true);
 }
 
@@ -226,14 +226,14 @@ TEST(GPipe, EveryStageHoldsAllMicroBatchesInFlight) {
 // On processes, each rank's memory tracker is its own: its activation peak is m micro-batches of
 // its stage (plus less than 20 activation-sized scratch buffers of the backward and p2p).
 TEST(GPipe, TrackerPeakIsMMicroBatchesOnEveryMpiRank) {
-  const int p = sgpt::testing::world().size(), m = 3;
+  const int p = world().size(), m = 3;
   const GPTConfig cfg = config(5);
   const int64_t b = 2;
   const Tensor x = tokens(cfg, m * b, 10), y = targets(cfg, m * b, 10);
   on_world([&](Communicator& comm) {
     PipelineStage stage(cfg, stage_spec(cfg, p, comm.rank()), 4, DType::F64);
     AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, stage.spec().param_begin, stage.spec().num_params());
-    const int64_t base = sgpt::testing::current(MemCategory::Activations);
+    const int64_t base = current(MemCategory::Activations);
     MemoryTracker::instance().reset_peak();
     gpipe_train_step(comm, stage, opt, x, y, m, 1e-3);
     const int64_t peak = sgpt::testing::peak(MemCategory::Activations) - base;
