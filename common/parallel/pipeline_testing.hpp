@@ -27,6 +27,7 @@
 #include "model/gpt.hpp"
 #include "model/pipeline_stage.hpp"
 #include "optim/optim.hpp"
+#include "parallel/pipeline_types.hpp"
 
 namespace sgpt::testing {
 
@@ -198,12 +199,6 @@ inline std::string error_of(const std::function<void()>& fn) {
   }
   return "";
 }
-
-/// A pipeline's stage split: the StageSpec of stage r of p.
-using StageSpecFn = std::function<StageSpec(const GPTConfig&, int, int)>;
-/// A pipeline's training step: (comm, stage, opt, tokens, targets, m, lr) -> loss (NaN off the last stage).
-using PipelineStepFn =
-    std::function<double(Communicator&, PipelineStage&, AdamW&, const Tensor&, const Tensor&, int, double)>;
 
 /// Runs `steps` pipeline steps (`step`, stages from `spec`) of p stages and m micro-batches on p
 /// thread ranks (or the MPI world when `world`), and the same steps on one device, from dirty
