@@ -24,7 +24,11 @@ namespace sgpt {
 /// One operation of a pipeline schedule.
 struct PipeOp {
   /// Forward or backward.
-  enum Kind { Forward, Backward } kind = Forward;
+  enum Kind {
+    Forward,  ///< F(i): the forward of a micro-batch on this stage
+    Backward  ///< B(i): its backward
+  };
+  Kind kind = Forward;  ///< which of the two
   int microbatch = 0;  ///< which micro-batch
   /// Equal when kind and micro-batch are.
   bool operator==(const PipeOp&) const = default;
