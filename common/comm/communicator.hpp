@@ -204,7 +204,10 @@ class Communicator {
   /// `in` holds this rank's shard (shard_range(n, size, rank).count elements); `out` (n elements)
   /// receives every rank's shard in rank order. `in` may be the view of `out` at this rank's shard.
   void all_gather(Tensor& out, const Tensor& in);
-  /// Sends `t` to rank `dst` (point-to-point, matched by (source, tag) in order).
+  /// Sends `t` to rank `dst` (point-to-point, matched by (source, tag) in order). On MPI and
+  /// threads a send may return before the receiver has posted its recv (buffered); with
+  /// SGPT_SYNC_SEND=1 in the environment it completes only once the matching recv is posted, as on
+  /// NCCL, so tests can prove that a p2p order does not rely on buffering.
   void send(const Tensor& t, int dst, int tag = 0);
   /// Receives into `t` from rank `src`; the message must have exactly t.nbytes() bytes.
   void recv(Tensor& t, int src, int tag = 0);

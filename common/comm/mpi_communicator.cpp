@@ -281,7 +281,12 @@ class MpiCommunicator final : public Communicator {
     auto w = make_work(str("send to rank ", dst, " tag ", tag));
     auto& buf = add_buffer(*w, t, true);
     w->reqs.resize(1);
-    SGPT_MPI_CHECK(MPI_Isend(buf.ptr(), mpi_count(t.numel()), mpi_type(t.dtype()), dst, tag, comm_, &w->reqs[0]));
+    // SGPT_SYNC_SEND=1: synchronous mode (completes once the matching receive has started), the
+    // semantics of NCCL's send, so an order that relies on buffered sends deadlocks here too.
+    const char* sync_env = std::getenv("SGPT_SYNC_SEND");
+    const bool sync = sync_env && std::string(sync_env) != "0";
+    SGPT_MPI_CHECK((sync ? MPI_Issend : MPI_Isend)(buf.ptr(), mpi_count(t.numel()), mpi_type(t.dtype()), dst, tag,
+                                                  comm_, &w->reqs[0]));
     return Work(w);
   }
 

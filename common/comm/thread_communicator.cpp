@@ -7,7 +7,9 @@
 // async forms need no helper thread, and a mismatch is reported to every rank at once.
 //
 // Point-to-point messages are copied into a mailbox keyed by (source, destination, tag) when sent
-// (sends never block); the n-th recv posted for a key takes the n-th message sent on it.
+// (sends never block); the n-th recv posted for a key takes the n-th message sent on it. With
+// SGPT_SYNC_SEND=1 a send completes only once its matching recv has been posted, as on NCCL (and
+// MPI_Ssend), so a p2p order that relies on buffered sends deadlocks here too.
 //
 // One mutex and condition variable, shared by the world group and every group split from it,
 // guard all of this; when a rank's thread throws, run_threads marks the whole universe aborted
@@ -15,6 +17,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -198,11 +201,55 @@ class RecvWork final : public Work::Impl {
   bool finished_ = false;
 };
 
+// Completion of a synchronous send: the n-th send on a key waits for the n-th recv posted on it.
+class SyncSendWork final : public Work::Impl {
+ public:
+  SyncSendWork(std::shared_ptr<Group> g, MailKey key, int64_t ticket) : g_(std::move(g)), key_(key), ticket_(ticket) {}
+  ~SyncSendWork() override {
+    try {
+      wait();
+    } catch (...) {
+    }
+  }
+  void wait() override {
+    if (finished_) return;
+    std::unique_lock lk(g_->u->mu);
+    g_->u->cv.wait(lk, [&] { return ready() || g_->u->aborted || g_->member_exited(std::get<1>(key_)); });
+    finish();
+  }
+  bool test() override {
+    if (finished_) return true;
+    std::unique_lock lk(g_->u->mu);
+    if (!ready() && !g_->u->aborted && !g_->member_exited(std::get<1>(key_))) return false;
+    finish();
+    return true;
+  }
+
+ private:
+  bool ready() const {
+    auto it = g_->posted_recvs.find(key_);
+    return it != g_->posted_recvs.end() && it->second > ticket_;
+  }
+  void finish() {
+    finished_ = true;
+    if (ready()) return;
+    if (g_->u->aborted) throw Error(aborted_message(*g_->u));
+    SGPT_FAIL("send on group '", g_->name, "' to rank ", std::get<1>(key_), " tag ", std::get<2>(key_),
+              " can never complete: that rank returned without receiving");
+  }
+  std::shared_ptr<Group> g_;
+  MailKey key_;
+  int64_t ticket_;
+  bool finished_ = false;
+};
+
 class ThreadCommunicator final : public Communicator {
  public:
   ThreadCommunicator(std::shared_ptr<Group> g, int rank, const std::string& name)
       : Communicator(rank, g->size, name), g_(std::move(g)) {
     if (g_->name.empty()) g_->name = name;
+    const char* sync = std::getenv("SGPT_SYNC_SEND");
+    sync_send_ = sync && std::string(sync) != "0";
   }
 
   Backend backend() const override { return Backend::Threads; }
@@ -306,8 +353,10 @@ class ThreadCommunicator final : public Communicator {
     if (g_->u->aborted) throw Error(aborted_message(*g_->u));
     MailKey key{rank(), dst, tag};
     const char* p = static_cast<const char*>(t.raw());
-    g_->mail[key][g_->sent[key]++] = std::vector<char>(p, p + t.nbytes());
+    const int64_t ticket = g_->sent[key]++;
+    g_->mail[key][ticket] = std::vector<char>(p, p + t.nbytes());
     g_->u->cv.notify_all();
+    if (sync_send_) return Work(std::make_shared<SyncSendWork>(g_, key, ticket));
     return Work();
   }
 
@@ -315,6 +364,7 @@ class ThreadCommunicator final : public Communicator {
     std::lock_guard lk(g_->u->mu);
     MailKey key{src, rank(), tag};
     int64_t ticket = g_->posted_recvs[key]++;
+    g_->u->cv.notify_all();  // a synchronous send may be waiting for this recv
     return Work(std::make_shared<RecvWork>(g_, key, ticket, t));
   }
 
@@ -409,6 +459,7 @@ class ThreadCommunicator final : public Communicator {
   }
 
   std::shared_ptr<Group> g_;
+  bool sync_send_ = false;  // SGPT_SYNC_SEND: sends wait for their matching recv
   int64_t next_slot_ = 0;
 };
 

@@ -10,18 +10,22 @@ namespace sgpt {
 
 // ---- parameter views ------------------------------------------------------------------------------
 
-static Tensor view_of(const Tensor& flat, const ParamInfo& p) { return flat.view(p.offset, p.shape); }
+Tensor param_view(const Tensor& flat, const ParamInfo& p, int64_t base) {
+  SGPT_CHECK(p.offset >= base && p.offset + p.numel <= base + flat.numel(), "parameter '", p.name, "' [", p.offset,
+             ", ", p.offset + p.numel, ") is not inside the buffer slice [", base, ", ", base + flat.numel(), ")");
+  return flat.view(p.offset - base, p.shape);
+}
 
-BlockParams block_views(const Tensor& flat, const ParameterLayout& layout, int layer) {
+BlockParams block_views(const Tensor& flat, const ParameterLayout& layout, int layer, int64_t base) {
   const std::string pre = "transformer.h." + std::to_string(layer) + ".";
-  auto v = [&](const char* name) { return view_of(flat, layout.find(pre + name)); };
+  auto v = [&](const char* name) { return param_view(flat, layout.find(pre + name), base); };
   return {v("ln_1.weight"),     v("ln_1.bias"),       v("attn.c_attn.weight"), v("attn.c_attn.bias"),
           v("attn.c_proj.weight"), v("attn.c_proj.bias"), v("ln_2.weight"),     v("ln_2.bias"),
           v("mlp.c_fc.weight"), v("mlp.c_fc.bias"),   v("mlp.c_proj.weight"), v("mlp.c_proj.bias")};
 }
 
-OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const GPTConfig& cfg) {
-  auto v = [&](const char* name) { return view_of(flat, layout.find(name)); };
+OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const GPTConfig& cfg, int64_t base) {
+  auto v = [&](const char* name) { return param_view(flat, layout.find(name), base); };
   OuterParams o{v("transformer.wte.weight"), v("transformer.wpe.weight"), v("transformer.ln_f.weight"),
                 v("transformer.ln_f.bias"), Tensor()};
   o.lm_head = cfg.tied_embeddings ? o.wte : v("lm_head.weight");
@@ -151,8 +155,8 @@ GPT::GPT(const GPTConfig& cfg, uint64_t seed, Device device, DType dtype)
   init_parameters(params_, layout_, seed);
 }
 
-Tensor GPT::param(const std::string& name) const { return view_of(params_, layout_.find(name)); }
-Tensor GPT::grad(const std::string& name) const { return view_of(grads_, layout_.find(name)); }
+Tensor GPT::param(const std::string& name) const { return param_view(params_, layout_.find(name), 0); }
+Tensor GPT::grad(const std::string& name) const { return param_view(grads_, layout_.find(name), 0); }
 
 void GPT::free_activations() {
   B_ = T_ = 0;

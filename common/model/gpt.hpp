@@ -45,11 +45,17 @@ struct OuterParams {
   Tensor lm_head;  ///< [Vp,C]: wte itself when embeddings are tied
 };
 
-/// Views of every parameter of `layout` inside `flat` (parameters or gradients).
-BlockParams block_views(const Tensor& flat, const ParameterLayout& layout, int layer);
-/// Views of the parameters outside the blocks inside `flat` (parameters or gradients); lm_head
-/// is the wte view itself when `cfg.tied_embeddings`.
-OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const GPTConfig& cfg);
+/// The view of parameter `p` inside `flat`, which holds elements [base, base + flat.numel()) of
+/// the flat buffer (throws sgpt::Error naming the parameter when it is not inside).
+Tensor param_view(const Tensor& flat, const ParamInfo& p, int64_t base = 0);
+/// Views of block `layer`'s parameters inside `flat` (parameters or gradients). `flat` holds
+/// elements [base, base + flat.numel()) of the buffer `layout` describes (a pipeline stage passes
+/// the first element it owns; the whole model 0).
+BlockParams block_views(const Tensor& flat, const ParameterLayout& layout, int layer, int64_t base = 0);
+/// Views of the parameters outside the blocks inside `flat` (parameters or gradients), which holds
+/// elements [base, base + flat.numel()) of the buffer; lm_head is the wte view itself when
+/// `cfg.tied_embeddings`. Every one of them must lie inside `flat`.
+OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const GPTConfig& cfg, int64_t base = 0);
 
 /// What one block's forward keeps for its backward (all [B,T,...] activations).
 struct BlockCache {
