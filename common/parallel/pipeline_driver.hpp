@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "comm/communicator.hpp"
+#include "comm/trace_gather.hpp"
 #include "core/memory.hpp"
 #include "core/testing.hpp"
 #include "core/timer.hpp"
