@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/testing/groups.hpp"
 #include "comm/testing/mpi_test.hpp"
 #include "core/testing.hpp"
 #include "core/trace.hpp"
@@ -26,30 +27,13 @@
 namespace lesson06_test {
 
 using namespace sgpt;
+using sgpt::testing::identical_on_all_ranks;
+using sgpt::testing::where;
 
-inline void on_groups(const std::function<void(Communicator&)>& fn) {
-  Communicator& world = sgpt::testing::world();
-  if (world.size() == 1) {
-    for (int p : {1, 2, 3, 4}) {
-      SCOPED_TRACE("threads group of " + std::to_string(p) + " ranks");
-      // One OpenMP thread per rank thread: p ranks already share the cores, and nested teams of
-      // tiny kernels on an oversubscribed machine only spin (the grader runs with 2 threads).
-      run_threads(p, [&](Communicator& c) {
-        omp_set_num_threads(1);
-        fn(c);
-      });
-    }
-  } else {
-    SCOPED_TRACE("MPI world of " + std::to_string(world.size()) + " ranks");
-    world.barrier();
-    fn(world);
-  }
-}
+// The groups every check runs on (comm/testing/groups.hpp): threads groups of 1-4 ranks under
+// -np 1, the MPI world under -np 2..4.
+inline void on_groups(const std::function<void(Communicator&)>& fn) { sgpt::testing::on_groups({1, 2, 3, 4}, fn); }
 
-// "[p=4 rank 2]" for failure messages.
-inline std::string where(const Communicator& c) {
-  return "[p=" + std::to_string(c.size()) + " rank " + std::to_string(c.rank()) + "]";
-}
 
 // A token stream of n tokens in [0, V), a pure function of the seed.
 inline TokenFile token_stream(int64_t n, int V, uint64_t seed) {
@@ -99,20 +83,6 @@ inline void dirty(Tensor& t, double value) {
   std::vector<double> v(t.numel(), value);
   Tensor src = Tensor::from(v, {t.numel()}).cast(t.dtype());
   t.copy_from(src);
-}
-
-// True when `t` holds the same bytes on every rank of `comm` (rank 0's copy is broadcast and
-// compared with memcmp; the broadcast is counted in comm's stats, so call it outside a counted window).
-inline bool identical_on_all_ranks(Communicator& comm, const Tensor& t) {
-  Tensor mine = Tensor::empty(t.shape(), t.dtype());
-  mine.copy_from(t);
-  Tensor root = Tensor::empty(t.shape(), t.dtype());
-  root.copy_from(t);
-  comm.broadcast(root, 0);
-  const int same = std::memcmp(mine.raw(), root.raw(), mine.nbytes()) == 0 ? 1 : 0;
-  Tensor flag = Tensor::from(std::vector<int32_t>{same}, {1});
-  comm.all_reduce(flag);  // every rank learns whether every rank matched
-  return flag.data<int32_t>()[0] == comm.size();
 }
 
 // One step of the one-rank reference on the whole global batch: the run data parallelism must equal.

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/testing/groups.hpp"
 #include "comm/testing/mpi_test.hpp"
 #include "core/testing.hpp"
 #include "core/trace.hpp"
@@ -24,29 +25,13 @@
 namespace lesson07_test {
 
 using namespace sgpt;
+using sgpt::testing::identical_on_all_ranks;
+using sgpt::testing::where;
 
-inline void on_groups(const std::function<void(Communicator&)>& fn) {
-  Communicator& world = sgpt::testing::world();
-  if (world.size() == 1) {
-    for (int p : {1, 2, 3, 4}) {
-      SCOPED_TRACE("threads group of " + std::to_string(p) + " ranks");
-      // One OpenMP thread per rank thread: p ranks already share the cores, and nested teams of
-      // tiny kernels on an oversubscribed machine only spin (the grader runs with 2 threads).
-      run_threads(p, [&](Communicator& c) {
-        omp_set_num_threads(1);
-        fn(c);
-      });
-    }
-  } else {
-    SCOPED_TRACE("MPI world of " + std::to_string(world.size()) + " ranks");
-    world.barrier();
-    fn(world);
-  }
-}
+// The groups every check runs on (comm/testing/groups.hpp): threads groups of 1-4 ranks under
+// -np 1, the MPI world under -np 2..4.
+inline void on_groups(const std::function<void(Communicator&)>& fn) { sgpt::testing::on_groups({1, 2, 3, 4}, fn); }
 
-inline std::string where(const Communicator& c) {
-  return "[p=" + std::to_string(c.size()) + " rank " + std::to_string(c.rank()) + "]";
-}
 
 // The README's rule, written out independently: (first element, elements) of each bucket, in
 // backward order.
@@ -95,16 +80,6 @@ inline void dirty(Tensor& t, double value) {
 
 inline bool bit_equal(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-}
-
-// True when `t` holds the same bytes on every rank (rank 0's copy broadcast and compared).
-inline bool identical_on_all_ranks(Communicator& comm, const Tensor& t) {
-  Tensor root = Tensor::empty(t.shape(), t.dtype());
-  root.copy_from(t);
-  comm.broadcast(root, 0);
-  Tensor flag = Tensor::from(std::vector<int32_t>{bit_equal(root, t) ? 1 : 0}, {1});
-  comm.all_reduce(flag);
-  return flag.data<int32_t>()[0] == comm.size();
 }
 
 // Lesson 06's step, with the library: accumulate k micro-batches, one blocking all-reduce of the
