@@ -12,16 +12,14 @@ namespace sgpt::lesson09 {
 
 std::vector<PipeOp> one_f_one_b_schedule(int num_stages, int stage, int m) {
   // TODO(lesson 09, task 1): the 1F1B order of operations
-  // HINT: three phases: warm-up forwards, steady pairs (forward, backward), cool-down backwards.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(9, 1, "the 1F1B order of operations");
 }
 
 double one_f_one_b_train_step(Communicator& comm, PipelineStage& stage, AdamW& opt, const Tensor& tokens,
                               const Tensor& targets, int m, double lr) {
   // TODO(lesson 09, task 2): the 1F1B training step with its point-to-point messages
-  // HINT: in the steady phase a rank sends an activation to r + 1 and expects a gradient from
-  // HINT: r + 1 (and sends a gradient to r - 1 while expecting the next activation from r - 1):
-  // HINT: pair each such send with its receive in one send_recv.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(9, 2, "the 1F1B training step with its point-to-point messages");
 }
 

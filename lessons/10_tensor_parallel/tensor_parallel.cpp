@@ -163,8 +163,7 @@ void to_rank_major(Tensor& rank_major, const Tensor& full, int t) { permute(full
 void init_block_shard(BlockParams& shard, const GPTConfig& cfg, const ParameterLayout& layout, uint64_t seed,
                       int layer, int t, int rank) {
   // TODO(lesson 10, task 1): initialise this rank's shard as its slice of the single-device weights
-  // HINT: one init_parameter_slice call per slice. Which rows of qkv_w [3C, C] hold this rank's
-  // HINT: heads? Which columns of attproj_w? Name each parameter "transformer.h.<layer>.<name>".
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(10, 1, "initialise this rank's shard as its slice of the single-device weights");
 }
 
@@ -173,22 +172,26 @@ void init_block_shard(BlockParams& shard, const GPTConfig& cfg, const ParameterL
 void f_forward(Communicator& tp, Tensor& x) {
   // TODO(lesson 10, task 2): the conjugate operators f and g
   // (identity)
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(10, 2, "the conjugate operators f and g");
 }
 
 void f_backward(Communicator& tp, Tensor& dx) {
   // TODO(lesson 10, task 2): the conjugate operators f and g
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(10, 2, "the conjugate operators f and g");
 }
 
 void g_forward(Communicator& tp, Tensor& y) {
   // TODO(lesson 10, task 2): the conjugate operators f and g
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(10, 2, "the conjugate operators f and g");
 }
 
 void g_backward(Communicator& tp, Tensor& dy) {
   // TODO(lesson 10, task 2): the conjugate operators f and g
   // (identity)
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(10, 2, "the conjugate operators f and g");
 }
 
@@ -197,9 +200,7 @@ void g_backward(Communicator& tp, Tensor& dy) {
 void tp_block_forward(Communicator& tp, const GPTConfig& cfg, const BlockParams& p, BlockCache& c,
                       const Tensor& x) {
   // TODO(lesson 10, task 3): the tensor-parallel block forward
-  // HINT: start from block_forward (common/model/gpt.cpp). This rank attends with NH/t heads.
-  // HINT: A row-parallel matmul gives a partial sum: which operator completes it, and when may
-  // HINT: its bias be added (add_bias_)?
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 3.
   SGPT_TODO(10, 3, "the tensor-parallel block forward");
 }
 
@@ -208,8 +209,7 @@ void tp_block_forward(Communicator& tp, const GPTConfig& cfg, const BlockParams&
 void tp_block_backward(Communicator& tp, const GPTConfig& cfg, const BlockParams& p, BlockParams& g,
                        const BlockCache& c, const Tensor& x, const Tensor& dout, Tensor& dx, TPScratch& s) {
   // TODO(lesson 10, task 4): the tensor-parallel block backward
-  // HINT: block_backward in reverse order, with the backward of each f and g where the forward
-  // HINT: had them. Each rank's input gradient of a column-parallel matmul is a partial sum.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 4.
   SGPT_TODO(10, 4, "the tensor-parallel block backward");
 }
 
@@ -217,13 +217,13 @@ void tp_block_backward(Communicator& tp, const GPTConfig& cfg, const BlockParams
 
 void sp_all_gather(Communicator& tp, Tensor& full, const Tensor& shard) {
   // TODO(lesson 10, task 5): all-gather and reduce-scatter along the sequence
-  // HINT: Communicator::all_gather concatenates the ranks' buffers; from_rank_major puts the
-  // HINT: positions back in sequence order.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 5.
   SGPT_TODO(10, 5, "all-gather and reduce-scatter along the sequence");
 }
 
 void sp_reduce_scatter(Communicator& tp, Tensor& shard, const Tensor& full) {
   // TODO(lesson 10, task 5): all-gather and reduce-scatter along the sequence
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 5.
   SGPT_TODO(10, 5, "all-gather and reduce-scatter along the sequence");
 }
 
@@ -232,8 +232,7 @@ void sp_reduce_scatter(Communicator& tp, Tensor& shard, const Tensor& full) {
 void sp_block_forward(Communicator& tp, const GPTConfig& cfg, const BlockParams& p, BlockCache& c, const Tensor& x,
                       TPScratch& s) {
   // TODO(lesson 10, task 6): the sequence-parallel block forward
-  // HINT: LayerNorm, bias and residual work on this rank's positions; the matmuls and the
-  // HINT: attention need every position: which collective replaces f, which replaces g?
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 6.
   SGPT_TODO(10, 6, "the sequence-parallel block forward");
 }
 
@@ -242,9 +241,7 @@ void sp_block_forward(Communicator& tp, const GPTConfig& cfg, const BlockParams&
 void sp_block_backward(Communicator& tp, const GPTConfig& cfg, const BlockParams& p, BlockParams& g,
                        const BlockCache& c, const Tensor& x, const Tensor& dout, Tensor& dx, TPScratch& s) {
   // TODO(lesson 10, task 7): the sequence-parallel block backward
-  // HINT: the backward of an all-gather is a reduce-scatter and the other way round. The cache
-  // HINT: keeps ln1 and ln2 sharded: gather them again where a matmul backward needs them.
-  // HINT: The replicated vectors now see only this rank's positions: their gradients are partial.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 7.
   SGPT_TODO(10, 7, "the sequence-parallel block backward");
 }
 
@@ -252,8 +249,7 @@ void sp_block_backward(Communicator& tp, const GPTConfig& cfg, const BlockParams
 
 int64_t tp_block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, int t, bool sp) {
   // TODO(lesson 10, task 8): the activation memory of one rank's block
-  // HINT: go through make_tp_block_cache field by field: which tensors shrink with t, and which
-  // HINT: only with sequence parallelism?
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 8.
   SGPT_TODO(10, 8, "the activation memory of one rank's block");
 }
 
@@ -272,28 +268,28 @@ namespace {
 void vp_embed_forward(Communicator& tp, Tensor& encoded, const Tensor& tokens, const Tensor& wte_shard,
                       const Tensor& wpe) {
   // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
-  // HINT: a token's row lives on one rank: the others contribute zeros, and g sums. The
-  // HINT: positions are replicated: add them like a row-parallel bias.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 9.
   SGPT_TODO(10, 9, "vocabulary-parallel embedding and cross-entropy");
 }
 
 void vp_embed_backward(Communicator& tp, Tensor& dwte_shard, Tensor& dwpe, const Tensor& dencoded,
                        const Tensor& tokens) {
   // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 9.
   SGPT_TODO(10, 9, "vocabulary-parallel embedding and cross-entropy");
 }
 
 double vp_crossentropy_forward(Communicator& tp, Tensor& losses, Tensor& probs_shard, const Tensor& logits_shard,
                                const Tensor& targets, int vocab_size) {
   // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
-  // HINT: log-softmax needs the row maximum, the sum of exponentials and the target's logit over
-  // HINT: the whole vocabulary. The communicator sums but has no max: gather the ranks' maxima.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 9.
   SGPT_TODO(10, 9, "vocabulary-parallel embedding and cross-entropy");
 }
 
 void vp_crossentropy_backward(Communicator& tp, Tensor& dlogits_shard, const Tensor& probs_shard,
                               const Tensor& targets, double dloss, int vocab_size) {
   // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 9.
   SGPT_TODO(10, 9, "vocabulary-parallel embedding and cross-entropy");
 }
 

@@ -13,8 +13,6 @@ namespace sgpt::lesson08 {
 
 StageSpec stage_spec(const GPTConfig& cfg, int num_stages, int stage) {
   // TODO(lesson 08, task 1): the stage split
-  // HINT: shard_range(L, p, r) gives the blocks; ParameterLayout(cfg).layer_range(l) gives where
-  // HINT: block l lives in the flat buffer; the first stage starts at 0, the last ends at numel().
   SGPT_CHECK(num_stages >= 1, "a pipeline needs at least one stage, got ", num_stages);
   SGPT_CHECK(stage >= 0 && stage < num_stages, "stage ", stage, " is outside [0, ", num_stages, ")");
   SGPT_CHECK(num_stages <= cfg.n_layer, "more pipeline stages (", num_stages, ") than blocks (", cfg.n_layer,
@@ -37,7 +35,6 @@ StageSpec stage_spec(const GPTConfig& cfg, int num_stages, int stage) {
 
 double forward_step(Communicator& comm, PipelineStage& stage, int mb, const Tensor& tokens, const Tensor& targets) {
   // TODO(lesson 08, task 2): the forward and backward steps with their point-to-point messages
-  // HINT: the received input has the shape [b,T,C] of the tokens' [b,T] and the stage's dtype.
   const StageSpec& s = stage.spec();
   Tensor x = tokens;
   if (!s.is_first()) {
@@ -53,7 +50,6 @@ double forward_step(Communicator& comm, PipelineStage& stage, int mb, const Tens
 
 void backward_step(Communicator& comm, PipelineStage& stage, int mb, double loss_scale) {
   // TODO(lesson 08, task 2): the forward and backward steps with their point-to-point messages
-  // HINT: stage.boundary_shape(mb) is the shape of the gradient you receive.
   const StageSpec& s = stage.spec();
   Tensor dy;
   if (!s.is_last()) {
@@ -68,7 +64,6 @@ void backward_step(Communicator& comm, PipelineStage& stage, int mb, double loss
 
 std::vector<PipeOp> gpipe_schedule(int num_stages, int stage, int m) {
   // TODO(lesson 08, task 3): the GPipe schedule and the training step
-  // HINT: the order is the same on every stage; the backward of the last micro-batch comes first.
   SGPT_CHECK(m >= 1, "a pipeline needs at least one micro-batch, got ", m);
   SGPT_CHECK(stage >= 0 && stage < num_stages, "stage ", stage, " is outside [0, ", num_stages, ")");
   std::vector<PipeOp> ops;
@@ -81,8 +76,6 @@ std::vector<PipeOp> gpipe_schedule(int num_stages, int stage, int m) {
 double gpipe_train_step(Communicator& comm, PipelineStage& stage, AdamW& opt, const Tensor& tokens,
                         const Tensor& targets, int m, double lr) {
   // TODO(lesson 08, task 3): the GPipe schedule and the training step
-  // HINT: check everything before the first message, so a bad setting fails on every rank alike.
-  // HINT: the loss of the batch is the mean of the m micro-batch losses, as in lesson 02.
   const StageSpec& s = stage.spec();
   SGPT_CHECK(comm.size() == s.num_stages, "the pipeline has ", s.num_stages, " stages but the communicator has ",
              comm.size(), " ranks (one stage per rank)");

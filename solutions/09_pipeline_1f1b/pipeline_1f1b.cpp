@@ -12,7 +12,6 @@ namespace sgpt::lesson09 {
 
 std::vector<PipeOp> one_f_one_b_schedule(int num_stages, int stage, int m) {
   // TODO(lesson 09, task 1): the 1F1B order of operations
-  // HINT: three phases: warm-up forwards, steady pairs (forward, backward), cool-down backwards.
   SGPT_CHECK(m >= 1, "a pipeline needs at least one micro-batch, got ", m);
   SGPT_CHECK(stage >= 0 && stage < num_stages, "stage ", stage, " is outside [0, ", num_stages, ")");
   const int warmup = std::min(num_stages - stage - 1, m);
@@ -30,9 +29,6 @@ std::vector<PipeOp> one_f_one_b_schedule(int num_stages, int stage, int m) {
 double one_f_one_b_train_step(Communicator& comm, PipelineStage& stage, AdamW& opt, const Tensor& tokens,
                               const Tensor& targets, int m, double lr) {
   // TODO(lesson 09, task 2): the 1F1B training step with its point-to-point messages
-  // HINT: in the steady phase a rank sends an activation to r + 1 and expects a gradient from
-  // HINT: r + 1 (and sends a gradient to r - 1 while expecting the next activation from r - 1):
-  // HINT: pair each such send with its receive in one send_recv.
   const StageSpec& s = stage.spec();
   const int p = s.num_stages, r = s.stage;
   SGPT_CHECK(comm.size() == p, "the pipeline has ", p, " stages but the communicator has ", comm.size(),

@@ -163,8 +163,6 @@ void to_rank_major(Tensor& rank_major, const Tensor& full, int t) { permute(full
 void init_block_shard(BlockParams& shard, const GPTConfig& cfg, const ParameterLayout& layout, uint64_t seed,
                       int layer, int t, int rank) {
   // TODO(lesson 10, task 1): initialise this rank's shard as its slice of the single-device weights
-  // HINT: one init_parameter_slice call per slice. Which rows of qkv_w [3C, C] hold this rank's
-  // HINT: heads? Which columns of attproj_w? Name each parameter "transformer.h.<layer>.<name>".
   check_tp_sizes(cfg, t, 0, false);
   SGPT_CHECK(rank >= 0 && rank < t, "init_block_shard: rank ", rank, " outside a group of ", t);
   const int64_t C = cfg.n_embd, Cs = C / t, Hs = 4 * C / t;
@@ -226,9 +224,6 @@ void g_backward(Communicator& tp, Tensor& dy) {
 void tp_block_forward(Communicator& tp, const GPTConfig& cfg, const BlockParams& p, BlockCache& c,
                       const Tensor& x) {
   // TODO(lesson 10, task 3): the tensor-parallel block forward
-  // HINT: start from block_forward (common/model/gpt.cpp). This rank attends with NH/t heads.
-  // HINT: A row-parallel matmul gives a partial sum: which operator completes it, and when may
-  // HINT: its bias be added (add_bias_)?
   const int t = tp.size();
   check_tp_sizes(cfg, t, x.size(1), false);
   const int local_heads = cfg.n_head / t;
@@ -260,8 +255,6 @@ void tp_block_forward(Communicator& tp, const GPTConfig& cfg, const BlockParams&
 void tp_block_backward(Communicator& tp, const GPTConfig& cfg, const BlockParams& p, BlockParams& g,
                        const BlockCache& c, const Tensor& x, const Tensor& dout, Tensor& dx, TPScratch& s) {
   // TODO(lesson 10, task 4): the tensor-parallel block backward
-  // HINT: block_backward in reverse order, with the backward of each f and g where the forward
-  // HINT: had them. Each rank's input gradient of a column-parallel matmul is a partial sum.
   const int t = tp.size();
   check_tp_sizes(cfg, t, x.size(1), false);
   const int local_heads = cfg.n_head / t;
@@ -297,8 +290,6 @@ void tp_block_backward(Communicator& tp, const GPTConfig& cfg, const BlockParams
 
 void sp_all_gather(Communicator& tp, Tensor& full, const Tensor& shard) {
   // TODO(lesson 10, task 5): all-gather and reduce-scatter along the sequence
-  // HINT: Communicator::all_gather concatenates the ranks' buffers; from_rank_major puts the
-  // HINT: positions back in sequence order.
   const int t = tp.size();
   SGPT_CHECK(full.dim() == 3 && full.size(1) % t == 0 && shard.numel() * t == full.numel(),
              "sp_all_gather: full ", shape_str(full.shape()), " and shard ", shape_str(shard.shape()),
@@ -327,8 +318,6 @@ void sp_reduce_scatter(Communicator& tp, Tensor& shard, const Tensor& full) {
 void sp_block_forward(Communicator& tp, const GPTConfig& cfg, const BlockParams& p, BlockCache& c, const Tensor& x,
                       TPScratch& s) {
   // TODO(lesson 10, task 6): the sequence-parallel block forward
-  // HINT: LayerNorm, bias and residual work on this rank's positions; the matmuls and the
-  // HINT: attention need every position: which collective replaces f, which replaces g?
   const int t = tp.size();
   check_tp_sizes(cfg, t, x.size(1) * t, true);
   const int local_heads = cfg.n_head / t;
@@ -357,9 +346,6 @@ void sp_block_forward(Communicator& tp, const GPTConfig& cfg, const BlockParams&
 void sp_block_backward(Communicator& tp, const GPTConfig& cfg, const BlockParams& p, BlockParams& g,
                        const BlockCache& c, const Tensor& x, const Tensor& dout, Tensor& dx, TPScratch& s) {
   // TODO(lesson 10, task 7): the sequence-parallel block backward
-  // HINT: the backward of an all-gather is a reduce-scatter and the other way round. The cache
-  // HINT: keeps ln1 and ln2 sharded: gather them again where a matmul backward needs them.
-  // HINT: The replicated vectors now see only this rank's positions: their gradients are partial.
   const int t = tp.size();
   check_tp_sizes(cfg, t, x.size(1) * t, true);
   const int local_heads = cfg.n_head / t;
@@ -413,8 +399,6 @@ void sp_block_backward(Communicator& tp, const GPTConfig& cfg, const BlockParams
 
 int64_t tp_block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, int t, bool sp) {
   // TODO(lesson 10, task 8): the activation memory of one rank's block
-  // HINT: go through make_tp_block_cache field by field: which tensors shrink with t, and which
-  // HINT: only with sequence parallelism?
   check_tp_sizes(cfg, t, T, sp);
   const int64_t C = cfg.n_embd, NH = cfg.n_head;
   // Split over the heads / MLP columns: qkv 3C, atty C, fch and fch_gelu 4C each, att NH*T*T.
@@ -440,8 +424,6 @@ namespace {
 void vp_embed_forward(Communicator& tp, Tensor& encoded, const Tensor& tokens, const Tensor& wte_shard,
                       const Tensor& wpe) {
   // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
-  // HINT: a token's row lives on one rank: the others contribute zeros, and g sums. The
-  // HINT: positions are replicated: add them like a row-parallel bias.
   const int64_t Vs = vocab_rows(wte_shard, tokens, "vp_embed_forward"), begin = tp.rank() * Vs;
   const int64_t B = tokens.size(0), T = tokens.size(1), C = wte_shard.size(1);
   const int32_t* tok = tokens.data<int32_t>();
@@ -478,8 +460,6 @@ void vp_embed_backward(Communicator& tp, Tensor& dwte_shard, Tensor& dwpe, const
 double vp_crossentropy_forward(Communicator& tp, Tensor& losses, Tensor& probs_shard, const Tensor& logits_shard,
                                const Tensor& targets, int vocab_size) {
   // TODO(lesson 10, task 9): vocabulary-parallel embedding and cross-entropy
-  // HINT: log-softmax needs the row maximum, the sum of exponentials and the target's logit over
-  // HINT: the whole vocabulary. The communicator sums but has no max: gather the ranks' maxima.
   const int t = tp.size(), r = tp.rank();
   SGPT_CHECK(logits_shard.dim() == 3, "vp_crossentropy_forward: logits_shard must be [B,T,Vp/t]");
   const int64_t B = targets.size(0), T = targets.size(1), N = B * T, Vs = logits_shard.size(2);
