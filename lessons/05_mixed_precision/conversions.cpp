@@ -12,23 +12,25 @@ namespace sgpt::lesson05 {
 
 uint16_t float_to_bf16(float x) {
   // TODO(lesson 05, task 1): f32 to bf16 and back
-  // HINT: std::bit_cast<uint32_t>(x) gives the bits; bf16 keeps the top 16 of them.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(5, 1, "f32 to bf16 and back");
 }
 
 float bf16_to_float(uint16_t h) {
   // TODO(lesson 05, task 1): f32 to bf16 and back
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 1.
   SGPT_TODO(5, 1, "f32 to bf16 and back");
 }
 
 uint16_t float_to_fp16(float x) {
   // TODO(lesson 05, task 2): f32 to fp16 and back
-  // HINT: four cases by magnitude: NaN, too large (inf), normal in fp16, subnormal or zero.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(5, 2, "f32 to fp16 and back");
 }
 
 float fp16_to_float(uint16_t h) {
   // TODO(lesson 05, task 2): f32 to fp16 and back
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 2.
   SGPT_TODO(5, 2, "f32 to fp16 and back");
 }
 

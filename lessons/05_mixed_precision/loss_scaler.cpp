@@ -22,12 +22,13 @@ DynamicLossScaler::DynamicLossScaler(const LossScalerConfig& cfg) : cfg_(cfg), s
 
 bool has_inf_or_nan(const Tensor& t) {
   // TODO(lesson 05, task 3): dynamic loss scaling
-  // HINT: look at the bits: in every format, inf and NaN are the patterns whose exponent is all ones.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 3.
   SGPT_TODO(5, 3, "dynamic loss scaling");
 }
 
 bool DynamicLossScaler::update(bool found_inf) {
   // TODO(lesson 05, task 3): dynamic loss scaling
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 3.
   SGPT_TODO(5, 3, "dynamic loss scaling");
 }
 

@@ -64,8 +64,9 @@ MixedPrecisionTrainer::MixedPrecisionTrainer(const GPTConfig& cfg, uint64_t seed
 StepResult MixedPrecisionTrainer::step(const Tensor& x, const Tensor& y, int64_t micro_batch, double lr,
                                        double clip) {
   // TODO(lesson 05, task 4): the mixed-precision step
-  // HINT: GPT::backward(s) adds s * d(mean micro-batch loss)/d(params) to model().grads().
-  // HINT: AdamW::step(master, grads, lr, grad_scale) reads 16-bit gradients and scales them in f32.
+  // Given: GPT::backward(s) adds s * d(mean micro-batch loss)/d(params) to model().grads().
+  // Given: AdamW::step(master, grads, lr, grad_scale) reads 16-bit gradients and scales them in f32.
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 4.
   SGPT_TODO(5, 4, "the mixed-precision step");
 }
 
@@ -73,11 +74,13 @@ StepResult MixedPrecisionTrainer::step(const Tensor& x, const Tensor& y, int64_t
 
 ModelStateBytes model_state_bytes(const Recipe& recipe, int64_t n_params) {
   // TODO(lesson 05, task 5): bytes per parameter and activation bytes
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 5.
   SGPT_TODO(5, 5, "bytes per parameter and activation bytes");
 }
 
 int64_t activation_bytes(const GPTConfig& cfg, int64_t B, int64_t T, DType dtype) {
   // TODO(lesson 05, task 5): bytes per parameter and activation bytes
+  // Contract: the comment of this function in the header. Hints: README.md, section "Hints", task 5.
   SGPT_TODO(5, 5, "bytes per parameter and activation bytes");
 }
 

@@ -12,7 +12,6 @@ namespace sgpt::lesson05 {
 
 uint16_t float_to_bf16(float x) {
   // TODO(lesson 05, task 1): f32 to bf16 and back
-  // HINT: std::bit_cast<uint32_t>(x) gives the bits; bf16 keeps the top 16 of them.
   const uint32_t u = std::bit_cast<uint32_t>(x);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);  // NaN: quiet it
   // Round to nearest even on the 16 dropped bits: add just under one half (0x7fff), plus one when
@@ -32,7 +31,6 @@ float bf16_to_float(uint16_t h) {
 
 uint16_t float_to_fp16(float x) {
   // TODO(lesson 05, task 2): f32 to fp16 and back
-  // HINT: four cases by magnitude: NaN, too large (inf), normal in fp16, subnormal or zero.
   const uint32_t u = std::bit_cast<uint32_t>(x);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t a = u & 0x7fffffffu;                        // |x|

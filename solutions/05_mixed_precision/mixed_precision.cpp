@@ -64,8 +64,8 @@ MixedPrecisionTrainer::MixedPrecisionTrainer(const GPTConfig& cfg, uint64_t seed
 StepResult MixedPrecisionTrainer::step(const Tensor& x, const Tensor& y, int64_t micro_batch, double lr,
                                        double clip) {
   // TODO(lesson 05, task 4): the mixed-precision step
-  // HINT: GPT::backward(s) adds s * d(mean micro-batch loss)/d(params) to model().grads().
-  // HINT: AdamW::step(master, grads, lr, grad_scale) reads 16-bit gradients and scales them in f32.
+  // Given: GPT::backward(s) adds s * d(mean micro-batch loss)/d(params) to model().grads().
+  // Given: AdamW::step(master, grads, lr, grad_scale) reads 16-bit gradients and scales them in f32.
   SGPT_CHECK(x.dim() == 2 && y.shape() == x.shape(), "step: x and y must be [rows, T] of the same shape");
   SGPT_CHECK(micro_batch > 0 && x.size(0) % micro_batch == 0, "step: micro-batch ", micro_batch,
              " does not divide the ", x.size(0), " rows of the batch");

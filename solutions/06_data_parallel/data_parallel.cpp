@@ -11,7 +11,6 @@ namespace sgpt::lesson06 {
 void load_shard(const TokenFile& tokens, int64_t step, int64_t global_batch, int64_t seq_len, uint64_t seed,
                 int rank, int dp, Tensor& x, Tensor& y) {
   // TODO(lesson 06, task 1): this rank's rows of a global batch
-  // HINT: every check depends only on arguments that all ranks share, so all ranks throw together.
   SGPT_CHECK(global_batch > 0 && seq_len > 0, "load_shard: global batch ", global_batch, " and sequence length ",
              seq_len, " must be positive");
   SGPT_CHECK(dp > 0 && rank >= 0 && rank < dp, "load_shard: rank ", rank, " is not in [0, dp=", dp, ")");
@@ -43,14 +42,13 @@ void load_shard(const TokenFile& tokens, int64_t step, int64_t global_batch, int
 
 void replicate_parameters(Communicator& comm, Tensor& params) {
   // TODO(lesson 06, task 2): the replicated start
-  // HINT: after this call every rank holds rank 0's bytes.
+  // After this call every rank holds rank 0's bytes.
   comm.broadcast(params, 0);
   // END TODO
 }
 
 void average_gradients(Communicator& comm, Tensor& grads) {
   // TODO(lesson 06, task 3): average the gradients and the loss over the ranks
-  // HINT: which ReduceOp gives the mean?
   comm.all_reduce(grads, ReduceOp::Avg);
   // END TODO
 }
@@ -67,7 +65,6 @@ double global_mean_loss(Communicator& comm, double local_loss, Device device) {
 StepStats train_step(GPT& model, AdamW& opt, Communicator& comm, const Tensor& x, const Tensor& y,
                      int64_t micro_batch, double lr, double clip) {
   // TODO(lesson 06, task 4): one data-parallel optimizer step
-  // HINT: check the sizes before any communication; communicate after the last micro-batch only.
   SGPT_CHECK(x.dim() == 2 && y.shape() == x.shape(), "train_step: x and y must be [rows, T], got ",
              shape_str(x.shape()), " and ", shape_str(y.shape()));
   const int64_t b = x.size(0);

@@ -11,7 +11,6 @@ namespace sgpt::lesson07 {
 
 std::vector<Bucket> make_buckets(const ParameterLayout& layout, int64_t bucket_bytes, int64_t element_bytes) {
   // TODO(lesson 07, task 1): gradient buckets in backward order
-  // HINT: layout.params() is in buffer order (increasing offset); backward runs the other way.
   SGPT_CHECK(element_bytes > 0, "make_buckets: element size ", element_bytes, " bytes must be positive");
   SGPT_CHECK(bucket_bytes >= element_bytes, "make_buckets: a bucket of ", bucket_bytes,
              " bytes cannot hold one gradient element of ", element_bytes, " bytes");
@@ -36,7 +35,6 @@ std::vector<Bucket> make_buckets(const ParameterLayout& layout, int64_t bucket_b
 
 void OverlappedReducer::on_grads_ready(int64_t first_final) {
   // TODO(lesson 07, task 2): start every finished bucket's all-reduce
-  // HINT: buckets are in backward order, so the ones ready now are a run starting at next_.
   while (next_ < buckets_.size() && buckets_[next_].begin >= first_final) {
     const Bucket& b = buckets_[next_];
     views_.push_back(grads_.view(b.begin, {b.count}));
@@ -60,7 +58,7 @@ void OverlappedReducer::finish() {
 StepStats train_step(GPT& model, AdamW& opt, OverlappedReducer& reducer, Communicator& comm, const Tensor& x,
                      const Tensor& y, int64_t micro_batch, double lr, double clip) {
   // TODO(lesson 07, task 4): one overlapped data-parallel step with no_sync accumulation
-  // HINT: GPT::backward(scale) without a hook communicates nothing; with one, it calls it per stage.
+  // Given: GPT::backward(scale) without a hook communicates nothing; with one, it calls it per stage.
   SGPT_CHECK(x.dim() == 2 && y.shape() == x.shape(), "train_step: x and y must be [rows, T], got ",
              shape_str(x.shape()), " and ", shape_str(y.shape()));
   const int64_t b = x.size(0);
