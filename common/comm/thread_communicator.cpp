@@ -149,37 +149,57 @@ class SlotWork final : public Work::Impl {
   bool finished_ = false;
 };
 
-class RecvWork final : public Work::Impl {
+// A point-to-point completion that waits, under the group's lock, until the message it needs is
+// there (ready()), the group aborted, or the peer rank returned (then finish() says why it never can).
+class PeerWork : public Work::Impl {
  public:
-  RecvWork(std::shared_ptr<Group> g, MailKey key, int64_t ticket, Tensor t)
-      : g_(std::move(g)), key_(key), ticket_(ticket), t_(std::move(t)) {}
-  ~RecvWork() override {
-    try {
-      wait();
-    } catch (...) {
-    }
-  }
+  PeerWork(std::shared_ptr<Group> g, MailKey key, int64_t ticket, int peer)
+      : g_(std::move(g)), key_(key), ticket_(ticket), peer_(peer) {}
   void wait() override {
     if (finished_) return;
     std::unique_lock lk(g_->u->mu);
-    g_->u->cv.wait(lk, [&] { return ready() || g_->u->aborted || g_->member_exited(std::get<0>(key_)); });
+    g_->u->cv.wait(lk, [&] { return ready() || g_->u->aborted || g_->member_exited(peer_); });
+    finished_ = true;
     finish();
   }
   bool test() override {
     if (finished_) return true;
     std::unique_lock lk(g_->u->mu);
-    if (!ready() && !g_->u->aborted && !g_->member_exited(std::get<0>(key_))) return false;
+    if (!ready() && !g_->u->aborted && !g_->member_exited(peer_)) return false;
+    finished_ = true;
     finish();
     return true;
   }
 
+ protected:
+  // Destructors of the derived classes call this: a handle dropped unwaited still completes.
+  void wait_quietly() {
+    try {
+      wait();
+    } catch (...) {
+    }
+  }
+  virtual bool ready() const = 0;  // called with the group's lock held
+  virtual void finish() = 0;       // likewise; throws when the operation can never complete
+  std::shared_ptr<Group> g_;
+  MailKey key_;
+  int64_t ticket_;
+  int peer_;
+  bool finished_ = false;
+};
+
+class RecvWork final : public PeerWork {
+ public:
+  RecvWork(std::shared_ptr<Group> g, MailKey key, int64_t ticket, Tensor t)
+      : PeerWork(std::move(g), key, ticket, std::get<0>(key)), t_(std::move(t)) {}
+  ~RecvWork() override { wait_quietly(); }
+
  private:
-  bool ready() const {
+  bool ready() const override {
     auto it = g_->mail.find(key_);
     return it != g_->mail.end() && it->second.count(ticket_);
   }
-  void finish() {
-    finished_ = true;
+  void finish() override {
     if (!ready()) {
       if (g_->u->aborted) throw Error(aborted_message(*g_->u));
       SGPT_FAIL("recv on group '", g_->name, "' from rank ", std::get<0>(key_), " tag ", std::get<2>(key_),
@@ -194,53 +214,27 @@ class RecvWork final : public Work::Impl {
                " bytes but the matching send had ", msg.size());
     std::memcpy(t.raw(), msg.data(), msg.size());
   }
-  std::shared_ptr<Group> g_;
-  MailKey key_;
-  int64_t ticket_;
   Tensor t_;
-  bool finished_ = false;
 };
 
 // Completion of a synchronous send: the n-th send on a key waits for the n-th recv posted on it.
-class SyncSendWork final : public Work::Impl {
+class SyncSendWork final : public PeerWork {
  public:
-  SyncSendWork(std::shared_ptr<Group> g, MailKey key, int64_t ticket) : g_(std::move(g)), key_(key), ticket_(ticket) {}
-  ~SyncSendWork() override {
-    try {
-      wait();
-    } catch (...) {
-    }
-  }
-  void wait() override {
-    if (finished_) return;
-    std::unique_lock lk(g_->u->mu);
-    g_->u->cv.wait(lk, [&] { return ready() || g_->u->aborted || g_->member_exited(std::get<1>(key_)); });
-    finish();
-  }
-  bool test() override {
-    if (finished_) return true;
-    std::unique_lock lk(g_->u->mu);
-    if (!ready() && !g_->u->aborted && !g_->member_exited(std::get<1>(key_))) return false;
-    finish();
-    return true;
-  }
+  SyncSendWork(std::shared_ptr<Group> g, MailKey key, int64_t ticket)
+      : PeerWork(std::move(g), key, ticket, std::get<1>(key)) {}
+  ~SyncSendWork() override { wait_quietly(); }
 
  private:
-  bool ready() const {
+  bool ready() const override {
     auto it = g_->posted_recvs.find(key_);
     return it != g_->posted_recvs.end() && it->second > ticket_;
   }
-  void finish() {
-    finished_ = true;
+  void finish() override {
     if (ready()) return;
     if (g_->u->aborted) throw Error(aborted_message(*g_->u));
     SGPT_FAIL("send on group '", g_->name, "' to rank ", std::get<1>(key_), " tag ", std::get<2>(key_),
               " can never complete: that rank returned without receiving");
   }
-  std::shared_ptr<Group> g_;
-  MailKey key_;
-  int64_t ticket_;
-  bool finished_ = false;
 };
 
 class ThreadCommunicator final : public Communicator {
