@@ -10,6 +10,8 @@
 #   solutions  solutions/NN_slug/<file>      (the reference; absent from the student release)
 #   <path>     <path>/NN_slug/<file>         (the grader points it at a submission)
 # Everything else of the lesson (its header, driver and tests) always comes from lessons/NN_slug.
+# The earlier lessons it builds on are declared in points.json too ("builds_on"): the lesson links their
+# reference version (lessonNN_reference, see _sgpt_lesson_reference), never a copy in common/.
 #
 # It creates
 #   lessonNN              a static library of the student files (links sgpt)
@@ -42,6 +44,8 @@ set(SCALEGPT_POINTS_FILE "${PROJECT_SOURCE_DIR}/grading/points.json" CACHE FILEP
 #                          whenever ctest lists the tests; the grader lists them with
 #                          `ctest --show-only=json-v1` and must not run student code to do it).
 #                          Multi-rank binaries are registered as always (one ctest per rank count).
+set(SCALEGPT_REFERENCE_DIR "" CACHE PATH
+    "Where the reference of a lesson that a later one builds on comes from (NN_slug/ folders); empty: solutions/, else lessons/")
 set(SCALEGPT_LESSONS_ONLY "" CACHE STRING "Only configure these lessons (numbers, e.g. 01;04); empty: all")
 option(SCALEGPT_GRADING "Graded build: link the grader's reporter into lesson tests (grading/grade.py)" OFF)
 
@@ -54,27 +58,70 @@ function(_sgpt_grade_reporter)
   endif()
 endfunction()
 
-function(_sgpt_lesson_student_files out_var number)
+# What grading/points.json declares for lesson `number`: its student files, its slug, and the
+# earlier lessons it builds on ("builds_on", e.g. ["08"] for lesson 09).
+function(_sgpt_lesson_info number files_var slug_var deps_var)
   file(READ ${SCALEGPT_POINTS_FILE} _json)
   string(JSON _n LENGTH "${_json}" lessons)
   math(EXPR _last "${_n} - 1")
   foreach(i RANGE ${_last})
     string(JSON _num GET "${_json}" lessons ${i} number)
     if(_num STREQUAL number)
-      string(JSON _nf LENGTH "${_json}" lessons ${i} student_files)
-      set(_files "")
-      if(_nf GREATER 0)
-        math(EXPR _lf "${_nf} - 1")
-        foreach(j RANGE ${_lf})
-          string(JSON _f GET "${_json}" lessons ${i} student_files ${j})
-          list(APPEND _files ${_f})
-        endforeach()
-      endif()
-      set(${out_var} ${_files} PARENT_SCOPE)
+      string(JSON _slug GET "${_json}" lessons ${i} slug)
+      foreach(key student_files builds_on)
+        set(_list_${key} "")
+        string(JSON _nf ERROR_VARIABLE _missing LENGTH "${_json}" lessons ${i} ${key})
+        if(NOT _missing AND _nf GREATER 0)
+          math(EXPR _lf "${_nf} - 1")
+          foreach(j RANGE ${_lf})
+            string(JSON _f GET "${_json}" lessons ${i} ${key} ${j})
+            list(APPEND _list_${key} ${_f})
+          endforeach()
+        endif()
+      endforeach()
+      set(${files_var} ${_list_student_files} PARENT_SCOPE)
+      set(${slug_var} ${_slug} PARENT_SCOPE)
+      set(${deps_var} ${_list_builds_on} PARENT_SCOPE)
       return()
     endif()
   endforeach()
   message(FATAL_ERROR "sgpt_add_lesson: lesson ${number} is not declared in ${SCALEGPT_POINTS_FILE}")
+endfunction()
+
+# lessonNN_reference: the reference version of lesson NN, for the later lessons that build on it
+# (points.json "builds_on"), so that a later lesson's grade depends on its own student files only.
+# It is the one copy of that code: solutions/NN_slug (or SCALEGPT_REFERENCE_DIR/NN_slug, which the
+# grader fills from solutions/); in the student release, which holds no solutions, it is the
+# student's own lessons/NN_slug, so lesson 09 runs on the split the student wrote in lesson 08.
+function(_sgpt_lesson_reference out_var number)
+  set(_t lesson${number}_reference)
+  if(NOT TARGET ${_t})
+    _sgpt_lesson_info(${number} _files _slug _deps)
+    set(_dir ${number}_${_slug})
+    if(SCALEGPT_REFERENCE_DIR AND IS_DIRECTORY ${SCALEGPT_REFERENCE_DIR}/${_dir})
+      set(_root ${SCALEGPT_REFERENCE_DIR})
+    elseif(IS_DIRECTORY ${PROJECT_SOURCE_DIR}/solutions/${_dir})
+      set(_root ${PROJECT_SOURCE_DIR}/solutions)
+    else()
+      set(_root ${PROJECT_SOURCE_DIR}/lessons)
+    endif()
+    set(_srcs "")
+    foreach(f IN LISTS _files)
+      if(NOT EXISTS ${_root}/${_dir}/${f})
+        message(FATAL_ERROR "the reference of lesson ${number}: ${_root}/${_dir}/${f} is missing")
+      endif()
+      list(APPEND _srcs ${_root}/${_dir}/${f})
+    endforeach()
+    add_library(${_t} STATIC ${_srcs})
+    target_include_directories(${_t} PUBLIC ${PROJECT_SOURCE_DIR}/lessons/${_dir})
+    target_link_libraries(${_t} PUBLIC sgpt)
+    foreach(d IN LISTS _deps)
+      _sgpt_lesson_reference(_dref ${d})
+      target_link_libraries(${_t} PUBLIC ${_dref})
+    endforeach()
+    sgpt_target_warnings(${_t})
+  endif()
+  set(${out_var} ${_t} PARENT_SCOPE)
 endfunction()
 
 function(sgpt_add_lesson)
@@ -107,7 +154,7 @@ function(sgpt_add_lesson)
     endif()
   endif()
 
-  _sgpt_lesson_student_files(_files ${L_NUMBER})
+  _sgpt_lesson_info(${L_NUMBER} _files _slug _builds_on)
   set(_srcs "")
   foreach(f IN LISTS _files)
     if(NOT EXISTS ${_src_root}/${_dir}/${f})
@@ -119,6 +166,10 @@ function(sgpt_add_lesson)
   add_library(${_lib} STATIC ${_srcs})
   target_include_directories(${_lib} PUBLIC ${_lessons_root}/${_dir})
   target_link_libraries(${_lib} PUBLIC sgpt ${L_LIBS})
+  foreach(dep IN LISTS _builds_on)
+    _sgpt_lesson_reference(_ref ${dep})
+    target_link_libraries(${_lib} PUBLIC ${_ref})
+  endforeach()
   sgpt_target_warnings(${_lib})
 
   if(L_DRIVER)

@@ -585,6 +585,26 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
                     q.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(p, q)
                     os.chmod(q, 0o600)
+    # The reference of every earlier lesson a graded one builds on (points.json "builds_on": lesson 09
+    # runs on lesson 08's split), from solutions/, hidden like the hidden tests: its objects are built
+    # by us (step 3), before any student code runs. Without solutions/ (a student grading their own
+    # release) CMake falls back to the course copy's lessons/, i.e. the student's own earlier lesson.
+    reference = run_dir / "reference"
+    shutil.rmtree(reference, ignore_errors=True)
+    by_number = {l["number"]: l for l in points["lessons"]}
+    deps, todo = [], [d for l in lessons for d in l.get("builds_on", [])]
+    while todo:
+        n = todo.pop()
+        if n not in deps:
+            deps.append(n)
+            todo += by_number[n].get("builds_on", [])
+    for n in sorted(deps):
+        d = f"{n}_{by_number[n]['slug']}"
+        for f in by_number[n]["student_files"]:
+            if (course / "solutions" / d / f).is_file():
+                (reference / d).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(course / "solutions" / d / f, reference / d / f)
+                os.chmod(reference / d / f, 0o600)
     if ident:
         subprocess.run(["chown", "-R", "0:0", str(ccopy), str(hidden), str(stage)], check=True)
         subprocess.run(["chmod", "-R", "go-w", str(ccopy), str(stage)], check=True)
@@ -615,7 +635,8 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
            f"-DSCALEGPT_LESSONS_FROM={stage}", f"-DSCALEGPT_HIDDEN_TESTS_DIR={hidden}",
            f"-DSCALEGPT_POINTS_FILE={ccopy / 'grading' / 'points.json'}", "-DSCALEGPT_CUDA=OFF",
            "-DSCALEGPT_GRADING=ON", "-DSCALEGPT_BUILD_TESTS=ON",
-           "-DSCALEGPT_LESSONS_ONLY=" + ";".join(l["number"] for l in lessons)] + a.cmake_arg
+           "-DSCALEGPT_LESSONS_ONLY=" + ";".join(l["number"] for l in lessons),
+           f"-DSCALEGPT_REFERENCE_DIR={reference if reference.is_dir() else ''}"] + a.cmake_arg
     if shutil.which("ccache") and os.environ.get("SGPT_GRADE_CCACHE", "1") != "0":
         cfg.append("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache")
         env["CCACHE_BASEDIR"] = str(run_dir)
@@ -630,7 +651,8 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
     rc, out = trusted(["ninja", "-C", str(bdir), "-t", "targets", "all"])
     objs = [line.split(":")[0] for line in out.splitlines()
             if re.search(r"/lesson\d\d_(hidden_)?tests\.dir/.*\.o:", line)]
-    pre = ["sgpt"] + [t for t in ("sgpt_grade_reporter", "sgpt_gtest_mpi_main") if f"{t}:" in out] + objs
+    refs = [f"lesson{n}_reference" for n in sorted(deps) if f"lesson{n}_reference:" in out]
+    pre = ["sgpt"] + [t for t in ("sgpt_grade_reporter", "sgpt_gtest_mpi_main") if f"{t}:" in out] + refs + objs
     rc, out = trusted(["ninja", "-C", str(bdir), "-j", str(a.jobs)] + pre, env=env)
     if rc != 0:
         log(tail(out))

@@ -3,7 +3,7 @@
 // peak activation memory (its own memory tracker) with the micro-batches it held at once — at most
 // p - r on rank r, where lesson 08's GPipe holds m. It writes the last traced step as a Chrome trace
 // and an SVG timeline.
-// The program is common/parallel/pipeline_driver.hpp with the library's split and your step.
+// The program is common/parallel/pipeline_driver.hpp with lesson 08's split (its reference) and your step.
 //
 //   mpirun -np 2 --oversubscribe lesson09-pipeline-1f1b [--model micro] [--rows 4] [--seq-len 64]
 //          [--micro-batches 1,2,4,8] [--steps 4] [--trace 1f1b.json] [--svg 1f1b.svg]
@@ -14,7 +14,7 @@
 
 int main(int argc, char** argv) {
   return sgpt::run_guarded(argv[0], [&] {
-    return sgpt::run_pipeline_driver("lesson09", "1F1B", sgpt::pipeline_stage_spec,
+    return sgpt::run_pipeline_driver("lesson09", "1F1B", sgpt::lesson08::stage_spec,
                                      sgpt::lesson09::one_f_one_b_train_step, argc, argv);
   });
 }

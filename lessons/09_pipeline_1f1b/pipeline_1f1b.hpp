@@ -7,8 +7,8 @@
 /// can, so it never holds more than p - r micro-batches in flight (rank r), instead of all m.
 ///
 /// Given:
-///   pipeline_stage_spec(cfg, p, r)   the stage split (common/parallel/pipeline_split.hpp; the
-///                                    library's version of what you wrote in lesson 08)
+///   lesson08::stage_spec(cfg, p, r)  the stage split of lesson 08 (pipeline_gpipe.hpp); the tests
+///                                    link its reference solution (your own in the student release)
 ///   PipelineStage                    forward(mb, x, targets) -> y, backward(mb, dy, scale) -> dx,
 ///                                    loss(mb), boundary_shape(mb), zero_grad, params, grads
 ///   PipeOp, pipe_ops_string          F(i) / B(i) (common/model/pipeline_schedule.hpp)
@@ -22,7 +22,7 @@
 #include "model/pipeline_schedule.hpp"
 #include "model/pipeline_stage.hpp"
 #include "optim/optim.hpp"
-#include "parallel/pipeline_split.hpp"
+#include "pipeline_gpipe.hpp"
 
 namespace sgpt::lesson09 {
 

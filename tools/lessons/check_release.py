@@ -1,16 +1,56 @@
 #!/usr/bin/env python3
-"""Check an exported student release: no solutions/, no hidden tests, no hidden points, and no line
-of any solution body (the text between TODO and END TODO markers in solutions/) in any file
-(lines that the given code itself holds -- the stubs outside their task bodies, common/, tools/,
-tests/ -- are not solution text and are skipped).
+"""Check an exported student release: no solutions/, no hidden tests, no hidden points, no copy of a
+solution body anywhere (most of the code lines of one task body -- the text between TODO and END
+TODO markers in solutions/ -- in one file, whatever its folder: a library "version" of a task in
+common/ is an answer too), and no line of any solution body in any file (lines that the given code
+itself holds -- the stubs outside their task bodies, common/, tools/, tests/ -- are not solution
+text and are skipped by this line check, not by the body check).
 
     check_release.py --root . --release build/release/scalegpt-student
 """
 import argparse
 import json
 import pathlib
+import re
 import subprocess
 import sys
+
+TEXT = (".cpp", ".hpp", ".h", ".cu", ".cuh", ".md", ".txt", ".py", ".json", ".cmake")
+
+
+def code_lines(text):
+    """The specific code lines of a text: whitespace-normalised, no comments, at least 16 characters."""
+    out = []
+    for line in text.splitlines():
+        s = re.sub(r"\s+", " ", line.split("//")[0]).strip()
+        if len(s) >= 16:
+            out.append(s)
+    return out
+
+
+# Files that hold a solution body on purpose, each with the reason; the check warns about them and
+# fails on any other. Keep this empty where you can: a library copy of a task is its answer.
+KNOWN_COPIES = {
+    "common/core/half.hpp": "the library's own bf16/fp16 conversions (kernels, Tensor::cast) are lesson 05 "
+                            "tasks 1-2; to be replaced by a formulation that is not the lesson's answer",
+}
+
+
+def body_copies(bodies, files, given):
+    """(file, first line of the body, lines found, lines) for every file that holds at least 3 and
+    at least 60% of the specific code lines of one solution body. Lines of `given` (the stubs' own
+    code outside their task bodies) are not solution text and do not count."""
+    found = []
+    texts = {f: set(code_lines(t)) for f, t in files.items()}
+    for b in bodies:
+        want = sorted(set(code_lines(b)) - given)
+        if len(want) < 3:
+            continue
+        for f, have in texts.items():
+            hits = sum(1 for x in want if x in have)
+            if hits >= 3 and hits >= 0.6 * len(want):
+                found.append((f, code_lines(b)[0], hits, len(want)))
+    return found
 
 
 def main():
@@ -46,8 +86,21 @@ def main():
     lines = {x for x in lines if not any(x in t for t in shared)}
     texts = {}
     for f in rel.rglob("*"):
-        if f.is_file() and f.suffix in (".cpp", ".hpp", ".h", ".cu", ".cuh", ".md", ".txt", ".py", ".json", ".cmake"):
+        if f.is_file() and f.suffix in TEXT:
             texts[f] = f.read_text(errors="replace")
+    given = set()
+    for f, t in texts.items():
+        r = f.relative_to(rel).as_posix()
+        if r.startswith("lessons/") and f.suffix in (".cpp", ".hpp") and "/tests/" not in r:
+            given |= set(code_lines(t))
+    for f, first, hits, n in body_copies(bodies, texts, given):
+        if f.relative_to(rel).as_posix() in KNOWN_COPIES:
+            print(f"check_release: warning: {f.relative_to(rel)} holds a solution body ({hits} of its {n} code "
+                  f"lines; it begins '{first}'): {KNOWN_COPIES[f.relative_to(rel).as_posix()]}")
+            continue
+        problems.append(f"{f.relative_to(rel)} holds a solution body ({hits} of its {n} code lines; it begins "
+                        f"'{first}'): a lesson that needs another lesson's answer links its reference "
+                        f"(points.json builds_on), never a copy")
     for s in sorted(lines):
         for f, t in texts.items():
             if s in t:
@@ -55,7 +108,8 @@ def main():
     for p in problems:
         print("check_release:", p)
     if not problems:
-        print(f"check_release: {rel}: no solutions, no hidden tests, none of {len(lines)} solution lines")
+        print(f"check_release: {rel}: no solutions, no hidden tests, no copy of any of {len(bodies)} solution "
+              f"bodies, none of {len(lines)} solution lines")
     return 1 if problems else 0
 
 

@@ -8,7 +8,8 @@
 The release holds every file git tracks or would track (untracked files that .gitignore does not
 ignore), minus solutions/, grading/hidden/, grading/gradescope/, and with grading/points.json
 reduced to the public tests. The autograder bundle is the release plus the hidden tests, the full
-points.json, setup.sh and run_autograder, laid out as Gradescope expects (files at the zip's root).
+points.json, the reference solutions of the lessons that a graded lesson builds on (points.json
+"builds_on"), setup.sh and run_autograder, laid out as Gradescope expects (files at the zip's root).
 """
 import argparse
 import json
@@ -81,6 +82,21 @@ def main():
             for f in files:
                 src = root / "grading" / "points.json" if f == "grading/points.json" else root / f
                 z.write(src, f"course/{f}")
+            # The reference of the earlier lessons that the graded ones build on (points.json
+            # "builds_on": lesson 09 runs on lesson 08's split); grade.py builds it before any
+            # student code runs and hides it like the hidden tests.
+            graded = [l for l in full["lessons"] if not a.lessons or l["number"] in a.lessons]
+            by_number = {l["number"]: l for l in full["lessons"]}
+            deps, todo = set(), [d for l in graded for d in l.get("builds_on", [])]
+            while todo:
+                n = todo.pop()
+                if n not in deps:
+                    deps.add(n)
+                    todo += by_number[n].get("builds_on", [])
+            for n in sorted(deps):
+                for f in by_number[n]["student_files"]:
+                    src = root / "solutions" / known[n] / f
+                    z.write(src, f"course/solutions/{known[n]}/{f}")
             for p in sorted((root / "grading" / "hidden").rglob("*")):
                 lesson_dir = p.relative_to(root / "grading" / "hidden").parts[0]
                 if p.is_file() and (not a.lessons or lesson_dir in {known[n] for n in a.lessons}):

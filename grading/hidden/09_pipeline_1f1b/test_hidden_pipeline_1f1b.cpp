@@ -44,7 +44,7 @@ TEST(HiddenStep, MessageBytesOfAnOddMicroBatchShape) {
   const int64_t b = 3, T = 5, msg = b * T * cfg.n_embd * 8;
   const Tensor x = tokens(cfg, m * b, 14, T), y = targets(cfg, m * b, 14, T);
   on_threads(p, [&](Communicator& comm) {
-    PipelineStage stage(cfg, pipeline_stage_spec(cfg, p, comm.rank()), 4, DType::F64);
+    PipelineStage stage(cfg, lesson08::stage_spec(cfg, p, comm.rank()), 4, DType::F64);
     AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, stage.spec().param_begin, stage.spec().num_params());
     comm.reset_stats();
     one_f_one_b_train_step(comm, stage, opt, x, y, m, 1e-3);

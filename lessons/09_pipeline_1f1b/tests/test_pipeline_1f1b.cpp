@@ -111,7 +111,7 @@ TEST(Step, TrackerPeakIsPMinusRMicroBatchesOnEveryMpiRank) {
   const int64_t b = 2;
   const Tensor x = tokens(cfg, m * b, 10), y = targets(cfg, m * b, 10);
   on_world([&](Communicator& comm) {
-    PipelineStage stage(cfg, pipeline_stage_spec(cfg, p, comm.rank()), 4, DType::F64);
+    PipelineStage stage(cfg, lesson08::stage_spec(cfg, p, comm.rank()), 4, DType::F64);
     AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, stage.spec().param_begin, stage.spec().num_params());
     const int64_t base = current(MemCategory::Activations);
     MemoryTracker::instance().reset_peak();
@@ -161,7 +161,7 @@ TEST(Step, BadSettingsFailOnEveryRank) {
   const Tensor x = tokens(cfg, 6, 1), y = targets(cfg, 6, 1);
   std::vector<std::string> errors(2);
   on_threads(2, [&](Communicator& comm) {
-    PipelineStage stage(cfg, pipeline_stage_spec(cfg, 2, comm.rank()), 4, DType::F64);
+    PipelineStage stage(cfg, lesson08::stage_spec(cfg, 2, comm.rank()), 4, DType::F64);
     AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, stage.spec().param_begin, stage.spec().num_params());
     errors[comm.rank()] = error_of([&] { one_f_one_b_train_step(comm, stage, opt, x, y, 4, 1e-3); });
   });
@@ -170,7 +170,7 @@ TEST(Step, BadSettingsFailOnEveryRank) {
                 errors[r].find('4') != std::string::npos && errors[r].find('6') != std::string::npos)
         << "rank " << r << ": m = 4 for 6 rows; got: " << errors[r];
   on_threads(2, [&](Communicator& comm) {
-    PipelineStage stage(cfg, pipeline_stage_spec(cfg, 3, comm.rank()), 4, DType::F64);
+    PipelineStage stage(cfg, lesson08::stage_spec(cfg, 3, comm.rank()), 4, DType::F64);
     AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, stage.spec().param_begin, stage.spec().num_params());
     errors[comm.rank()] = error_of([&] { one_f_one_b_train_step(comm, stage, opt, x, y, 2, 1e-3); });
   });

@@ -28,7 +28,7 @@ inline Tensor targets(const GPTConfig& c, int64_t B, uint64_t seed, int64_t T = 
 // for the tolerances.
 inline void expect_equivalent(const GPTConfig& cfg, int p, int m, int64_t B, int steps, bool world = false,
                               uint64_t seed0 = 100, int64_t T = 0) {
-  expect_pipeline_equivalent(pipeline_stage_spec, one_f_one_b_train_step, cfg, p, m, B, steps, world, seed0, T);
+  expect_pipeline_equivalent(lesson08::stage_spec, one_f_one_b_train_step, cfg, p, m, B, steps, world, seed0, T);
 }
 
 // "" when `ops` has the shape of 1F1B on stage r of p with m micro-batches, else the first problem:
@@ -73,7 +73,7 @@ inline void one_step(const GPTConfig& cfg, int p, int m, int64_t b, uint64_t see
                      const std::function<void(Communicator&, PipelineStage&)>& check) {
   const Tensor x = tokens(cfg, m * b, seed), y = targets(cfg, m * b, seed);
   on_threads(p, [&](Communicator& comm) {
-    PipelineStage stage(cfg, pipeline_stage_spec(cfg, p, comm.rank()), seed, DType::F64);
+    PipelineStage stage(cfg, lesson08::stage_spec(cfg, p, comm.rank()), seed, DType::F64);
     AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, stage.spec().param_begin, stage.spec().num_params());
     comm.reset_stats();
     one_f_one_b_train_step(comm, stage, opt, x, y, m, 1e-3);
