@@ -49,7 +49,7 @@ def run_lesson_tests(bdir, number, junit):
     if junit.exists():
         junit.unlink()
     subprocess.run(["ctest", "--test-dir", str(bdir), "-L", f"^lesson-{number}$", "-R", f"^lesson{number}[._]",
-                    "-j", "2", "--timeout", "120",
+                    "-j", "2", "--timeout", "120", "--test-output-size-failed", "100000000",
                     "--output-junit", str(junit)], capture_output=True, text=True)
     failed = {}  # ctest name -> its output (gtest prints "[  FAILED  ] Suite.Test" for each failed test)
     if junit.exists():
