@@ -37,13 +37,11 @@
 #include "data/tokenizer.hpp"
 #include "comm/agreement.hpp"
 #include "comm/communicator.hpp"
-#include "data_parallel.hpp"  // lesson 06: the replicated start, gradient and loss averaging
-#include "overlapped_dp.hpp"  // lesson 07: bucketed all-reduce overlapped with backward
 #include "train/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
-#include "precision.hpp"
 #include "run_files.hpp"
+#include "strategy.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -223,26 +221,19 @@ std::pair<TokenFile, TokenFile> open_data(const Options& o) {
   return {TokenFile(o.data + "/train.bin"), TokenFile(o.data + "/val.bin")};
 }
 
-// The mean of one number over the ranks (on `device`: NCCL moves only GPU tensors).
-double mean_over_ranks(Communicator& world, double value, Device device) {
-  Tensor t = Tensor::from(std::vector<double>{value}, {1}).to(device);
-  world.all_reduce(t, ReduceOp::Avg);
-  return t.to_vector()[0];
-}
-
-// Mean validation loss over the first --eval-batches global batches; with several ranks each
-// rank evaluates its rows and the means are averaged.
-double evaluate(GPT& model, const TokenFile& val, const Options& o, Communicator* world) {
-  const int rank = world ? world->rank() : 0, n_ranks = world ? world->size() : 1;
-  DataLoader loader(val, o.batch * n_ranks, o.seq_len, rank, n_ranks);
+// Mean validation loss over the first --eval-batches global batches; each rank evaluates its rows
+// (its data share, strategy.hpp) and the strategy averages over the data-parallel ranks.
+double evaluate(train::Strategy& strategy, const TokenFile& val, const Options& o) {
+  const int n_data = strategy.data_ranks();
+  DataLoader loader(val, o.batch * n_data, o.seq_len, strategy.data_rank(), n_data);
   Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
   const int64_t n = std::min<int64_t>(o.eval_batches, loader.batches_per_epoch());
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     loader.next(x, y);
-    sum += model.forward(x, y);
+    sum += strategy.eval_loss(x, y);
   }
-  return world ? mean_over_ranks(*world, sum / double(n), model.device()) : sum / double(n);
+  return strategy.mean_eval_loss(sum / double(n));
 }
 
 // --verify CKPT: structure, format, configuration and every checksum, without training.
@@ -280,10 +271,8 @@ void check_resume_flags(const Options& o, const SafeTensorsHeader& h, int64_t gl
 
 int run(Options o, int argc, char** argv) {
   if (!o.verify.empty()) return verify(o.verify);
-  // Data parallelism: started under mpirun/srun with several processes, every rank holds the whole
-  // model, trains on its own rows of each global batch (--batch rows per rank), and the gradients
-  // are averaged across ranks before the optimizer step, so N ranks x --batch b compute what one
-  // rank with --batch N*b computes. Ranks talk through MPI on the CPU and NCCL on GPUs.
+  // Started under mpirun/srun with several processes, the ranks share the run as the strategy says
+  // (strategy.hpp): data parallelism by default. Ranks talk through MPI on the CPU and NCCL on GPUs.
   std::shared_ptr<Communicator> world;
   if (detect_launch().world > 1) {
     SGPT_CHECK(std::isfinite(o.comm_timeout) && o.comm_timeout >= 0, "--comm-timeout must be >= 0, got ",
@@ -298,7 +287,7 @@ int run(Options o, int argc, char** argv) {
     check_same_on_all_ranks(*world, agreed, "flags");
   }
   const int rank = world ? world->rank() : 0, n_ranks = world ? world->size() : 1;
-  const bool writer = rank == 0;  // one rank writes files; all ranks hold the same model
+  const bool writer = rank == 0;  // one rank writes files
   if (o.threads > 0) {
     omp_set_num_threads(o.threads);
     openblas_set_num_threads(o.threads);
@@ -308,15 +297,12 @@ int run(Options o, int argc, char** argv) {
   // Set-up: everything that can fail on bad input happens here, before any training, and a
   // failure on any rank stops every rank with the same message.
   std::optional<std::pair<TokenFile, TokenFile>> data;
-  std::optional<GPT> model_slot;
-  std::optional<AdamW> opt_slot;
-  std::unique_ptr<train::MixedPrecisionRun> mp;  // --dtype bf16|fp16: lesson 05's recipe
+  std::unique_ptr<train::Strategy> strategy;
   std::optional<DataLoader> loader_slot;
   std::optional<train::MetricsLog> metrics;
   GPTConfig cfg;
-  // Data parallelism runs the course's code (lessons 06 and 07: the reference in the instructors'
-  // tree, your files in the student release, where an unfinished task stops every rank here).
-  std::unique_ptr<lesson07::OverlappedReducer> reducer;
+  // The parallel strategies run the course's code (the reference in the instructors' tree, your
+  // files in the student release, where an unfinished task stops every rank here).
   TrainState state;
   run_on_all_ranks(world.get(), [&] {
     validate_flags(o);
@@ -345,43 +331,40 @@ int run(Options o, int argc, char** argv) {
     if (o.seq_len == 0) o.seq_len = std::min<int64_t>(128, cfg.max_seq_len);
     SGPT_CHECK(o.seq_len <= cfg.max_seq_len, "--seq-len ", o.seq_len, " is longer than the context ", cfg.max_seq_len,
                " of model '", cfg.name, "'");
+    const int n_data = n_ranks;  // ranks with their own rows of each global batch
     if (!o.resume.empty())
-      check_resume_flags(o, read_safetensors_header(o.resume), o.batch * n_ranks, resume_step);
+      check_resume_flags(o, read_safetensors_header(o.resume), o.batch * n_data, resume_step);
     // Both loaders check here that their file holds at least one global batch.
-    loader_slot.emplace(data->first, o.batch * n_ranks, o.seq_len, rank, n_ranks);
-    DataLoader(data->second, o.batch * n_ranks, o.seq_len, rank, n_ranks);
+    loader_slot.emplace(data->first, o.batch * n_data, o.seq_len, rank % n_data, n_data);
+    DataLoader(data->second, o.batch * n_data, o.seq_len, rank % n_data, n_data);
 
-    AdamWConfig ac;
-    ac.lr = o.lr;
-    ac.weight_decay = o.weight_decay;
-    // --dtype bf16|fp16: lesson 05's recipe owns the model, its fp32 master and the optimizer
-    // (precision.cpp); f32 keeps the model and optimizer here.
-    mp = train::make_mixed_precision_run(o.dtype, cfg, o.seed, ac, device, n_ranks);
-    if (!mp) {
-      model_slot.emplace(cfg, o.seed, device);
-      opt_slot.emplace(model_slot->layout(), ac, model_slot->dtype(), device);
-      if (world) {
-        lesson06::replicate_parameters(*world, model_slot->params());
-        if (o.bucket_kib > 0)
-          reducer = std::make_unique<lesson07::OverlappedReducer>(
-              *world, model_slot->grads(),
-              lesson07::make_buckets(model_slot->layout(), o.bucket_kib * 1024, int64_t(dtype_size(model_slot->dtype()))));
-      }
-    }
+    train::StrategySetup setup;
+    setup.cfg = cfg;
+    setup.seed = o.seed;
+    setup.adamw.lr = o.lr;
+    setup.adamw.weight_decay = o.weight_decay;
+    setup.device = device;
+    setup.dtype = o.dtype;
+    setup.batch = o.batch;
+    setup.seq_len = o.seq_len;
+    strategy = world ? train::make_data_parallel(setup, world, o.bucket_kib) : train::make_single_device(setup);
+    SGPT_CHECK(strategy->data_ranks() == n_data, "internal: the strategy reads ", strategy->data_ranks(),
+               " data shares, the loaders ", n_data);
     state.seed = o.seed;
     if (!o.resume.empty()) {
-      // Both verify every checksum.
-      state = mp ? mp->load(o.resume) : load_checkpoint(o.resume, *model_slot, *opt_slot);
+      state = strategy->load(o.resume);  // verifies every checksum
       loader_slot->set_state({state.data_position, state.data_epoch});
     }
     if (writer) metrics.emplace(o.out_dir + "/metrics.jsonl", o.resume.empty() ? -1 : state.step);
   });
   if (!o.resume.empty()) log_info("resumed from ", o.resume, " at step ", state.step);
   auto& [train, val] = *data;
-  GPT& model = mp ? mp->model() : *model_slot;
   DataLoader& loader = *loader_slot;
+  const int n_data = strategy->data_ranks();
 
-  const double flops_per_step = training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len);  // per rank
+  // Per rank: its rows, and its part of the model's work.
+  const double flops_per_step =
+      training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len) / double(strategy->model_parts());
   // MFU's peak: --peak-tflops, else the best of many short f32 GEMMs (measure_peak_flops). A step
   // that computes faster than that proves the peak low (measured at a busy moment): the peak then
   // becomes the best rate achieved, so MFU never exceeds 100%.
@@ -389,7 +372,7 @@ int run(Options o, int argc, char** argv) {
   log_info("model ", cfg.name, ": ", human(double(cfg.num_parameters())), " parameters, L=", cfg.n_layer,
            " C=", cfg.n_embd, " NH=", cfg.n_head, " V=", cfg.vocab_size, " | data ", train.path(), ": ",
            human(double(train.size())), " train / ", human(double(val.size())), " val tokens");
-  log_info("batch ", o.batch, " x ", o.seq_len, " tokens", n_ranks > 1 ? str(" per rank x ", n_ranks, " ranks") : "",
+  log_info("batch ", o.batch, " x ", o.seq_len, " tokens", strategy->describe(),
            ", ", o.steps, " steps, lr ", o.lr, ", ", o.dtype, " on ", device_name(device), " (", omp_get_max_threads(),
            " threads", n_ranks > 1 ? " per rank" : "", "); MFU against a measured peak of ", human(peak / 1e9),
            " GFLOP/s", n_ranks > 1 ? " per rank" : "");
@@ -413,7 +396,7 @@ int run(Options o, int argc, char** argv) {
   nlohmann::json train_flags = nlohmann::json::object();
   for (const FlagInfo& f : flag_table(o))
     if (f.resume) train_flags[f.name] = f.value;
-  train_flags["global batch (--batch x ranks)"] = std::to_string(o.batch * n_ranks);
+  train_flags["global batch (--batch x ranks)"] = std::to_string(o.batch * n_data);
   const bool tty = isatty(fileno(stderr)) && !o.quiet && writer;
   Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
   double val_loss = NAN;
@@ -425,8 +408,7 @@ int run(Options o, int argc, char** argv) {
     LoaderState ls = loader.state();
     s.data_position = ls.position;
     s.data_epoch = ls.epoch;
-    if (writer && mp) mp->save(o.out_dir + "/checkpoint.safetensors", s);
-    if (writer && !mp) save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, *opt_slot, s);
+    strategy->save(o.out_dir + "/checkpoint.safetensors", s);  // collective: rank 0 writes
     write_plot();
     if (world) world->barrier();  // nobody resumes from a checkpoint that is still being written
   };
@@ -434,7 +416,7 @@ int run(Options o, int argc, char** argv) {
   for (int64_t step = state.step; step <= o.steps; ++step) {
     const bool last = step == o.steps;
     if (o.eval_every > 0 && (step % o.eval_every == 0 || last)) {
-      val_loss = evaluate(model, val, o, world.get());
+      val_loss = evaluate(*strategy, val, o);
       val_curve.x.push_back(double(step));
       val_curve.y.push_back(val_loss);
       log_metrics({{"step", step}, {"val_loss", val_loss}});
@@ -451,23 +433,8 @@ int run(Options o, int argc, char** argv) {
     Timer t;
     loader.next(x, y);
     const double lr = lr_at(step, o.warmup, o.steps, o.lr, o.lr * o.min_lr_frac);
-    double loss = 0, norm = 0;
-    if (mp) {
-      loss = mp->step(x, y, lr, o.clip, &norm);
-    } else {
-      model.zero_grad();
-      loss = model.forward(x, y);
-      if (reducer) {
-        model.backward(1.0, [&](int64_t first_final) { reducer->on_grads_ready(first_final); });
-        reducer->finish();  // data parallelism: the mean gradient of the global batch, bucket by bucket
-      } else {
-        model.backward();
-        if (world) lesson06::average_gradients(*world, model.grads());  // data parallelism: the mean gradient
-      }
-      if (world) loss = lesson06::global_mean_loss(*world, loss, device);  // for the log: the global batch's loss
-      norm = clip_grad_norm(model.grads(), o.clip);
-      opt_slot->step(model.params(), model.grads(), lr);
-    }
+    const train::StepResult r = strategy->step(x, y, lr, o.clip);
+    const double loss = r.loss, norm = r.grad_norm;
     device_synchronize(device);
     const double dt = t.seconds();
     if (step > state.step) step_times.push_back(dt);  // the first step warms up
@@ -477,7 +444,7 @@ int run(Options o, int argc, char** argv) {
                human(peak / 1e9), " GFLOP/s: MFU is reported against the best rate achieved from now on");
       peak = flops_per_step / dt;
     }
-    const double tok_s = double(o.batch * o.seq_len * n_ranks) / dt, mfu = flops_per_step / dt / peak;
+    const double tok_s = double(o.batch * o.seq_len * n_data) / dt, mfu = flops_per_step / dt / peak;
     train_curve.x.push_back(double(step));
     train_curve.y.push_back(loss);
     log_metrics({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"step_s", dt},
@@ -498,18 +465,19 @@ int run(Options o, int argc, char** argv) {
   const double med = median(step_times);
   const std::string speed = step_times.empty()
                                 ? std::string("no timed steps")
-                                : str("median step ", med * 1e3, " ms, ", human(double(o.batch * o.seq_len * n_ranks) / med),
+                                : str("median step ", med * 1e3, " ms, ", human(double(o.batch * o.seq_len * n_data) / med),
                                       " tokens/s, ", flops_per_step / med / 1e9, " GFLOP/s (MFU ",
                                       100 * flops_per_step / med / peak, "%)");
   log_info("done: final val loss ", val_loss, " | ", speed, " | wrote ", o.out_dir,
            "/{checkpoint.safetensors, metrics.jsonl, loss.svg}");
   log_info(MemoryTracker::instance().report(device));
 
+  GPT* whole = o.sample_tokens > 0 ? strategy->whole_model() : nullptr;  // collective
   if (o.sample_tokens > 0 && writer) {
     ByteTokenizer tok;
     std::vector<int32_t> prompt = tok.encode(o.prompt);
     if (cfg.vocab_size != tok.vocab_size()) prompt = {0};
-    auto out = generate(model, prompt, o.sample_tokens, o.temperature, o.seed);
+    auto out = generate(*whole, prompt, o.sample_tokens, o.temperature, o.seed);
     log_info("sample (temperature ", o.temperature, "):\n", cfg.vocab_size == 256 ? tok.decode(out) : "(not byte-level)");
   }
   return 0;
