@@ -1,9 +1,13 @@
-// scalegpt-train: trains a GPT on one device (the parallel lessons add their flags as they land).
+// scalegpt-train: trains a GPT on one device, or on several ranks under mpirun with the parallel
+// lessons' code (strategy.hpp: data parallelism by default, --pp, --tp).
 //
 //   scalegpt-train                                  # micro model, synthetic text, a few minutes on 2 cores
 //   scalegpt-train --data data/tinyshakespeare --model mini --steps 2000
 //   scalegpt-train --resume runs/micro/checkpoint.safetensors
 //   scalegpt-train --verify runs/micro/checkpoint.safetensors     # check a checkpoint's checksums
+//   mpirun -np 2 scalegpt-train --batch 8                         # data parallelism (lessons 06, 07)
+//   mpirun -np 2 scalegpt-train --untie-embeddings --pp 2 --micro-batches 4 --schedule 1f1b  # lessons 08, 09
+//   mpirun -np 2 scalegpt-train --tp 2 --sequence-parallel        # lesson 10
 //
 // Prints a live progress line on a terminal (plain lines otherwise), writes metrics as JSON lines,
 // a loss curve (SVG), checkpoints, and finally a text sample. What it guarantees about those files
