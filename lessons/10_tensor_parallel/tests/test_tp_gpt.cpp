@@ -1,9 +1,10 @@
 // Lesson 10: a whole GPT (embedding, tensor-parallel blocks, head and loss: the given TPGPT of
 // tp_gpt.hpp, what scalegpt-train --tp runs) trained three AdamW steps with gradient clipping equals
-// the single-device GPT, in f64, on groups of t = 1, 2, 3 and 4 and on the MPI world: the losses,
-// the global gradient norms, and the gathered parameters and AdamW moments. With tied embeddings
-// and plain tensor parallelism, and with an untied head and sequence parallelism (where the head's
-// and the embedding's gradients are partial sums over the ranks' positions).
+// the single-device GPT, in f64, on groups of t = 1, 2, 3 and 4 and on the MPI world, starting from
+// dirty gradients (backward adds to them): the losses, the global gradient norms, and the gathered
+// parameters and AdamW moments. With tied embeddings and plain tensor parallelism, and with an
+// untied head and sequence parallelism (where the head's and the embedding's gradients are partial
+// sums over the ranks' positions).
 
 #include <gtest/gtest.h>
 
@@ -45,13 +46,15 @@ void check_whole_model(bool tied, bool sp) {
   cfg.tied_embeddings = tied;
   cfg.validate();
   const uint64_t seed = tied ? 41 : 42;
-  // The single-device run.
+  // The single-device run. The first step starts from dirty gradients (backward adds to them).
   GPT single(cfg, seed, Device::CPU, DType::F64);
   AdamW opt(single.layout(), adamw(), DType::F64, Device::CPU);
+  const Tensor dirty = noise({single.layout().numel()}, seed, "dirty-grads", 0.05);
+  single.grads().copy_from(dirty);
   Trace want;
   for (int s = 0; s < kSteps; ++s) {
     auto [x, y] = batch(s, cfg.vocab_size);
-    single.zero_grad();
+    if (s > 0) single.zero_grad();
     want.loss.push_back(single.forward(x, y));
     single.backward();
     want.norm.push_back(clip_grad_norm(single.grads(), kClip));
@@ -60,9 +63,10 @@ void check_whole_model(bool tied, bool sp) {
   ASSERT_GT(want.norm[0], kClip) << "the test means clipping to act";
   on_groups(kRanks, [&](Communicator& c) {
     TPGPT model(c, cfg, seed, sp, DType::F64);
+    model.shard_from_full(model.grads(), dirty);
     for (int s = 0; s < kSteps; ++s) {
       auto [x, y] = batch(s, cfg.vocab_size);
-      model.zero_grad();
+      if (s > 0) model.zero_grad();
       const double loss = model.forward(x, y);
       model.backward();
       const double norm = model.clip_grad_norm(kClip);
