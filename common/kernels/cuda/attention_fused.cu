@@ -52,6 +52,8 @@ constexpr int kLdS = kTile + kPad;         // row stride of f32 score tiles
 constexpr unsigned kFull = 0xffffffffu;
 
 // The operand type E of the products: its WMMA shape (16x16xK), precision tag and row padding.
+// Only E = float (TF32) is defined: bf16 runs on the mma.sync kernels further down (the WMMA
+// kernels once ran bf16 too, docs/cuda.md row 4; their bf16 branches are kept generic in E).
 template <class E>
 struct Op;
 template <>
