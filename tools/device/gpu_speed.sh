@@ -46,7 +46,10 @@ echo "== bench_cuda_ops bf16 rc=$?" | tee -a "$S"
 grep -E "^op|attention|matmul|estimated" "$L/bench_cuda_ops_B16_bf16.log" | tee -a "$S"
 if has ncu; then
   for k in forward backward_dkdv backward_dq; do
-    timeout 100 ncu --clock-control none --kernel-name regex:"${k}_kernel" --launch-count 1 \
+    # (the first run's plain regex "${k}_kernel" caught encoder_forward_kernel: match the demangled
+    # name with its namespace; not yet run with this filter)
+    timeout 100 ncu --clock-control none --kernel-name-base demangled --kernel-name regex:"mma::${k}_kernel" \
+      --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section LaunchStats build/gpu/tests/cuda/bench_cuda_ops --B 16 \
       --T 1024 --reps 1 --bf16 > "$L/ncu_${k}_bf16.log" 2>&1
     echo "ncu $k rc=$?" | tee -a "$S"
