@@ -4,6 +4,7 @@
 //
 //   single_device.cpp   one rank holds the whole model (f32 here, bf16/fp16 through lesson 05)
 //   data_parallel.cpp   every rank the whole model and its own rows (lessons 06 and 07)
+//   zero.cpp            data parallelism with sharded model state (lesson 11, --zero 1|2|3)
 //
 // The step loop in train.cpp knows nothing of the technique: it asks the strategy for one
 // optimizer step on the batch the strategy's data share says to load, for evaluation losses, for a
@@ -83,5 +84,8 @@ std::unique_ptr<Strategy> make_single_device(const StrategySetup& s);
 /// code (bucket_kib == 0) or lesson 07's buckets of bucket_kib KiB overlapped with backward.
 std::unique_ptr<Strategy> make_data_parallel(const StrategySetup& s, std::shared_ptr<Communicator> world,
                                              int64_t bucket_kib);
+
+/// ZeRO stage `stage` (1-3) on `world` (size >= 2) through lesson 11's code; f32, untied model.
+std::unique_ptr<Strategy> make_zero(const StrategySetup& s, std::shared_ptr<Communicator> world, int stage);
 
 }  // namespace sgpt::train

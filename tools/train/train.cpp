@@ -76,6 +76,8 @@ struct Options {
   double temperature = 0.8;
   double peak_tflops = 0;
   int64_t bucket_kib = 0;  // data parallelism: 0 = one all-reduce after backward (lesson 06), else buckets (lesson 07)
+  int zero = 0;            // ZeRO stage (lesson 11); 0 = plain data parallelism
+  bool untied = false;     // a separate lm_head instead of wte (a new run's model; a resumed run keeps its own)
   int log_every = 10;
   bool quiet = false;
   double comm_timeout = 300;
@@ -123,6 +125,8 @@ std::vector<FlagInfo> flag_table(const Options& o) {
       {"--device", o.device, true, false},
       {"--dtype", o.dtype, true, true},
       {"--bucket-kib", std::to_string(o.bucket_kib), true, false},
+      {"--zero", i(o.zero), true, false},
+      {"--untied", o.untied ? "1" : "0", true, false},
       {"--comm-timeout", num(o.comm_timeout), true, false},
       {"--sample-tokens", i(o.sample_tokens), true, false},
       {"--prompt", o.prompt, true, false},
@@ -171,6 +175,7 @@ void validate_flags(const Options& o) {
              "forever), got ", o.comm_timeout);
   SGPT_CHECK(!o.out_dir.empty(), "--out must name a directory");
   SGPT_CHECK(o.bucket_kib >= 0, "--bucket-kib must be >= 0 (0 = one all-reduce after backward), got ", o.bucket_kib);
+  SGPT_CHECK(o.zero >= 0 && o.zero <= 3, "--zero must be 1, 2 or 3 (0 = plain data parallelism), got ", o.zero);
 }
 
 // Test-only fault injection, driven by environment variables so that no flag advertises it:
@@ -325,6 +330,7 @@ int run(Options o, int argc, char** argv) {
       }
     } else {
       cfg = gpt_config(o.model);
+      if (o.untied) cfg.tied_embeddings = false;
     }
     data.emplace(open_data(o));
     if (cfg.vocab_size != data->first.vocab_size()) cfg.set_vocab(static_cast<int>(data->first.vocab_size()));
@@ -347,7 +353,10 @@ int run(Options o, int argc, char** argv) {
     setup.dtype = o.dtype;
     setup.batch = o.batch;
     setup.seq_len = o.seq_len;
-    strategy = world ? train::make_data_parallel(setup, world, o.bucket_kib) : train::make_single_device(setup);
+    if (o.zero > 0)
+      strategy = train::make_zero(setup, world, o.zero);
+    else
+      strategy = world ? train::make_data_parallel(setup, world, o.bucket_kib) : train::make_single_device(setup);
     SGPT_CHECK(strategy->data_ranks() == n_data, "internal: the strategy reads ", strategy->data_ranks(),
                " data shares, the loaders ", n_data);
     state.seed = o.seed;
@@ -520,6 +529,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-every", o.log_every, "steps between log lines when not on a terminal")->capture_default_str();
   app.add_option("--bucket-kib", o.bucket_kib, "data parallelism: gradient buckets of this many KiB all-reduced "
                  "during backward (lesson 07); 0: one all-reduce after backward (lesson 06)")->capture_default_str();
+  app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32, needs --untied)")
+      ->capture_default_str();
+  app.add_flag("--untied", o.untied, "a separate lm_head instead of sharing wte (new runs; --zero needs it)");
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   app.add_option("--comm-timeout", o.comm_timeout,
                  "seconds a rank may wait for the others in a collective before the job is aborted (0 = forever)")
