@@ -9,7 +9,7 @@ shift
 mpi=("$@")  # the mpiexec prefix without -np
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-common=(--model nano --untied --seq-len 32 --steps 12 --eval-every 6 --eval-batches 2 --sample-tokens 0 -q
+common=(--model nano --untie-embeddings --seq-len 32 --steps 12 --eval-every 6 --eval-batches 2 --sample-tokens 0 -q
         --log-every 1 --synthetic-bytes 50000)
 compare() {
 python3 - "$dir/one/metrics.jsonl" "$1" "$2" <<'PY'
@@ -46,5 +46,5 @@ done
 compare "$dir/r/metrics.jsonl" "--zero 2 to step 6, resumed with --zero 3"
 "${mpi[@]}" -np 2 "$train" --model nano --zero 1 --steps 1 -o "$dir/tied" > "$dir/tied.log" 2>&1 \
   && { echo "FAIL: --zero with a tied model should be an error"; exit 1; }
-grep -q "untied" "$dir/tied.log" || { echo "FAIL: the error should name --untied"; cat "$dir/tied.log"; exit 1; }
+grep -q "untie-embeddings" "$dir/tied.log" || { echo "FAIL: the error should name --untie-embeddings"; cat "$dir/tied.log"; exit 1; }
 echo "ok"

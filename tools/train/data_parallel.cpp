@@ -37,12 +37,8 @@ class DataParallel final : public SingleDevice {
     return t.to_vector()[0];
   }
 
-  void save(const std::string& path, const TrainState& state) override {
-    SingleDevice::save(path, state);  // every rank holds the same model: rank 0 writes it
-  }
-
  protected:
-  bool writes() const override { return world_->rank() == 0; }
+  bool writes() const override { return world_->rank() == 0; }  // every rank holds the same model
 
   double forward_backward(const Tensor& x, const Tensor& y) override {
     model_.zero_grad();

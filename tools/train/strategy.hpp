@@ -4,7 +4,10 @@
 //
 //   single_device.cpp   one rank holds the whole model (f32 here, bf16/fp16 through lesson 05)
 //   data_parallel.cpp   every rank the whole model and its own rows (lessons 06 and 07)
-//   zero.cpp            data parallelism with sharded model state (lesson 11, --zero 1|2|3)
+//   pipeline_parallel.cpp  rank r holds stage r of the model, micro-batches flow (lessons 08, 09)
+//   tensor_parallel.cpp    every rank a shard of every block (lesson 10, with or without
+//                          sequence parallelism)
+//   zero.cpp               data parallelism with sharded model state (lesson 11, --zero 1|2|3)
 //
 // The step loop in train.cpp knows nothing of the technique: it asks the strategy for one
 // optimizer step on the batch the strategy's data share says to load, for evaluation losses, for a
@@ -84,6 +87,18 @@ std::unique_ptr<Strategy> make_single_device(const StrategySetup& s);
 /// code (bucket_kib == 0) or lesson 07's buckets of bucket_kib KiB overlapped with backward.
 std::unique_ptr<Strategy> make_data_parallel(const StrategySetup& s, std::shared_ptr<Communicator> world,
                                              int64_t bucket_kib);
+
+/// Pipeline parallelism on `world` (one stage per rank): micro_batches per global batch, schedule
+/// "gpipe" (lesson 08's split and schedule) or "1f1b" (lesson 09's schedule). The model must not
+/// tie its embeddings (checked by the stage split).
+std::unique_ptr<Strategy> make_pipeline_parallel(const StrategySetup& s, std::shared_ptr<Communicator> world,
+                                                 int micro_batches, const std::string& schedule);
+
+/// Tensor parallelism on `world` (one tensor-parallel group), with sequence parallelism when
+/// `sequence_parallel` (lesson 10). CPU only; the world's size must divide the heads, the MLP
+/// width and, with sequence parallelism, s.seq_len.
+std::unique_ptr<Strategy> make_tensor_parallel(const StrategySetup& s, std::shared_ptr<Communicator> world,
+                                               bool sequence_parallel);
 
 /// ZeRO stage `stage` (1-3) on `world` (size >= 2) through lesson 11's code; f32, untied model.
 std::unique_ptr<Strategy> make_zero(const StrategySetup& s, std::shared_ptr<Communicator> world, int stage);

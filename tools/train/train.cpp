@@ -1,9 +1,13 @@
-// scalegpt-train: trains a GPT on one device (the parallel lessons add their flags as they land).
+// scalegpt-train: trains a GPT on one device, or on several ranks under mpirun with the parallel
+// lessons' code (strategy.hpp: data parallelism by default, --pp, --tp).
 //
 //   scalegpt-train                                  # micro model, synthetic text, a few minutes on 2 cores
 //   scalegpt-train --data data/tinyshakespeare --model mini --steps 2000
 //   scalegpt-train --resume runs/micro/checkpoint.safetensors
 //   scalegpt-train --verify runs/micro/checkpoint.safetensors     # check a checkpoint's checksums
+//   mpirun -np 2 scalegpt-train --batch 8                         # data parallelism (lessons 06, 07)
+//   mpirun -np 2 scalegpt-train --untie-embeddings --pp 2 --micro-batches 4 --schedule 1f1b  # lessons 08, 09
+//   mpirun -np 2 scalegpt-train --tp 2 --sequence-parallel        # lesson 10
 //
 // Prints a live progress line on a terminal (plain lines otherwise), writes metrics as JSON lines,
 // a loss curve (SVG), checkpoints, and finally a text sample. What it guarantees about those files
@@ -77,7 +81,12 @@ struct Options {
   double peak_tflops = 0;
   int64_t bucket_kib = 0;  // data parallelism: 0 = one all-reduce after backward (lesson 06), else buckets (lesson 07)
   int zero = 0;            // ZeRO stage (lesson 11); 0 = plain data parallelism
-  bool untied = false;     // a separate lm_head instead of wte (a new run's model; a resumed run keeps its own)
+  int pp = 1;              // pipeline stages (lessons 08 and 09)
+  int micro_batches = 1;   // pipeline: micro-batches per global batch
+  std::string schedule = "1f1b";
+  int tp = 1;              // tensor-parallel ranks (lesson 10)
+  bool sequence_parallel = false;
+  bool untie_embeddings = false;
   int log_every = 10;
   bool quiet = false;
   double comm_timeout = 300;
@@ -125,8 +134,14 @@ std::vector<FlagInfo> flag_table(const Options& o) {
       {"--device", o.device, true, false},
       {"--dtype", o.dtype, true, true},
       {"--bucket-kib", std::to_string(o.bucket_kib), true, false},
-      {"--zero", i(o.zero), true, false},
-      {"--untied", o.untied ? "1" : "0", true, false},
+      {"--zero", i(o.zero), true, false},  // resume: any strategy resumes any checkpoint
+      // The layout may change when resuming: checkpoints hold the consolidated model.
+      {"--pp", i(o.pp), true, false},
+      {"--micro-batches", i(o.micro_batches), true, false},
+      {"--schedule", o.schedule, true, false},
+      {"--tp", i(o.tp), true, false},
+      {"--sequence-parallel", o.sequence_parallel ? "1" : "0", true, false},
+      {"--untie-embeddings", o.untie_embeddings ? "1" : "0", true, false},  // resume: the checkpoint's model decides
       {"--comm-timeout", num(o.comm_timeout), true, false},
       {"--sample-tokens", i(o.sample_tokens), true, false},
       {"--prompt", o.prompt, true, false},
@@ -175,7 +190,54 @@ void validate_flags(const Options& o) {
              "forever), got ", o.comm_timeout);
   SGPT_CHECK(!o.out_dir.empty(), "--out must name a directory");
   SGPT_CHECK(o.bucket_kib >= 0, "--bucket-kib must be >= 0 (0 = one all-reduce after backward), got ", o.bucket_kib);
+  SGPT_CHECK(o.pp >= 1, "--pp must be at least 1 pipeline stage, got ", o.pp);
+  SGPT_CHECK(o.tp >= 1, "--tp must be at least 1 rank, got ", o.tp);
+  SGPT_CHECK(o.micro_batches >= 1, "--micro-batches must be at least 1, got ", o.micro_batches);
+  SGPT_CHECK(o.schedule == "gpipe" || o.schedule == "1f1b", "--schedule must be gpipe or 1f1b, got '", o.schedule,
+             "'");
+  SGPT_CHECK(o.pp > 1 || (!o.given.count("--micro-batches") && !o.given.count("--schedule")),
+             "--micro-batches and --schedule apply to pipeline parallelism only: pass --pp P (P > 1) too");
+  SGPT_CHECK(o.tp > 1 || !o.sequence_parallel, "--sequence-parallel applies to tensor parallelism only: pass --tp T ",
+             "(T > 1) too");
+  SGPT_CHECK(o.pp == 1 || o.tp == 1, "--pp ", o.pp, " with --tp ", o.tp, ": pipeline and tensor parallelism are not ",
+             "combined (yet): use one of them");
+  SGPT_CHECK(o.batch % o.micro_batches == 0, "--micro-batches ", o.micro_batches, " does not divide --batch ",
+             o.batch, ": each micro-batch must hold the same number of sequences");
+  SGPT_CHECK((o.pp == 1 && o.tp == 1) || o.bucket_kib == 0, "--bucket-kib applies to data parallelism only, not to ",
+             o.pp > 1 ? "--pp" : "--tp");
   SGPT_CHECK(o.zero >= 0 && o.zero <= 3, "--zero must be 1, 2 or 3 (0 = plain data parallelism), got ", o.zero);
+  SGPT_CHECK(o.zero == 0 || (o.pp == 1 && o.tp == 1 && o.bucket_kib == 0), "--zero ", o.zero,
+             " is data parallelism with sharded state: it does not combine with --pp, --tp or --bucket-kib");
+}
+
+// The layout's checks that need the world and the model: every rank makes them (run_on_all_ranks),
+// so each one prints the same error.
+void check_layout(const Options& o, const GPTConfig& cfg, int n_ranks) {
+  const int split = o.pp * o.tp;
+  if (split == 1) return;
+  const char* flag = o.pp > 1 ? "--pp" : "--tp";
+  SGPT_CHECK(split == n_ranks, flag, " ", split, " needs exactly ", split, " ranks (mpirun -np ", split,
+             "), but this job has ", n_ranks,
+             n_ranks > split ? str(" (", o.pp > 1 ? "pipeline" : "tensor",
+                                   " parallelism is not combined with data parallelism yet)")
+                             : std::string());
+  SGPT_CHECK(o.dtype == "f32", "--dtype ", o.dtype, " runs on one rank for now: ", flag, " trains in f32");
+  if (o.pp > 1) {
+    SGPT_CHECK(o.pp <= cfg.n_layer, "--pp ", o.pp, " asks for more pipeline stages than model '", cfg.name, "' has ",
+               "blocks (", cfg.n_layer, "): each stage needs at least one");
+    SGPT_CHECK(!cfg.tied_embeddings, "--pp ", o.pp, " puts the token embedding (first stage) and the head (last stage) ",
+               "on different ranks, but model '", cfg.name, "' ties them (its head reuses wte, as GPT-2's does): pass ",
+               "--untie-embeddings (to the runs you compare with too)",
+               o.resume.empty() ? "" : ", or resume a checkpoint trained with it");
+  } else {
+    SGPT_CHECK(cfg.n_head % o.tp == 0, "--tp ", o.tp, " does not divide the ", cfg.n_head, " attention heads of model '",
+               cfg.name, "' (each rank holds whole heads)");
+    SGPT_CHECK(4 * cfg.n_embd % o.tp == 0, "--tp ", o.tp, " does not divide the MLP width 4C = ", 4 * cfg.n_embd,
+               " of model '", cfg.name, "'");
+    SGPT_CHECK(!o.sequence_parallel || o.seq_len % o.tp == 0, "--tp ", o.tp, " does not divide the sequence length ",
+               o.seq_len, " (--seq-len): --sequence-parallel gives each rank T/t positions");
+    SGPT_CHECK(o.device == "cpu", "--tp runs lesson 10's blocks, which are CPU code: pass --device cpu");
+  }
 }
 
 // Test-only fault injection, driven by environment variables so that no flag advertises it:
@@ -319,6 +381,8 @@ int run(Options o, int argc, char** argv) {
     if (!o.resume.empty()) {
       const SafeTensorsHeader h = read_safetensors_header(o.resume);  // verifies the metadata checksum
       cfg = checkpoint_config(o.resume);
+      SGPT_CHECK(!o.untie_embeddings || !cfg.tied_embeddings, "--untie-embeddings, but the checkpoint ", o.resume,
+                 " holds model '", cfg.name, "' with tied embeddings (a resumed run keeps its model)");
       SGPT_CHECK(!o.given.count("--model") || o.model == cfg.name, "--model ", o.model, " but the checkpoint ",
                  o.resume, " holds model '", cfg.name, "' (leave out --model when resuming, or pass --model ",
                  cfg.name, ")");
@@ -330,14 +394,18 @@ int run(Options o, int argc, char** argv) {
       }
     } else {
       cfg = gpt_config(o.model);
-      if (o.untied) cfg.tied_embeddings = false;
+      if (o.untie_embeddings) {
+        cfg.tied_embeddings = false;  // the head gets its own matrix (initialised from the seed like wte)
+        cfg.validate();
+      }
     }
     data.emplace(open_data(o));
     if (cfg.vocab_size != data->first.vocab_size()) cfg.set_vocab(static_cast<int>(data->first.vocab_size()));
     if (o.seq_len == 0) o.seq_len = std::min<int64_t>(128, cfg.max_seq_len);
     SGPT_CHECK(o.seq_len <= cfg.max_seq_len, "--seq-len ", o.seq_len, " is longer than the context ", cfg.max_seq_len,
                " of model '", cfg.name, "'");
-    const int n_data = n_ranks;  // ranks with their own rows of each global batch
+    check_layout(o, cfg, n_ranks);
+    const int n_data = n_ranks / (o.pp * o.tp);  // ranks with their own rows of each global batch
     if (!o.resume.empty())
       check_resume_flags(o, read_safetensors_header(o.resume), o.batch * n_data, resume_step);
     // Both loaders check here that their file holds at least one global batch.
@@ -353,10 +421,16 @@ int run(Options o, int argc, char** argv) {
     setup.dtype = o.dtype;
     setup.batch = o.batch;
     setup.seq_len = o.seq_len;
-    if (o.zero > 0)
+    if (o.pp > 1)
+      strategy = train::make_pipeline_parallel(setup, world, o.micro_batches, o.schedule);
+    else if (o.tp > 1)
+      strategy = train::make_tensor_parallel(setup, world, o.sequence_parallel);
+    else if (o.zero > 0)
       strategy = train::make_zero(setup, world, o.zero);
+    else if (world)
+      strategy = train::make_data_parallel(setup, world, o.bucket_kib);
     else
-      strategy = world ? train::make_data_parallel(setup, world, o.bucket_kib) : train::make_single_device(setup);
+      strategy = train::make_single_device(setup);
     SGPT_CHECK(strategy->data_ranks() == n_data, "internal: the strategy reads ", strategy->data_ranks(),
                " data shares, the loaders ", n_data);
     state.seed = o.seed;
@@ -504,7 +578,7 @@ int main(int argc, char** argv) {
   }() + ")")->capture_default_str();
   app.add_option("--data", o.data, "'synthetic' or a directory with train.bin and val.bin")->capture_default_str();
   app.add_option("--synthetic-bytes", o.synthetic_bytes, "size of the synthetic corpus")->capture_default_str();
-  app.add_option("-b,--batch", o.batch, "sequences per step (B)")->capture_default_str();
+  app.add_option("-b,--batch", o.batch, "sequences per step (B), per data-parallel rank")->capture_default_str();
   app.add_option("-t,--seq-len", o.seq_len, "tokens per sequence (T; default: the model's context, at most 128)");
   app.add_option("-n,--steps", o.steps, "optimizer steps")->capture_default_str();
   app.add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
@@ -529,9 +603,20 @@ int main(int argc, char** argv) {
   app.add_option("--log-every", o.log_every, "steps between log lines when not on a terminal")->capture_default_str();
   app.add_option("--bucket-kib", o.bucket_kib, "data parallelism: gradient buckets of this many KiB all-reduced "
                  "during backward (lesson 07); 0: one all-reduce after backward (lesson 06)")->capture_default_str();
-  app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32, needs --untied)")
+  app.add_option("--pp", o.pp, "pipeline parallelism: stages, one per rank (mpirun -np P; lessons 08 and 09)")
       ->capture_default_str();
-  app.add_flag("--untied", o.untied, "a separate lm_head instead of sharing wte (new runs; --zero needs it)");
+  app.add_option("--micro-batches", o.micro_batches, "pipeline: micro-batches per --batch (must divide it)")
+      ->capture_default_str();
+  app.add_option("--schedule", o.schedule, "pipeline schedule: gpipe (lesson 08) or 1f1b (lesson 09)")
+      ->capture_default_str();
+  app.add_option("--tp", o.tp, "tensor parallelism: ranks sharing every block (mpirun -np T; lesson 10)")
+      ->capture_default_str();
+  app.add_flag("--sequence-parallel", o.sequence_parallel,
+               "tensor parallelism: shard LayerNorm and residual activations along the sequence (lesson 10)");
+  app.add_flag("--untie-embeddings", o.untie_embeddings,
+               "give the head its own matrix instead of reusing wte (needed by --pp)");
+  app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32, needs --untie-embeddings)")
+      ->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   app.add_option("--comm-timeout", o.comm_timeout,
                  "seconds a rank may wait for the others in a collective before the job is aborted (0 = forever)")

@@ -1,8 +1,8 @@
 // scalegpt-train --zero 1|2|3 under mpirun: data parallelism with ZeRO through lesson 11's code.
 // Every rank trains on its own rows as with data parallelism, but keeps only its shard of the
 // optimizer state (stage 1), of the gradients (2) and of the parameters (3); the model runs unit by
-// unit (common/parallel/unit_runner.hpp), which needs an untied output layer (--untied). Trains in
-// f32. Checkpoints are the consolidated single-device file (gathered on save), so a ZeRO run
+// unit (common/parallel/unit_runner.hpp), which needs an untied output layer (--untie-embeddings).
+// Trains in f32. Checkpoints are the consolidated single-device file (gathered on save), so a ZeRO run
 // resumes under any strategy and any number of ranks.
 
 #include <memory>
@@ -93,7 +93,7 @@ std::unique_ptr<Strategy> make_zero(const StrategySetup& s, std::shared_ptr<Comm
   SGPT_CHECK(world && world->size() > 1, "--zero ", stage, " needs several ranks: run under mpirun -np D (D >= 2)");
   SGPT_CHECK(s.dtype == "f32", "--zero trains in f32 (lesson 11), got --dtype ", s.dtype);
   SGPT_CHECK(!s.cfg.tied_embeddings, "--zero runs the model unit by unit, which needs an untied output layer: add "
-             "--untied (model '", s.cfg.name, "' ties wte and lm_head)");
+             "--untie-embeddings (model '", s.cfg.name, "' ties wte and lm_head)");
   return std::make_unique<Zero>(s, std::move(world), stage);
 }
 
