@@ -7,6 +7,7 @@
 //   pipeline_parallel.cpp  rank r holds stage r of the model, micro-batches flow (lessons 08, 09)
 //   tensor_parallel.cpp    every rank a shard of every block (lesson 10, with or without
 //                          sequence parallelism)
+//   zero.cpp               data parallelism with sharded model state (lesson 11, --zero 1|2|3)
 //
 // The step loop in train.cpp knows nothing of the technique: it asks the strategy for one
 // optimizer step on the batch the strategy's data share says to load, for evaluation losses, for a
@@ -98,5 +99,8 @@ std::unique_ptr<Strategy> make_pipeline_parallel(const StrategySetup& s, std::sh
 /// width and, with sequence parallelism, s.seq_len.
 std::unique_ptr<Strategy> make_tensor_parallel(const StrategySetup& s, std::shared_ptr<Communicator> world,
                                                bool sequence_parallel);
+
+/// ZeRO stage `stage` (1-3) on `world` (size >= 2) through lesson 11's code; f32, untied model.
+std::unique_ptr<Strategy> make_zero(const StrategySetup& s, std::shared_ptr<Communicator> world, int stage);
 
 }  // namespace sgpt::train

@@ -80,6 +80,7 @@ struct Options {
   double temperature = 0.8;
   double peak_tflops = 0;
   int64_t bucket_kib = 0;  // data parallelism: 0 = one all-reduce after backward (lesson 06), else buckets (lesson 07)
+  int zero = 0;            // ZeRO stage (lesson 11); 0 = plain data parallelism
   int pp = 1;              // pipeline stages (lessons 08 and 09)
   int micro_batches = 1;   // pipeline: micro-batches per global batch
   std::string schedule = "1f1b";
@@ -133,6 +134,7 @@ std::vector<FlagInfo> flag_table(const Options& o) {
       {"--device", o.device, true, false},
       {"--dtype", o.dtype, true, true},
       {"--bucket-kib", std::to_string(o.bucket_kib), true, false},
+      {"--zero", i(o.zero), true, false},  // resume: any strategy resumes any checkpoint
       // The layout may change when resuming: checkpoints hold the consolidated model.
       {"--pp", i(o.pp), true, false},
       {"--micro-batches", i(o.micro_batches), true, false},
@@ -203,6 +205,9 @@ void validate_flags(const Options& o) {
              o.batch, ": each micro-batch must hold the same number of sequences");
   SGPT_CHECK((o.pp == 1 && o.tp == 1) || o.bucket_kib == 0, "--bucket-kib applies to data parallelism only, not to ",
              o.pp > 1 ? "--pp" : "--tp");
+  SGPT_CHECK(o.zero >= 0 && o.zero <= 3, "--zero must be 1, 2 or 3 (0 = plain data parallelism), got ", o.zero);
+  SGPT_CHECK(o.zero == 0 || (o.pp == 1 && o.tp == 1 && o.bucket_kib == 0), "--zero ", o.zero,
+             " is data parallelism with sharded state: it does not combine with --pp, --tp or --bucket-kib");
 }
 
 // The layout's checks that need the world and the model: every rank makes them (run_on_all_ranks),
@@ -420,6 +425,8 @@ int run(Options o, int argc, char** argv) {
       strategy = train::make_pipeline_parallel(setup, world, o.micro_batches, o.schedule);
     else if (o.tp > 1)
       strategy = train::make_tensor_parallel(setup, world, o.sequence_parallel);
+    else if (o.zero > 0)
+      strategy = train::make_zero(setup, world, o.zero);
     else if (world)
       strategy = train::make_data_parallel(setup, world, o.bucket_kib);
     else
@@ -608,6 +615,8 @@ int main(int argc, char** argv) {
                "tensor parallelism: shard LayerNorm and residual activations along the sequence (lesson 10)");
   app.add_flag("--untie-embeddings", o.untie_embeddings,
                "give the head its own matrix instead of reusing wte (needed by --pp)");
+  app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32, needs --untie-embeddings)")
+      ->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   app.add_option("--comm-timeout", o.comm_timeout,
                  "seconds a rank may wait for the others in a collective before the job is aborted (0 = forever)")
