@@ -64,9 +64,6 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
     adamw_update(p, s.in(grad), mm, vv, cfg, t, decay);
     return s.store();
   }
-  // NOTE(cuda): the CUDA AdamW kernel does not read grad_scale yet; until it does, refuse it there.
-  SGPT_CHECK(param.device() == Device::CPU || cfg.grad_scale == 1.0, op,
-             ": grad_scale != 1 is not implemented for CUDA tensors yet");
   SGPT_CHECK(t >= 1, op, ": the step t is 1-based, got ", t);
   const int64_t n = param.numel();
   detail::expect_all(op, param.dtype(), param.device(),

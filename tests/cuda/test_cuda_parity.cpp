@@ -495,16 +495,20 @@ TEST_F(CudaParity, AxpyScaleSumOfSquares) {
 }
 
 TEST_F(CudaParity, AdamW) {
+  // grad_scale (lesson 05's unscaling) multiplies the gradient first: with gradients 1024x larger
+  // and grad_scale = 1/1024, a kernel that ignored it would leave m 1024x too large.
   for (int64_t n : {int64_t(7), int64_t(1) << 20}) {
     for (bool decay : {true, false}) {
       Case c{0, 0, 0, 0, 0, 0};
-      std::string nm = std::string(" n=") + std::to_string(n) + (decay ? " decay" : " nodecay");
+      const double gscale = decay ? 1.0 / 1024 : 1.0;
+      std::string nm = std::string(" n=") + std::to_string(n) + (decay ? " decay gs=1/1024" : " nodecay");
       Tensor p = randn({n}), m = Tensor::zeros({n}), v = Tensor::zeros({n});
       Tensor p_r = f64(p), m_r = f64(m), v_r = f64(v), p_g = gpu(p), m_g = gpu(m), v_g = gpu(v);
       AdamWConfig cfg;
       cfg.lr = 1e-3;
+      cfg.grad_scale = gscale;
       for (int t = 1; t <= 3; ++t) {
-        Tensor g = randn({n}, 0.1);
+        Tensor g = randn({n}, 0.1 / gscale);
         adamw_update(p_r, f64(g), m_r, v_r, cfg, t, decay);
         adamw_update(p_g, gpu(g), m_g, v_g, cfg, t, decay);
       }

@@ -1,9 +1,13 @@
-// scalegpt-train: trains a GPT on one device (the parallel lessons add their flags as they land).
+// scalegpt-train: trains a GPT on one device, or on several ranks under mpirun with the parallel
+// lessons' code (strategy.hpp: data parallelism by default, --pp, --tp).
 //
 //   scalegpt-train                                  # micro model, synthetic text, a few minutes on 2 cores
 //   scalegpt-train --data data/tinyshakespeare --model mini --steps 2000
 //   scalegpt-train --resume runs/micro/checkpoint.safetensors
 //   scalegpt-train --verify runs/micro/checkpoint.safetensors     # check a checkpoint's checksums
+//   mpirun -np 2 scalegpt-train --batch 8                         # data parallelism (lessons 06, 07)
+//   mpirun -np 2 scalegpt-train --untie-embeddings --pp 2 --micro-batches 4 --schedule 1f1b  # lessons 08, 09
+//   mpirun -np 2 scalegpt-train --tp 2 --sequence-parallel        # lesson 10
 //
 // Prints a live progress line on a terminal (plain lines otherwise), writes metrics as JSON lines,
 // a loss curve (SVG), checkpoints, and finally a text sample. What it guarantees about those files
@@ -37,13 +41,11 @@
 #include "data/tokenizer.hpp"
 #include "comm/agreement.hpp"
 #include "comm/communicator.hpp"
-#include "data_parallel.hpp"  // lesson 06: the replicated start, gradient and loss averaging
-#include "overlapped_dp.hpp"  // lesson 07: bucketed all-reduce overlapped with backward
 #include "train/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
-#include "precision.hpp"
 #include "run_files.hpp"
+#include "strategy.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -78,6 +80,13 @@ struct Options {
   double temperature = 0.8;
   double peak_tflops = 0;
   int64_t bucket_kib = 0;  // data parallelism: 0 = one all-reduce after backward (lesson 06), else buckets (lesson 07)
+  int zero = 0;            // ZeRO stage (lesson 11); 0 = plain data parallelism
+  int pp = 1;              // pipeline stages (lessons 08 and 09)
+  int micro_batches = 1;   // pipeline: micro-batches per global batch
+  std::string schedule = "1f1b";
+  int tp = 1;              // tensor-parallel ranks (lesson 10)
+  bool sequence_parallel = false;
+  bool untie_embeddings = false;
   int log_every = 10;
   bool quiet = false;
   double comm_timeout = 300;
@@ -125,6 +134,14 @@ std::vector<FlagInfo> flag_table(const Options& o) {
       {"--device", o.device, true, false},
       {"--dtype", o.dtype, true, true},
       {"--bucket-kib", std::to_string(o.bucket_kib), true, false},
+      {"--zero", i(o.zero), true, false},  // resume: any strategy resumes any checkpoint
+      // The layout may change when resuming: checkpoints hold the consolidated model.
+      {"--pp", i(o.pp), true, false},
+      {"--micro-batches", i(o.micro_batches), true, false},
+      {"--schedule", o.schedule, true, false},
+      {"--tp", i(o.tp), true, false},
+      {"--sequence-parallel", o.sequence_parallel ? "1" : "0", true, false},
+      {"--untie-embeddings", o.untie_embeddings ? "1" : "0", true, false},  // resume: the checkpoint's model decides
       {"--comm-timeout", num(o.comm_timeout), true, false},
       {"--sample-tokens", i(o.sample_tokens), true, false},
       {"--prompt", o.prompt, true, false},
@@ -173,6 +190,54 @@ void validate_flags(const Options& o) {
              "forever), got ", o.comm_timeout);
   SGPT_CHECK(!o.out_dir.empty(), "--out must name a directory");
   SGPT_CHECK(o.bucket_kib >= 0, "--bucket-kib must be >= 0 (0 = one all-reduce after backward), got ", o.bucket_kib);
+  SGPT_CHECK(o.pp >= 1, "--pp must be at least 1 pipeline stage, got ", o.pp);
+  SGPT_CHECK(o.tp >= 1, "--tp must be at least 1 rank, got ", o.tp);
+  SGPT_CHECK(o.micro_batches >= 1, "--micro-batches must be at least 1, got ", o.micro_batches);
+  SGPT_CHECK(o.schedule == "gpipe" || o.schedule == "1f1b", "--schedule must be gpipe or 1f1b, got '", o.schedule,
+             "'");
+  SGPT_CHECK(o.pp > 1 || (!o.given.count("--micro-batches") && !o.given.count("--schedule")),
+             "--micro-batches and --schedule apply to pipeline parallelism only: pass --pp P (P > 1) too");
+  SGPT_CHECK(o.tp > 1 || !o.sequence_parallel, "--sequence-parallel applies to tensor parallelism only: pass --tp T ",
+             "(T > 1) too");
+  SGPT_CHECK(o.pp == 1 || o.tp == 1, "--pp ", o.pp, " with --tp ", o.tp, ": pipeline and tensor parallelism are not ",
+             "combined (yet): use one of them");
+  SGPT_CHECK(o.batch % o.micro_batches == 0, "--micro-batches ", o.micro_batches, " does not divide --batch ",
+             o.batch, ": each micro-batch must hold the same number of sequences");
+  SGPT_CHECK((o.pp == 1 && o.tp == 1) || o.bucket_kib == 0, "--bucket-kib applies to data parallelism only, not to ",
+             o.pp > 1 ? "--pp" : "--tp");
+  SGPT_CHECK(o.zero >= 0 && o.zero <= 3, "--zero must be 1, 2 or 3 (0 = plain data parallelism), got ", o.zero);
+  SGPT_CHECK(o.zero == 0 || (o.pp == 1 && o.tp == 1 && o.bucket_kib == 0), "--zero ", o.zero,
+             " is data parallelism with sharded state: it does not combine with --pp, --tp or --bucket-kib");
+}
+
+// The layout's checks that need the world and the model: every rank makes them (run_on_all_ranks),
+// so each one prints the same error.
+void check_layout(const Options& o, const GPTConfig& cfg, int n_ranks) {
+  const int split = o.pp * o.tp;
+  if (split == 1) return;
+  const char* flag = o.pp > 1 ? "--pp" : "--tp";
+  SGPT_CHECK(split == n_ranks, flag, " ", split, " needs exactly ", split, " ranks (mpirun -np ", split,
+             "), but this job has ", n_ranks,
+             n_ranks > split ? str(" (", o.pp > 1 ? "pipeline" : "tensor",
+                                   " parallelism is not combined with data parallelism yet)")
+                             : std::string());
+  SGPT_CHECK(o.dtype == "f32", "--dtype ", o.dtype, " runs on one rank for now: ", flag, " trains in f32");
+  if (o.pp > 1) {
+    SGPT_CHECK(o.pp <= cfg.n_layer, "--pp ", o.pp, " asks for more pipeline stages than model '", cfg.name, "' has ",
+               "blocks (", cfg.n_layer, "): each stage needs at least one");
+    SGPT_CHECK(!cfg.tied_embeddings, "--pp ", o.pp, " puts the token embedding (first stage) and the head (last stage) ",
+               "on different ranks, but model '", cfg.name, "' ties them (its head reuses wte, as GPT-2's does): pass ",
+               "--untie-embeddings (to the runs you compare with too)",
+               o.resume.empty() ? "" : ", or resume a checkpoint trained with it");
+  } else {
+    SGPT_CHECK(cfg.n_head % o.tp == 0, "--tp ", o.tp, " does not divide the ", cfg.n_head, " attention heads of model '",
+               cfg.name, "' (each rank holds whole heads)");
+    SGPT_CHECK(4 * cfg.n_embd % o.tp == 0, "--tp ", o.tp, " does not divide the MLP width 4C = ", 4 * cfg.n_embd,
+               " of model '", cfg.name, "'");
+    SGPT_CHECK(!o.sequence_parallel || o.seq_len % o.tp == 0, "--tp ", o.tp, " does not divide the sequence length ",
+               o.seq_len, " (--seq-len): --sequence-parallel gives each rank T/t positions");
+    SGPT_CHECK(o.device == "cpu", "--tp runs lesson 10's blocks, which are CPU code: pass --device cpu");
+  }
 }
 
 // Test-only fault injection, driven by environment variables so that no flag advertises it:
@@ -223,26 +288,19 @@ std::pair<TokenFile, TokenFile> open_data(const Options& o) {
   return {TokenFile(o.data + "/train.bin"), TokenFile(o.data + "/val.bin")};
 }
 
-// The mean of one number over the ranks (on `device`: NCCL moves only GPU tensors).
-double mean_over_ranks(Communicator& world, double value, Device device) {
-  Tensor t = Tensor::from(std::vector<double>{value}, {1}).to(device);
-  world.all_reduce(t, ReduceOp::Avg);
-  return t.to_vector()[0];
-}
-
-// Mean validation loss over the first --eval-batches global batches; with several ranks each
-// rank evaluates its rows and the means are averaged.
-double evaluate(GPT& model, const TokenFile& val, const Options& o, Communicator* world) {
-  const int rank = world ? world->rank() : 0, n_ranks = world ? world->size() : 1;
-  DataLoader loader(val, o.batch * n_ranks, o.seq_len, rank, n_ranks);
+// Mean validation loss over the first --eval-batches global batches; each rank evaluates its rows
+// (its data share, strategy.hpp) and the strategy averages over the data-parallel ranks.
+double evaluate(train::Strategy& strategy, const TokenFile& val, const Options& o) {
+  const int n_data = strategy.data_ranks();
+  DataLoader loader(val, o.batch * n_data, o.seq_len, strategy.data_rank(), n_data);
   Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
   const int64_t n = std::min<int64_t>(o.eval_batches, loader.batches_per_epoch());
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     loader.next(x, y);
-    sum += model.forward(x, y);
+    sum += strategy.eval_loss(x, y);
   }
-  return world ? mean_over_ranks(*world, sum / double(n), model.device()) : sum / double(n);
+  return strategy.mean_eval_loss(sum / double(n));
 }
 
 // --verify CKPT: structure, format, configuration and every checksum, without training.
@@ -280,10 +338,8 @@ void check_resume_flags(const Options& o, const SafeTensorsHeader& h, int64_t gl
 
 int run(Options o, int argc, char** argv) {
   if (!o.verify.empty()) return verify(o.verify);
-  // Data parallelism: started under mpirun/srun with several processes, every rank holds the whole
-  // model, trains on its own rows of each global batch (--batch rows per rank), and the gradients
-  // are averaged across ranks before the optimizer step, so N ranks x --batch b compute what one
-  // rank with --batch N*b computes. Ranks talk through MPI on the CPU and NCCL on GPUs.
+  // Started under mpirun/srun with several processes, the ranks share the run as the strategy says
+  // (strategy.hpp): data parallelism by default. Ranks talk through MPI on the CPU and NCCL on GPUs.
   std::shared_ptr<Communicator> world;
   if (detect_launch().world > 1) {
     SGPT_CHECK(std::isfinite(o.comm_timeout) && o.comm_timeout >= 0, "--comm-timeout must be >= 0, got ",
@@ -298,7 +354,7 @@ int run(Options o, int argc, char** argv) {
     check_same_on_all_ranks(*world, agreed, "flags");
   }
   const int rank = world ? world->rank() : 0, n_ranks = world ? world->size() : 1;
-  const bool writer = rank == 0;  // one rank writes files; all ranks hold the same model
+  const bool writer = rank == 0;  // one rank writes files
   if (o.threads > 0) {
     omp_set_num_threads(o.threads);
     openblas_set_num_threads(o.threads);
@@ -308,15 +364,12 @@ int run(Options o, int argc, char** argv) {
   // Set-up: everything that can fail on bad input happens here, before any training, and a
   // failure on any rank stops every rank with the same message.
   std::optional<std::pair<TokenFile, TokenFile>> data;
-  std::optional<GPT> model_slot;
-  std::optional<AdamW> opt_slot;
-  std::unique_ptr<train::MixedPrecisionRun> mp;  // --dtype bf16|fp16: lesson 05's recipe
+  std::unique_ptr<train::Strategy> strategy;
   std::optional<DataLoader> loader_slot;
   std::optional<train::MetricsLog> metrics;
   GPTConfig cfg;
-  // Data parallelism runs the course's code (lessons 06 and 07: the reference in the instructors'
-  // tree, your files in the student release, where an unfinished task stops every rank here).
-  std::unique_ptr<lesson07::OverlappedReducer> reducer;
+  // The parallel strategies run the course's code (the reference in the instructors' tree, your
+  // files in the student release, where an unfinished task stops every rank here).
   TrainState state;
   run_on_all_ranks(world.get(), [&] {
     validate_flags(o);
@@ -328,6 +381,8 @@ int run(Options o, int argc, char** argv) {
     if (!o.resume.empty()) {
       const SafeTensorsHeader h = read_safetensors_header(o.resume);  // verifies the metadata checksum
       cfg = checkpoint_config(o.resume);
+      SGPT_CHECK(!o.untie_embeddings || !cfg.tied_embeddings, "--untie-embeddings, but the checkpoint ", o.resume,
+                 " holds model '", cfg.name, "' with tied embeddings (a resumed run keeps its model)");
       SGPT_CHECK(!o.given.count("--model") || o.model == cfg.name, "--model ", o.model, " but the checkpoint ",
                  o.resume, " holds model '", cfg.name, "' (leave out --model when resuming, or pass --model ",
                  cfg.name, ")");
@@ -339,49 +394,60 @@ int run(Options o, int argc, char** argv) {
       }
     } else {
       cfg = gpt_config(o.model);
+      if (o.untie_embeddings) {
+        cfg.tied_embeddings = false;  // the head gets its own matrix (initialised from the seed like wte)
+        cfg.validate();
+      }
     }
     data.emplace(open_data(o));
     if (cfg.vocab_size != data->first.vocab_size()) cfg.set_vocab(static_cast<int>(data->first.vocab_size()));
     if (o.seq_len == 0) o.seq_len = std::min<int64_t>(128, cfg.max_seq_len);
     SGPT_CHECK(o.seq_len <= cfg.max_seq_len, "--seq-len ", o.seq_len, " is longer than the context ", cfg.max_seq_len,
                " of model '", cfg.name, "'");
+    check_layout(o, cfg, n_ranks);
+    const int n_data = n_ranks / (o.pp * o.tp);  // ranks with their own rows of each global batch
     if (!o.resume.empty())
-      check_resume_flags(o, read_safetensors_header(o.resume), o.batch * n_ranks, resume_step);
+      check_resume_flags(o, read_safetensors_header(o.resume), o.batch * n_data, resume_step);
     // Both loaders check here that their file holds at least one global batch.
-    loader_slot.emplace(data->first, o.batch * n_ranks, o.seq_len, rank, n_ranks);
-    DataLoader(data->second, o.batch * n_ranks, o.seq_len, rank, n_ranks);
+    loader_slot.emplace(data->first, o.batch * n_data, o.seq_len, rank % n_data, n_data);
+    DataLoader(data->second, o.batch * n_data, o.seq_len, rank % n_data, n_data);
 
-    AdamWConfig ac;
-    ac.lr = o.lr;
-    ac.weight_decay = o.weight_decay;
-    // --dtype bf16|fp16: lesson 05's recipe owns the model, its fp32 master and the optimizer
-    // (precision.cpp); f32 keeps the model and optimizer here.
-    mp = train::make_mixed_precision_run(o.dtype, cfg, o.seed, ac, device, n_ranks);
-    if (!mp) {
-      model_slot.emplace(cfg, o.seed, device);
-      opt_slot.emplace(model_slot->layout(), ac, model_slot->dtype(), device);
-      if (world) {
-        lesson06::replicate_parameters(*world, model_slot->params());
-        if (o.bucket_kib > 0)
-          reducer = std::make_unique<lesson07::OverlappedReducer>(
-              *world, model_slot->grads(),
-              lesson07::make_buckets(model_slot->layout(), o.bucket_kib * 1024, int64_t(dtype_size(model_slot->dtype()))));
-      }
-    }
+    train::StrategySetup setup;
+    setup.cfg = cfg;
+    setup.seed = o.seed;
+    setup.adamw.lr = o.lr;
+    setup.adamw.weight_decay = o.weight_decay;
+    setup.device = device;
+    setup.dtype = o.dtype;
+    setup.batch = o.batch;
+    setup.seq_len = o.seq_len;
+    if (o.pp > 1)
+      strategy = train::make_pipeline_parallel(setup, world, o.micro_batches, o.schedule);
+    else if (o.tp > 1)
+      strategy = train::make_tensor_parallel(setup, world, o.sequence_parallel);
+    else if (o.zero > 0)
+      strategy = train::make_zero(setup, world, o.zero);
+    else if (world)
+      strategy = train::make_data_parallel(setup, world, o.bucket_kib);
+    else
+      strategy = train::make_single_device(setup);
+    SGPT_CHECK(strategy->data_ranks() == n_data, "internal: the strategy reads ", strategy->data_ranks(),
+               " data shares, the loaders ", n_data);
     state.seed = o.seed;
     if (!o.resume.empty()) {
-      // Both verify every checksum.
-      state = mp ? mp->load(o.resume) : load_checkpoint(o.resume, *model_slot, *opt_slot);
+      state = strategy->load(o.resume);  // verifies every checksum
       loader_slot->set_state({state.data_position, state.data_epoch});
     }
     if (writer) metrics.emplace(o.out_dir + "/metrics.jsonl", o.resume.empty() ? -1 : state.step);
   });
   if (!o.resume.empty()) log_info("resumed from ", o.resume, " at step ", state.step);
   auto& [train, val] = *data;
-  GPT& model = mp ? mp->model() : *model_slot;
   DataLoader& loader = *loader_slot;
+  const int n_data = strategy->data_ranks();
 
-  const double flops_per_step = training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len);  // per rank
+  // Per rank: its rows, and its part of the model's work.
+  const double flops_per_step =
+      training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len) / double(strategy->model_parts());
   // MFU's peak: --peak-tflops, else the best of many short f32 GEMMs (measure_peak_flops). A step
   // that computes faster than that proves the peak low (measured at a busy moment): the peak then
   // becomes the best rate achieved, so MFU never exceeds 100%.
@@ -389,7 +455,7 @@ int run(Options o, int argc, char** argv) {
   log_info("model ", cfg.name, ": ", human(double(cfg.num_parameters())), " parameters, L=", cfg.n_layer,
            " C=", cfg.n_embd, " NH=", cfg.n_head, " V=", cfg.vocab_size, " | data ", train.path(), ": ",
            human(double(train.size())), " train / ", human(double(val.size())), " val tokens");
-  log_info("batch ", o.batch, " x ", o.seq_len, " tokens", n_ranks > 1 ? str(" per rank x ", n_ranks, " ranks") : "",
+  log_info("batch ", o.batch, " x ", o.seq_len, " tokens", strategy->describe(),
            ", ", o.steps, " steps, lr ", o.lr, ", ", o.dtype, " on ", device_name(device), " (", omp_get_max_threads(),
            " threads", n_ranks > 1 ? " per rank" : "", "); MFU against a measured peak of ", human(peak / 1e9),
            " GFLOP/s", n_ranks > 1 ? " per rank" : "");
@@ -413,7 +479,7 @@ int run(Options o, int argc, char** argv) {
   nlohmann::json train_flags = nlohmann::json::object();
   for (const FlagInfo& f : flag_table(o))
     if (f.resume) train_flags[f.name] = f.value;
-  train_flags["global batch (--batch x ranks)"] = std::to_string(o.batch * n_ranks);
+  train_flags["global batch (--batch x ranks)"] = std::to_string(o.batch * n_data);
   const bool tty = isatty(fileno(stderr)) && !o.quiet && writer;
   Tensor x = Tensor::empty({o.batch, o.seq_len}, DType::I32), y = Tensor::empty({o.batch, o.seq_len}, DType::I32);
   double val_loss = NAN;
@@ -425,8 +491,7 @@ int run(Options o, int argc, char** argv) {
     LoaderState ls = loader.state();
     s.data_position = ls.position;
     s.data_epoch = ls.epoch;
-    if (writer && mp) mp->save(o.out_dir + "/checkpoint.safetensors", s);
-    if (writer && !mp) save_checkpoint(o.out_dir + "/checkpoint.safetensors", model, *opt_slot, s);
+    strategy->save(o.out_dir + "/checkpoint.safetensors", s);  // collective: rank 0 writes
     write_plot();
     if (world) world->barrier();  // nobody resumes from a checkpoint that is still being written
   };
@@ -434,7 +499,7 @@ int run(Options o, int argc, char** argv) {
   for (int64_t step = state.step; step <= o.steps; ++step) {
     const bool last = step == o.steps;
     if (o.eval_every > 0 && (step % o.eval_every == 0 || last)) {
-      val_loss = evaluate(model, val, o, world.get());
+      val_loss = evaluate(*strategy, val, o);
       val_curve.x.push_back(double(step));
       val_curve.y.push_back(val_loss);
       log_metrics({{"step", step}, {"val_loss", val_loss}});
@@ -451,23 +516,8 @@ int run(Options o, int argc, char** argv) {
     Timer t;
     loader.next(x, y);
     const double lr = lr_at(step, o.warmup, o.steps, o.lr, o.lr * o.min_lr_frac);
-    double loss = 0, norm = 0;
-    if (mp) {
-      loss = mp->step(x, y, lr, o.clip, &norm);
-    } else {
-      model.zero_grad();
-      loss = model.forward(x, y);
-      if (reducer) {
-        model.backward(1.0, [&](int64_t first_final) { reducer->on_grads_ready(first_final); });
-        reducer->finish();  // data parallelism: the mean gradient of the global batch, bucket by bucket
-      } else {
-        model.backward();
-        if (world) lesson06::average_gradients(*world, model.grads());  // data parallelism: the mean gradient
-      }
-      if (world) loss = lesson06::global_mean_loss(*world, loss, device);  // for the log: the global batch's loss
-      norm = clip_grad_norm(model.grads(), o.clip);
-      opt_slot->step(model.params(), model.grads(), lr);
-    }
+    const train::StepResult r = strategy->step(x, y, lr, o.clip);
+    const double loss = r.loss, norm = r.grad_norm;
     device_synchronize(device);
     const double dt = t.seconds();
     if (step > state.step) step_times.push_back(dt);  // the first step warms up
@@ -477,7 +527,7 @@ int run(Options o, int argc, char** argv) {
                human(peak / 1e9), " GFLOP/s: MFU is reported against the best rate achieved from now on");
       peak = flops_per_step / dt;
     }
-    const double tok_s = double(o.batch * o.seq_len * n_ranks) / dt, mfu = flops_per_step / dt / peak;
+    const double tok_s = double(o.batch * o.seq_len * n_data) / dt, mfu = flops_per_step / dt / peak;
     train_curve.x.push_back(double(step));
     train_curve.y.push_back(loss);
     log_metrics({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"step_s", dt},
@@ -498,18 +548,19 @@ int run(Options o, int argc, char** argv) {
   const double med = median(step_times);
   const std::string speed = step_times.empty()
                                 ? std::string("no timed steps")
-                                : str("median step ", med * 1e3, " ms, ", human(double(o.batch * o.seq_len * n_ranks) / med),
+                                : str("median step ", med * 1e3, " ms, ", human(double(o.batch * o.seq_len * n_data) / med),
                                       " tokens/s, ", flops_per_step / med / 1e9, " GFLOP/s (MFU ",
                                       100 * flops_per_step / med / peak, "%)");
   log_info("done: final val loss ", val_loss, " | ", speed, " | wrote ", o.out_dir,
            "/{checkpoint.safetensors, metrics.jsonl, loss.svg}");
   log_info(MemoryTracker::instance().report(device));
 
+  GPT* whole = o.sample_tokens > 0 ? strategy->whole_model() : nullptr;  // collective
   if (o.sample_tokens > 0 && writer) {
     ByteTokenizer tok;
     std::vector<int32_t> prompt = tok.encode(o.prompt);
     if (cfg.vocab_size != tok.vocab_size()) prompt = {0};
-    auto out = generate(model, prompt, o.sample_tokens, o.temperature, o.seed);
+    auto out = generate(*whole, prompt, o.sample_tokens, o.temperature, o.seed);
     log_info("sample (temperature ", o.temperature, "):\n", cfg.vocab_size == 256 ? tok.decode(out) : "(not byte-level)");
   }
   return 0;
@@ -527,7 +578,7 @@ int main(int argc, char** argv) {
   }() + ")")->capture_default_str();
   app.add_option("--data", o.data, "'synthetic' or a directory with train.bin and val.bin")->capture_default_str();
   app.add_option("--synthetic-bytes", o.synthetic_bytes, "size of the synthetic corpus")->capture_default_str();
-  app.add_option("-b,--batch", o.batch, "sequences per step (B)")->capture_default_str();
+  app.add_option("-b,--batch", o.batch, "sequences per step (B), per data-parallel rank")->capture_default_str();
   app.add_option("-t,--seq-len", o.seq_len, "tokens per sequence (T; default: the model's context, at most 128)");
   app.add_option("-n,--steps", o.steps, "optimizer steps")->capture_default_str();
   app.add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
@@ -552,6 +603,20 @@ int main(int argc, char** argv) {
   app.add_option("--log-every", o.log_every, "steps between log lines when not on a terminal")->capture_default_str();
   app.add_option("--bucket-kib", o.bucket_kib, "data parallelism: gradient buckets of this many KiB all-reduced "
                  "during backward (lesson 07); 0: one all-reduce after backward (lesson 06)")->capture_default_str();
+  app.add_option("--pp", o.pp, "pipeline parallelism: stages, one per rank (mpirun -np P; lessons 08 and 09)")
+      ->capture_default_str();
+  app.add_option("--micro-batches", o.micro_batches, "pipeline: micro-batches per --batch (must divide it)")
+      ->capture_default_str();
+  app.add_option("--schedule", o.schedule, "pipeline schedule: gpipe (lesson 08) or 1f1b (lesson 09)")
+      ->capture_default_str();
+  app.add_option("--tp", o.tp, "tensor parallelism: ranks sharing every block (mpirun -np T; lesson 10)")
+      ->capture_default_str();
+  app.add_flag("--sequence-parallel", o.sequence_parallel,
+               "tensor parallelism: shard LayerNorm and residual activations along the sequence (lesson 10)");
+  app.add_flag("--untie-embeddings", o.untie_embeddings,
+               "give the head its own matrix instead of reusing wte (needed by --pp)");
+  app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32, needs --untie-embeddings)")
+      ->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   app.add_option("--comm-timeout", o.comm_timeout,
                  "seconds a rank may wait for the others in a collective before the job is aborted (0 = forever)")

@@ -10,19 +10,24 @@
 //             dq_i += scale sum_j ds_ij k_j;  dk_j += scale sum_i ds_ij q_i;
 //             dv_j += sum_i p_ij dout_i                                                      (+=)
 //
-// Tiles of 64 queries x 64 keys, 4 warps per block; warp w owns rows 16w..16w+15 of every
-// 64-row tile it multiplies. Products run on WMMA fragments with f32 accumulators and operands
-// of type E: TF32 (E = float, 16x16x8) by default, bf16 (16x16x16) under MatmulPrecision::BF16.
-// q, k, v, dout tiles are cast to E as they are loaded; softmax and the element-wise steps
-// work in f32 on the score tile in shared memory, because a WMMA fragment does not say which
-// element belongs to which row; P and dS are then written as E for the next products (in
-// place for f32). Head sizes up to 128 (multiples of 4) are padded with zero columns to
-// HSP = 32, 64 or 128.
+// Two implementations of that contract, chosen by the matmul precision:
+//  - TF32 (the default): WMMA fragments (16x16x8, f32 operands rounded to TF32). WMMA hides
+//    which fragment element belongs to which row, so every score tile goes through shared
+//    memory for the softmax.
+//  - bf16 (MatmulPrecision::BF16): mma.sync.m16n8k16 with register-resident tiles (namespace
+//    mma below): q, k, v and dout are first packed to bf16, one head after another; tiles stream
+//    through shared memory with cp.async, two buffers deep; S, P, dP, dS and the accumulators
+//    never leave the registers.
+// Both: tiles of 64 queries x 64 keys, 4 warps per block; warp w owns rows 16w..16w+15 of every
+// 64-row tile it multiplies; f32 accumulation and softmax. Head sizes up to 128 (multiples of 4)
+// are padded with zero columns to HSP = 32, 64 or 128.
 //   forward:       one block per (query tile, b, h), key tiles 0..diagonal;
 //   backward:      D first (one warp per row); one block per (key tile, b, h) sums dk, dv over
 //                  query tiles diagonal..end; one block per (query tile, b, h) sums dq. The
 //                  second kernel recomputes P rather than adding dq with atomics: deterministic.
-// Scratch: D, [B,NH,T] floats (Scratch::Attention, charged to Activations).
+// Scratch: D, [B,NH,T] floats (Scratch::Attention, charged to Activations); bf16 only: the
+// packed q, k, v ([3,B*NH,T,HSP]) and dout ([B*NH,T,HSP]) in the matmuls' cast scratch
+// (Scratch::CastA, CastB; Other), which the lm_head's casts already make larger.
 
 #include <cuda_bf16.h>
 #include <mma.h>
@@ -47,17 +52,14 @@ constexpr int kLdS = kTile + kPad;         // row stride of f32 score tiles
 constexpr unsigned kFull = 0xffffffffu;
 
 // The operand type E of the products: its WMMA shape (16x16xK), precision tag and row padding.
+// Only E = float (TF32) is defined: bf16 runs on the mma.sync kernels further down (the WMMA
+// kernels once ran bf16 too, docs/cuda.md row 4; their bf16 branches are kept generic in E).
 template <class E>
 struct Op;
 template <>
 struct Op<float> {  // TF32: f32 in memory, rounded to a 10-bit mantissa in the fragment
   static constexpr int K = 8, Pad = 4;
   using Prec = wmma::precision::tf32;
-};
-template <>
-struct Op<__nv_bfloat16> {
-  static constexpr int K = 16, Pad = 8;
-  using Prec = __nv_bfloat16;
 };
 template <class E>
 constexpr bool kF32 = std::is_same_v<E, float>;
@@ -424,6 +426,487 @@ __global__ void __launch_bounds__(kThreads) attention_fused_backward_dq_kernel(
   add_acc_to<HSP, E>(dqkv + off, C3, dq, t, q0, T, HS);
 }
 
+// ---- bf16 on mma.sync: every tile product stays in registers ----------------------------------------
+//
+// The bf16 path. WMMA hides which fragment element is which row, so the kernels above store every
+// score tile to shared memory for the softmax. The PTX instruction mma.sync.m16n8k16 documents its
+// layout instead: with g = lane / 4 and t = lane % 4, an f32 accumulator holds rows g and g + 8,
+// columns 2t and 2t + 1 of a 16x8 tile, and an A operand holds rows g, g + 8 and columns 2t, 2t + 1,
+// 2t + 8, 2t + 9 of a 16x16 tile -- so two accumulator tiles of scores ARE, packed to bf16, the
+// A operand of the next product (P V, P^T dO, dS K, ...). Scores, probabilities and the running
+// output never leave the registers; a thread knows its rows, so the softmax statistics of a row
+// are reduced over the 4 lanes of a quad with two shuffles. B operands come from shared memory
+// through ldmatrix (four 8x8 bf16 matrices a warp; .trans transposes them on the way).
+//   forward:  block = 64 queries (warp w: rows 16w..16w+15), loops over key tiles of 64;
+//   dq:       block = 64 queries, loops over key tiles (recomputes S, dP);
+//   dk, dv:   block = 64 keys (warp w: keys 16w..), loops over query tiles of kBq from the diagonal.
+// Exponentials are base 2 (ex2.approx) with log2(e) folded into the scale.
+
+namespace mma {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ uint32_t pack(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (lo) in the low 16 bits: the lower column
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+__device__ __forceinline__ float exp2(float x) {  // 2^x; -inf gives 0
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// d += a b on the tensor cores: a 16x16, b 16x8 (two registers), d 16x8 f32.
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <bool kTrans>
+__device__ __forceinline__ void ldmatrix4(uint32_t (&r)[4], const __nv_bfloat16* p) {
+  const auto a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  if constexpr (kTrans)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+}
+
+// A operand: rows r0..r0+15, columns c0..c0+15 of a row-major tile s (leading dimension ld).
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16* s, int ld, int r0, int c0) {
+  const int lane = threadIdx.x % kWarp, m = lane / 8, r = lane % 8;
+  ldmatrix4<false>(a, s + (r0 + r + (m & 1) * 8) * ld + c0 + (m >> 1) * 8);
+}
+
+// B operands of two n-tiles (n0.., n0+8..) over k = k0..k0+15, b[0..1] for the first, b[2..3]
+// for the second. kByN: the tile is stored one row per n (K for Q K^T); otherwise one row per k
+// (V for P V), read transposed.
+template <bool kByN>
+__device__ __forceinline__ void load_b(uint32_t (&b)[4], const __nv_bfloat16* s, int ld, int k0, int n0) {
+  const int lane = threadIdx.x % kWarp, m = lane / 8, r = lane % 8;
+  if constexpr (kByN) ldmatrix4<false>(b, s + (n0 + r + (m >> 1) * 8) * ld + k0 + (m & 1) * 8);
+  else ldmatrix4<true>(b, s + (k0 + r + (m & 1) * 8) * ld + n0 + (m >> 1) * 8);
+}
+
+// acc[N/8] += A (16 x K, fragments a[K/16]) @ B (K x N from shared memory, see load_b).
+template <bool kByN, int K, int N>
+__device__ __forceinline__ void gemm(float (&acc)[N / 8][4], const uint32_t (&a)[K / 16][4], const __nv_bfloat16* s,
+                                     int ld) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk)
+#pragma unroll
+    for (int np = 0; np < N / 16; ++np) {
+      uint32_t b[4];
+      load_b<kByN>(b, s, ld, kk * 16, np * 16);
+      mma(acc[2 * np], a[kk], b[0], b[1]);
+      mma(acc[2 * np + 1], a[kk], b[2], b[3]);
+    }
+}
+
+// Accumulator tiles (16 x N, f32) as A operands (16 x N, bf16): the register layouts agree.
+template <int N>
+__device__ __forceinline__ void to_a(uint32_t (&a)[N / 16][4], const float (&c)[N / 8][4]) {
+#pragma unroll
+  for (int kk = 0; kk < N / 16; ++kk) {
+    a[kk][0] = pack(c[2 * kk][0], c[2 * kk][1]);
+    a[kk][1] = pack(c[2 * kk][2], c[2 * kk][3]);
+    a[kk][2] = pack(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+    a[kk][3] = pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void zero(float (&c)[N / 8][4]) {
+#pragma unroll
+  for (int n = 0; n < N / 8; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.f;
+}
+
+// dst row r (row stride ld) op= s * the warp's accumulator rows (16 rows from r0, HS columns,
+// rows below T); op is = or +=. Each lane writes pairs of columns (float2).
+template <int HSP, bool kAdd>
+__device__ __forceinline__ void store_rows(float* dst, int64_t ld, const float (&c)[HSP / 8][4], int r0, int T,
+                                           int HS, float s0, float s1) {
+  const int lane = threadIdx.x % kWarp, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r0 + g + 8 * h;
+    if (r >= T) continue;
+    const float s = h ? s1 : s0;
+    float* row = dst + r * ld;
+#pragma unroll
+    for (int n = 0; n < HSP / 8; ++n) {
+      const int col = n * 8 + 2 * t;
+      if (col >= HS) continue;  // HS is a multiple of 4: col + 1 < HS too
+      float2 v = make_float2(c[n][2 * h] * s, c[n][2 * h + 1] * s);
+      float2* d = reinterpret_cast<float2*>(row + col);
+      if constexpr (kAdd) {
+        const float2 o = *d;
+        v.x += o.x;
+        v.y += o.y;
+      }
+      *d = v;
+    }
+  }
+}
+
+// ---- packed bf16 inputs and asynchronous tile loads ----
+//
+// The kernels read bf16 copies of q, k, v and dout packed one head after another, [BNH, T, HSP]
+// with zero columns past HS ("pack" kernels below, once per call, in the matmuls' cast scratch),
+// so a tile is contiguous 16-byte chunks: cp.async copies them to shared memory while the warps
+// compute on the previous tile (two buffers).
+
+using bf16 = __nv_bfloat16;
+
+// qkv [B,T,3C] f32 -> packed [3][B*NH][T][HSP] bf16 (q, k, v), zeros past HS. 4 columns a thread.
+__global__ void pack_qkv_kernel(bf16* __restrict__ dst, const float* __restrict__ qkv, int B, int T, int C, int NH,
+                                int HS, int HSP) {
+  const int V = HSP / 4;
+  const int64_t n = 3 * (int64_t)B * NH * T * V;
+  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
+    const int c = static_cast<int>(idx % V) * 4;
+    const int64_t row = idx / V;  // ((which * B + b) * NH + h) * T + t
+    const int t = static_cast<int>(row % T), h = static_cast<int>(row / T % NH);
+    const int64_t b = row / ((int64_t)T * NH) % B;
+    const int which = static_cast<int>(row / ((int64_t)T * NH * B));
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (c < HS) v = *reinterpret_cast<const float4*>(qkv + (b * T + t) * 3 * C + which * C + h * HS + c);
+    uint2 o;
+    o.x = pack(v.x, v.y);
+    o.y = pack(v.z, v.w);
+    *reinterpret_cast<uint2*>(dst + row * HSP + c) = o;
+  }
+}
+
+// D[bh, t] = dout[b,t,h,:] . out[b,t,h,:] and dout packed as [B*NH][T][HSP] bf16; one warp per (b, t, h).
+__global__ void row_dot_pack_kernel(float* __restrict__ D, bf16* __restrict__ dpack, const float* __restrict__ dout,
+                                    const float* __restrict__ out, int64_t rows, int T, int NH, int HS, int HSP) {
+  const int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (r >= rows) return;
+  const float* a = dout + r * HS;  // rows of [B,T,NH,HS] are (b, t, h) in order
+  const float* o = out + r * HS;
+  const int64_t bt = r / NH, b = bt / T;
+  const int h = static_cast<int>(r % NH), t = static_cast<int>(bt % T);
+  const int64_t prow = (b * NH + h) * T + t;
+  float s = 0.f;
+  for (int d = lane; d < HSP; d += kWarp) {
+    const float x = d < HS ? a[d] : 0.f;
+    if (d < HS) s += x * o[d];
+    dpack[prow * HSP + d] = __float2bfloat16_rn(x);
+  }
+  s = warp_sum(s);
+  if (lane == 0) D[prow] = s;
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool ok) {
+  const auto s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int bytes = ok ? 16 : 0;  // 0: fill the 16 bytes with zeros
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {  // all but the N most recent groups have landed
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Starts copying rows r0..r0+ROWS-1 of a packed head (src: its row 0, row stride HSP) to dst
+// (row stride HSP + 8); rows past T become zeros. All threads of the block.
+template <int HSP, int ROWS>
+__device__ __forceinline__ void load_async(bf16* dst, const bf16* src, int r0, int T) {
+  constexpr int LD = HSP + 8, V = HSP / 8;
+  static_assert(ROWS * V % kThreads == 0, "tile not a whole number of 16-byte chunks per thread");
+#pragma unroll
+  for (int it = 0; it < ROWS * V / kThreads; ++it) {
+    const int idx = threadIdx.x + it * kThreads, r = idx / V, c = idx % V * 8;
+    const bool ok = r0 + r < T;
+    cp_async16(dst + r * LD + c, src + (int64_t)(ok ? r0 + r : 0) * HSP + c, ok);
+  }
+}
+
+constexpr int kRows = 64;                    // queries (forward, dq) or keys (dk, dv) per block
+template <int HSP>
+constexpr int kBq = HSP > 64 ? 32 : 64;      // query tile of the dk, dv kernel (registers at HSP 128)
+template <int HSP>
+constexpr int kTileElems = kRows * (HSP + 8);
+
+// Inputs of the kernels: packed heads (see pack_qkv_kernel), row bh of [BNH, T, HSP] each.
+struct Packed {
+  const bf16 *q, *k, *v, *dout;
+  __device__ const bf16* head(const bf16* p, int bh, int T, int HSP) const { return p + (int64_t)bh * T * HSP; }
+};
+
+template <int HSP>
+__global__ void __launch_bounds__(kThreads, HSP <= 64 ? 4 : 1) forward_kernel(float* __restrict__ out, float* __restrict__ lse, Packed in,
+                                                           int T, int C, int NH, int HS, float scale) {
+  constexpr int LD = HSP + 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* Qs = reinterpret_cast<bf16*>(smem);
+  bf16* Ks = Qs + kTileElems<HSP>;        // two buffers
+  bf16* Vs = Ks + 2 * kTileElems<HSP>;    // two buffers
+  const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
+  const int qt = gridDim.y - 1 - blockIdx.y, q0 = qt * kRows;  // the longest rows start first
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t = lane % 4;
+  const bf16 *q = in.head(in.q, bh, T, HSP), *k = in.head(in.k, bh, T, HSP), *v = in.head(in.v, bh, T, HSP);
+  load_async<HSP, kRows>(Qs, q, q0, T);
+  load_async<HSP, kRows>(Ks, k, 0, T);
+  load_async<HSP, kRows>(Vs, v, 0, T);
+  cp_async_commit();
+  uint32_t qa[HSP / 16][4];
+  float o[HSP / 8][4];
+  zero<HSP>(o);
+  const float sl = scale * kLog2e;
+  const int i0 = q0 + warp * 16 + g;  // this thread's rows: i0 and i0 + 8
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  for (int kt = 0; kt <= qt; ++kt) {
+    const int k0 = kt * kRows, buf = kt & 1;
+    if (kt < qt) {  // prefetch the next key tile into the other buffer
+      load_async<HSP, kRows>(Ks + (buf ^ 1) * kTileElems<HSP>, k, k0 + kRows, T);
+      load_async<HSP, kRows>(Vs + (buf ^ 1) * kTileElems<HSP>, v, k0 + kRows, T);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (kt == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HSP / 16; ++kk) load_a(qa[kk], Qs, LD, warp * 16, kk * 16);
+    }
+    const bf16* Kb = Ks + buf * kTileElems<HSP>;
+    const bf16* Vb = Vs + buf * kTileElems<HSP>;
+    float s[kRows / 8][4];
+    zero<kRows>(s);
+    gemm<true, HSP, kRows>(s, qa, Kb, LD);  // S = Q K^T
+    float mt[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < kRows / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int j = k0 + n * 8 + 2 * t + (e & 1), i = i0 + (e >> 1) * 8;
+        const float x = (kt == qt && j > i) ? -INFINITY : s[n][e] * sl;  // causal; keys past T have j > i
+        s[n][e] = x;
+        mt[e >> 1] = fmaxf(mt[e >> 1], x);
+      }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mt[r] = fmaxf(mt[r], __shfl_xor_sync(kFull, mt[r], 1));
+      mt[r] = fmaxf(mt[r], __shfl_xor_sync(kFull, mt[r], 2));
+      const float mnew = fmaxf(m[r], mt[r]);  // finite: key 0 <= every row
+      alpha[r] = exp2(m[r] - mnew);
+      m[r] = mnew;
+      l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int n = 0; n < kRows / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = exp2(s[n][e] - m[e >> 1]);
+        s[n][e] = p;
+        l[e >> 1] += p;  // this lane's columns; the quad's sum at the end
+      }
+#pragma unroll
+    for (int n = 0; n < HSP / 8; ++n) {
+      o[n][0] *= alpha[0];
+      o[n][1] *= alpha[0];
+      o[n][2] *= alpha[1];
+      o[n][3] *= alpha[1];
+    }
+    uint32_t pa[kRows / 16][4];
+    to_a<kRows>(pa, s);
+    gemm<false, kRows, HSP>(o, pa, Vb, LD);  // O += P V
+    __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(kFull, l[r], 1);
+    l[r] += __shfl_xor_sync(kFull, l[r], 2);
+    const int i = i0 + 8 * r;
+    if (t == 0 && i < T) lse[(int64_t)bh * T + i] = m[r] / kLog2e + logf(l[r]);
+  }
+  store_rows<HSP, false>(out + (int64_t)b * T * C + (int64_t)h * HS, C, o, q0 + warp * 16, T, HS, 1.f / l[0],
+                         1.f / l[1]);
+}
+
+// dq of 64 queries: sums over the key tiles up to the diagonal, recomputing S and dP.
+template <int HSP>
+__global__ void __launch_bounds__(kThreads) backward_dq_kernel(float* __restrict__ dqkv, Packed in,
+                                                               const float* __restrict__ lse,
+                                                               const float* __restrict__ D, int T, int C, int NH,
+                                                               int HS, float scale) {
+  constexpr int LD = HSP + 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* Qs = reinterpret_cast<bf16*>(smem);
+  bf16* dOs = Qs + kTileElems<HSP>;
+  bf16* Ks = dOs + kTileElems<HSP>;      // two buffers
+  bf16* Vs = Ks + 2 * kTileElems<HSP>;   // two buffers
+  const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
+  const int qt = gridDim.y - 1 - blockIdx.y, q0 = qt * kRows;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t = lane % 4;
+  const bf16 *k = in.head(in.k, bh, T, HSP), *v = in.head(in.v, bh, T, HSP);
+  load_async<HSP, kRows>(Qs, in.head(in.q, bh, T, HSP), q0, T);
+  load_async<HSP, kRows>(dOs, in.head(in.dout, bh, T, HSP), q0, T);
+  load_async<HSP, kRows>(Ks, k, 0, T);
+  load_async<HSP, kRows>(Vs, v, 0, T);
+  cp_async_commit();
+  const int i0 = q0 + warp * 16 + g;
+  float ls[2], Ds[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int i = i0 + 8 * r;
+    ls[r] = i < T ? lse[(int64_t)bh * T + i] * kLog2e : 0.f;
+    Ds[r] = i < T ? D[(int64_t)bh * T + i] : 0.f;
+  }
+  const float sl = scale * kLog2e;
+  uint32_t qa[HSP / 16][4], da[HSP / 16][4];
+  float dq[HSP / 8][4];
+  zero<HSP>(dq);
+  for (int kt = 0; kt <= qt; ++kt) {
+    const int k0 = kt * kRows, buf = kt & 1;
+    if (kt < qt) {
+      load_async<HSP, kRows>(Ks + (buf ^ 1) * kTileElems<HSP>, k, k0 + kRows, T);
+      load_async<HSP, kRows>(Vs + (buf ^ 1) * kTileElems<HSP>, v, k0 + kRows, T);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (kt == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HSP / 16; ++kk) {
+        load_a(qa[kk], Qs, LD, warp * 16, kk * 16);
+        load_a(da[kk], dOs, LD, warp * 16, kk * 16);
+      }
+    }
+    const bf16* Kb = Ks + buf * kTileElems<HSP>;
+    const bf16* Vb = Vs + buf * kTileElems<HSP>;
+    float s[kRows / 8][4], dp[kRows / 8][4];
+    zero<kRows>(s);
+    zero<kRows>(dp);
+    gemm<true, HSP, kRows>(s, qa, Kb, LD);   // S = Q K^T
+    gemm<true, HSP, kRows>(dp, da, Vb, LD);  // dP = dO V^T
+#pragma unroll
+    for (int n = 0; n < kRows / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int j = k0 + n * 8 + 2 * t + (e & 1), i = i0 + (e >> 1) * 8, r = e >> 1;
+        const float p = (j <= i && i < T) ? exp2(s[n][e] * sl - ls[r]) : 0.f;
+        s[n][e] = p * (dp[n][e] - Ds[r]);  // dS
+      }
+    uint32_t sa[kRows / 16][4];
+    to_a<kRows>(sa, s);
+    gemm<false, kRows, HSP>(dq, sa, Kb, LD);  // dQ += dS K
+    __syncthreads();
+  }
+  const int64_t C3 = 3 * (int64_t)C;
+  store_rows<HSP, true>(dqkv + (int64_t)b * T * C3 + (int64_t)h * HS, C3, dq, q0 + warp * 16, T, HS, scale, scale);
+}
+
+// dk, dv of 64 keys: sums over the query tiles from the diagonal to the end.
+template <int HSP>
+__global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(float* __restrict__ dqkv, Packed in,
+                                                                 const float* __restrict__ lse,
+                                                                 const float* __restrict__ D, int T, int C, int NH,
+                                                                 int HS, float scale) {
+  constexpr int LD = HSP + 8, BQ = kBq<HSP>, QT = BQ * LD;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* Ks = reinterpret_cast<bf16*>(smem);
+  bf16* Vs = Ks + kTileElems<HSP>;
+  bf16* Qs = Vs + kTileElems<HSP>;  // two buffers
+  bf16* dOs = Qs + 2 * QT;          // two buffers
+  float* ls = reinterpret_cast<float*>(dOs + 2 * QT);  // lse * log2(e) of the query tile, two buffers
+  float* Ds = ls + 2 * BQ;                             // D of the query tile, two buffers
+  const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
+  const int k0 = blockIdx.y * kRows;  // low key tiles see the most queries: first
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t = lane % 4;
+  const bf16 *q = in.head(in.q, bh, T, HSP), *dO = in.head(in.dout, bh, T, HSP);
+  auto stats = [&](int q0, int buf) {  // plain loads; the barrier before their use publishes them
+    for (int r = threadIdx.x; r < BQ; r += kThreads) {
+      const bool ok = q0 + r < T;
+      ls[buf * BQ + r] = ok ? lse[(int64_t)bh * T + q0 + r] * kLog2e : 0.f;
+      Ds[buf * BQ + r] = ok ? D[(int64_t)bh * T + q0 + r] : 0.f;
+    }
+  };
+  load_async<HSP, kRows>(Ks, in.head(in.k, bh, T, HSP), k0, T);
+  load_async<HSP, kRows>(Vs, in.head(in.v, bh, T, HSP), k0, T);
+  load_async<HSP, BQ>(Qs, q, k0, T);
+  load_async<HSP, BQ>(dOs, dO, k0, T);
+  cp_async_commit();
+  stats(k0, 0);
+  const float sl = scale * kLog2e;
+  const int j0 = k0 + warp * 16 + g;  // this thread's keys: j0 and j0 + 8
+  uint32_t ka[HSP / 16][4], va[HSP / 16][4];
+  float dk[HSP / 8][4], dv[HSP / 8][4];
+  zero<HSP>(dk);
+  zero<HSP>(dv);
+  for (int q0 = k0, it = 0; q0 < T; q0 += BQ, ++it) {
+    const int buf = it & 1;
+    if (q0 + BQ < T) {  // prefetch the next query tile into the other buffer
+      load_async<HSP, BQ>(Qs + (buf ^ 1) * QT, q, q0 + BQ, T);
+      load_async<HSP, BQ>(dOs + (buf ^ 1) * QT, dO, q0 + BQ, T);
+      cp_async_commit();
+      stats(q0 + BQ, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (it == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HSP / 16; ++kk) {
+        load_a(ka[kk], Ks, LD, warp * 16, kk * 16);
+        load_a(va[kk], Vs, LD, warp * 16, kk * 16);
+      }
+    }
+    const bf16* Qb = Qs + buf * QT;
+    const bf16* dOb = dOs + buf * QT;
+    const float* lsb = ls + buf * BQ;
+    const float* Db = Ds + buf * BQ;
+    float s[BQ / 8][4], dp[BQ / 8][4];  // S^T, dP^T: keys x queries
+    zero<BQ>(s);
+    zero<BQ>(dp);
+    gemm<true, HSP, BQ>(s, ka, Qb, LD);    // S^T = K Q^T
+    gemm<true, HSP, BQ>(dp, va, dOb, LD);  // dP^T = V dO^T
+#pragma unroll
+    for (int n = 0; n < BQ / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = n * 8 + 2 * t + (e & 1), i = q0 + c, j = j0 + (e >> 1) * 8;
+        const float p = (j <= i && i < T) ? exp2(s[n][e] * sl - lsb[c]) : 0.f;
+        s[n][e] = p;                        // P^T
+        dp[n][e] = p * (dp[n][e] - Db[c]);  // dS^T
+      }
+    uint32_t pa[BQ / 16][4];
+    to_a<BQ>(pa, s);
+    gemm<false, BQ, HSP>(dv, pa, dOb, LD);  // dV += P^T dO
+    to_a<BQ>(pa, dp);
+    gemm<false, BQ, HSP>(dk, pa, Qb, LD);  // dK += dS^T Q
+    __syncthreads();                       // this buffer is refilled by the next iteration's prefetch
+  }
+  const int64_t C3 = 3 * (int64_t)C, off = (int64_t)b * T * C3 + (int64_t)h * HS;
+  store_rows<HSP, true>(dqkv + off + C, C3, dk, k0 + warp * 16, T, HS, scale, scale);
+  store_rows<HSP, true>(dqkv + off + 2 * C, C3, dv, k0 + warp * 16, T, HS, 1.f, 1.f);
+}
+
+template <int HSP>
+constexpr int kFwdBytes = 5 * kTileElems<HSP> * 2;
+template <int HSP>
+constexpr int kDqBytes = 6 * kTileElems<HSP> * 2;
+template <int HSP>
+constexpr int kDkdvBytes = 2 * kTileElems<HSP> * 2 + 4 * kBq<HSP> * (HSP + 8) * 2 + 4 * kBq<HSP> * 4;
+}  // namespace mma
+
 // ---- launchers ------------------------------------------------------------------------------------
 
 // Raises a kernel's dynamic shared-memory limit once (the default is 48 KiB).
@@ -447,31 +930,79 @@ Dims dims_of(const Tensor& qkv, int n_head) {
   return d;
 }
 
-template <int HSP, class E>
-void forward_launch(float* out, float* lse, const float* qkv, const Dims& d) {
-  constexpr int bytes = FwdSmem<HSP, E>::bytes;
-  static const bool once = (allow_smem(attention_fused_forward_kernel<HSP, E>, bytes), true);
-  (void)once;
-  dim3 grid(d.B * d.NH, ceil_div(d.T, kTile));
-  attention_fused_forward_kernel<HSP, E><<<grid, kThreads, bytes, current_stream()>>>(out, lse, qkv, d.T, d.C, d.NH,
-                                                                                      d.HS, d.scale);
-  SGPT_CUDA_LAUNCH_CHECK("attention_fused_forward_kernel");
+// bf16 copies of q, k, v packed per head into the CastA scratch (mma kernels' input).
+template <int HSP>
+mma::Packed pack_qkv(const float* qkv, const Dims& d) {
+  const int64_t head = (int64_t)d.B * d.NH * d.T * HSP;
+  auto* p = static_cast<mma::bf16*>(scratch(Scratch::CastA, 2 * 3 * head, MemCategory::Other));
+  const int threads = 256;
+  mma::pack_qkv_kernel<<<grid_for(3 * head / 4, threads), threads, 0, current_stream()>>>(p, qkv, d.B, d.T, d.C, d.NH,
+                                                                                         d.HS, HSP);
+  SGPT_CUDA_LAUNCH_CHECK("pack_qkv_kernel");
+  return {p, p + head, p + 2 * head, nullptr};
 }
 
 template <int HSP, class E>
-void backward_launch(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* D,
+void forward_launch(float* out, float* lse, const float* qkv, const Dims& d) {
+  if constexpr (!kF32<E>) {  // bf16: the mma.sync kernel on packed inputs
+    constexpr int bytes = mma::kFwdBytes<HSP>;
+    static const bool once = (allow_smem(mma::forward_kernel<HSP>, bytes), true);
+    (void)once;
+    const mma::Packed in = pack_qkv<HSP>(qkv, d);
+    dim3 grid(d.B * d.NH, ceil_div(d.T, mma::kRows));
+    mma::forward_kernel<HSP><<<grid, kThreads, bytes, current_stream()>>>(out, lse, in, d.T, d.C, d.NH, d.HS, d.scale);
+    SGPT_CUDA_LAUNCH_CHECK("attention_fused_forward (mma)");
+  } else {  // TF32: the WMMA kernels above
+    constexpr int bytes = FwdSmem<HSP, E>::bytes;
+    static const bool once = (allow_smem(attention_fused_forward_kernel<HSP, E>, bytes), true);
+    (void)once;
+    dim3 grid(d.B * d.NH, ceil_div(d.T, kTile));
+    attention_fused_forward_kernel<HSP, E><<<grid, kThreads, bytes, current_stream()>>>(out, lse, qkv, d.T, d.C, d.NH,
+                                                                                        d.HS, d.scale);
+    SGPT_CUDA_LAUNCH_CHECK("attention_fused_forward_kernel");
+  }
+}
+
+template <int HSP, class E>
+void backward_launch(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                      const Dims& d) {
-  constexpr int bytes = BwdSmem<HSP, E>::bytes;
-  static const bool once = (allow_smem(attention_fused_backward_dkdv_kernel<HSP, E>, bytes),
-                            allow_smem(attention_fused_backward_dq_kernel<HSP, E>, bytes), true);
-  (void)once;
-  dim3 grid(d.B * d.NH, ceil_div(d.T, kTile));
-  attention_fused_backward_dkdv_kernel<HSP, E><<<grid, kThreads, bytes, current_stream()>>>(
-      dqkv, dout, qkv, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
-  SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dkdv_kernel");
-  attention_fused_backward_dq_kernel<HSP, E><<<grid, kThreads, bytes, current_stream()>>>(
-      dqkv, dout, qkv, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
-  SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dq_kernel");
+  const int64_t rows = (int64_t)d.B * d.T * d.NH;
+  float* D = static_cast<float*>(scratch(Scratch::Attention, sizeof(float) * rows, MemCategory::Activations));
+  const int threads = 256;
+  if constexpr (!kF32<E>) {  // bf16: the mma.sync kernels on packed inputs
+    constexpr int dkdv = mma::kDkdvBytes<HSP>, dq = mma::kDqBytes<HSP>;
+    static const bool once =
+        (allow_smem(mma::backward_dkdv_kernel<HSP>, dkdv), allow_smem(mma::backward_dq_kernel<HSP>, dq), true);
+    (void)once;
+    mma::Packed in = pack_qkv<HSP>(qkv, d);
+    auto* dp = static_cast<mma::bf16*>(scratch(Scratch::CastB, 2 * rows * HSP, MemCategory::Other));
+    mma::row_dot_pack_kernel<<<ceil_div(rows * kWarp, threads), threads, 0, current_stream()>>>(D, dp, dout, out, rows,
+                                                                                               d.T, d.NH, d.HS, HSP);
+    SGPT_CUDA_LAUNCH_CHECK("row_dot_pack_kernel");
+    in.dout = dp;
+    dim3 grid(d.B * d.NH, ceil_div(d.T, mma::kRows));
+    mma::backward_dkdv_kernel<HSP><<<grid, kThreads, dkdv, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS,
+                                                                              d.scale);
+    SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dkdv (mma)");
+    mma::backward_dq_kernel<HSP><<<grid, kThreads, dq, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS,
+                                                                          d.scale);
+    SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dq (mma)");
+  } else {  // TF32: the WMMA kernels above
+    attention_row_dot_kernel<<<ceil_div(rows * kWarp, threads), threads, 0, current_stream()>>>(D, dout, out, rows, d.T,
+                                                                                               d.NH, d.HS);
+    SGPT_CUDA_LAUNCH_CHECK("attention_row_dot_kernel");
+    constexpr int bytes = BwdSmem<HSP, E>::bytes;
+    static const bool once = (allow_smem(attention_fused_backward_dkdv_kernel<HSP, E>, bytes),
+                              allow_smem(attention_fused_backward_dq_kernel<HSP, E>, bytes), true);
+    (void)once;
+    dim3 grid(d.B * d.NH, ceil_div(d.T, kTile));
+    attention_fused_backward_dkdv_kernel<HSP, E><<<grid, kThreads, bytes, current_stream()>>>(
+        dqkv, dout, qkv, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
+    SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dkdv_kernel");
+    attention_fused_backward_dq_kernel<HSP, E><<<grid, kThreads, bytes, current_stream()>>>(
+        dqkv, dout, qkv, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
+    SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dq_kernel");
+  }
 }
 
 // Calls f.template operator()<HSP, E>() for the padded head size and the operand type.
@@ -514,17 +1045,12 @@ void attention_fused_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qk
   check_aligned("attention_fused_backward", dqkv.raw(), "dqkv");
   check_aligned("attention_fused_backward", dout.raw(), "dout");
   check_aligned("attention_fused_backward", qkv.raw(), "qkv");
-  const int64_t rows = (int64_t)d.B * d.T * d.NH;
-  float* D = static_cast<float*>(scratch(Scratch::Attention, sizeof(float) * rows, MemCategory::Activations));
-  const int threads = 256;
-  attention_row_dot_kernel<<<ceil_div(rows * kWarp, threads), threads, 0, current_stream()>>>(
-      D, dout.data<float>(), out.data<float>(), rows, d.T, d.NH, d.HS);
-  SGPT_CUDA_LAUNCH_CHECK("attention_row_dot_kernel");
   float* g = dqkv.data<float>();
   const float* dy = dout.data<float>();
   const float* q = qkv.data<float>();
+  const float* o = out.data<float>();
   const float* l = lse.data<float>();
-  dispatch(d, [&]<int HSP, class E>() { backward_launch<HSP, E>(g, dy, q, l, D, d); });
+  dispatch(d, [&]<int HSP, class E>() { backward_launch<HSP, E>(g, dy, q, o, l, d); });
 }
 
 }  // namespace sgpt::cuda

@@ -3,7 +3,7 @@
 // Contract (ops.hpp), tensors of n elements:
 //   sum_of_squares(x) = sum x_i^2, accumulated in double; returned to the host (this waits for
 //                       the current stream). Deterministic: fixed grid, fixed reduction order.
-//   adamw_update (t >= 1, in place on param, m, v):
+//   adamw_update (t >= 1, in place on param, m, v), g = grad_scale * grad:
 //     m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m/(1-b1^t);  vhat = v/(1-b2^t)
 //     param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)      (wd only if `decay`)
 //   One fused kernel; the bias corrections are computed once on the host in double.
@@ -51,10 +51,11 @@ __global__ void __launch_bounds__(kSsqThreads)
 }
 
 struct AdamWArgs {
-  float lr, b1, b2, eps, wd, inv_bc1, inv_bc2;
+  float lr, b1, b2, eps, wd, inv_bc1, inv_bc2, gs;  // gs: grad_scale (mixed precision's unscaling)
 };
 
 __device__ __forceinline__ void adamw_one(float& p, float g, float& m, float& v, const AdamWArgs& a) {
+  g *= a.gs;  // exact when gs = 1
   m = a.b1 * m + (1.f - a.b1) * g;
   v = a.b2 * v + (1.f - a.b2) * g * g;
   float mhat = m * a.inv_bc1, vhat = v * a.inv_bc2;
@@ -118,6 +119,7 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
   a.wd = decay ? static_cast<float>(cfg.weight_decay) : 0.f;
   a.inv_bc1 = static_cast<float>(1.0 / (1.0 - std::pow(cfg.beta1, static_cast<double>(t))));
   a.inv_bc2 = static_cast<float>(1.0 / (1.0 - std::pow(cfg.beta2, static_cast<double>(t))));
+  a.gs = static_cast<float>(cfg.grad_scale);
   float* pp = param.data<float>();
   const float* pg = grad.data<float>();
   float* pm = m.data<float>();

@@ -1,0 +1,180 @@
+#pragma once
+// Shared by the public and hidden tests of lesson 11: the tiny model (its parameter count and its
+// units divide by neither 3 nor 4, so shards are uneven at d = 3 and 4), the data-parallel
+// reference written with the library (lesson 06's step: one all-reduce of the whole gradient),
+// dirty starting state, and the per-rank accounting helpers.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "comm/testing/groups.hpp"
+#include "comm/testing/mpi_test.hpp"
+#include "core/testing.hpp"
+#include "zero.hpp"
+
+namespace lesson11_test {
+
+using namespace sgpt;
+using namespace sgpt::lesson11;
+using sgpt::testing::identical_on_all_ranks;
+using sgpt::testing::where;
+
+// C = 14 (2 mod 4, not a multiple of 3), T = 7, V = Vp = 61, L = 2: psi = 14 * 493 = 6902, which
+// d = 3 and d = 4 do not divide (6902 = 4 * 1725 + 2 = 3 * 2300 + 2); the block units (2534) do
+// not either.
+inline GPTConfig tiny_config(int n_layer = 2) {
+  GPTConfig c;
+  c.name = "zero-tiny";
+  c.max_seq_len = 7;
+  c.vocab_size = c.padded_vocab_size = 61;
+  c.n_layer = n_layer;
+  c.n_head = 2;
+  c.n_embd = 14;
+  c.tied_embeddings = false;
+  return c;
+}
+constexpr int64_t kT = 7;
+
+// The groups a check runs on: thread groups of 1-4 ranks under -np 1, the MPI world under -np 2..4.
+inline void on_groups(const std::function<void(Communicator&)>& fn) { sgpt::testing::on_groups({1, 2, 3, 4}, fn); }
+// Memory is per process: one rank per process only (the world under -np N, one thread under -np 1).
+inline void on_processes(const std::function<void(Communicator&)>& fn) { sgpt::testing::on_groups({1}, fn); }
+
+inline std::pair<Tensor, Tensor> global_batch(int64_t gbs, int V, uint64_t seed) {
+  return {sgpt::testing::random_tokens(gbs, kT, V, seed, "lesson11-x"),
+          sgpt::testing::random_tokens(gbs, kT, V, seed, "lesson11-y")};
+}
+
+// This rank's rows [r*b, (r+1)*b) of a global batch, as a tensor of its own.
+inline Tensor rows_of(const Tensor& t, int r, int p) {
+  const int64_t b = t.size(0) / p;
+  Tensor out = Tensor::empty({b, t.size(1)}, t.dtype());
+  out.copy_from(t.slice(r * b, (r + 1) * b));
+  return out;
+}
+
+inline double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+// Lesson 06's step with the library: accumulate k micro-batches, all-reduce the gradient, average
+// the loss, clip, AdamW over the whole buffer.
+inline std::pair<double, double> dp_step(GPT& m, AdamW& opt, Communicator& c, const Tensor& x, const Tensor& y,
+                                         int64_t mbs, double lr, double clip) {
+  const int64_t k = x.size(0) / mbs;
+  m.zero_grad();
+  double sum = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    sum += m.forward(x.slice(j * mbs, (j + 1) * mbs), y.slice(j * mbs, (j + 1) * mbs));
+    m.backward(1.0 / double(k));
+  }
+  c.all_reduce(m.grads(), ReduceOp::Avg);
+  Tensor mean = Tensor::from(std::vector<double>{sum / double(k)}, {1});
+  c.all_reduce(mean, ReduceOp::Avg);
+  const double norm = clip_grad_norm(m.grads(), clip);
+  opt.step(m.params(), m.grads(), lr);
+  return {mean.to_vector()[0], norm};
+}
+
+// A warmed-up optimizer: moments m[i] = 0.01 sin(i), v[i] = 1e-4 (1 + cos(i)^2) at global index i,
+// step counter 3, so a solution that starts its moments from zero or reads another piece's fails.
+inline Tensor dirty_moment(int64_t begin, int64_t n, bool second, DType dt) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = double(begin + i);
+    v[size_t(i)] = second ? 1e-4 * (1 + std::cos(g) * std::cos(g)) : 0.01 * std::sin(g);
+  }
+  return Tensor::from(v, {n}).cast(dt);
+}
+inline void dirty_optimizer(AdamW& opt, int64_t begin) {
+  opt.m().copy_from(dirty_moment(begin, opt.m().numel(), false, opt.m().dtype()));
+  opt.v().copy_from(dirty_moment(begin, opt.v().numel(), true, opt.v().dtype()));
+  opt.set_t(3);
+}
+inline void dirty_zero(ZeroState& z) {
+  for (size_t i = 0; i < z.opts.size(); ++i) dirty_optimizer(z.opts[i], z.pieces[i].begin);
+  for (Tensor* t : {&z.full_grads, &z.shard_grads, &z.unit_grads})
+    if (t->defined() && t->numel() > 0) sgpt::testing::make_dirty(*t, 0.5, 7);
+}
+
+// Every parameter of a ZeRO state (gathered: one all_gather per unit at stage 3), counted in the
+// accounting, so call it outside a counted window.
+inline Tensor gathered_params(ZeroState& z, Communicator& c, int64_t numel) {
+  if (z.stage < 3) return z.full_params;
+  Tensor full = Tensor::empty({numel}, z.shard_params.dtype());
+  int64_t at = 0;
+  for (size_t u = 0; u < z.units.size(); ++u) {
+    Tensor out = full.view(z.units[u].begin, {z.units[u].count});
+    c.all_gather(out, z.shard_params.view(at, {z.pieces[u].count}));
+    at += z.pieces[u].count;
+  }
+  return full;
+}
+
+// This rank's pieces, computed here from the rule (independently of owned_pieces).
+inline int64_t owned_elements(const std::vector<ShardRange>& units, int d, int r) {
+  int64_t n = 0;
+  for (const ShardRange& u : units) n += u.count / d + (r < u.count % d ? 1 : 0);
+  return n;
+}
+
+// Runs a throwing call and checks that it throws sgpt::Error (not NotImplemented) whose message
+// names every number in `numbers`.
+template <class F>
+void expect_clear_error(F&& f, const std::vector<int64_t>& numbers, const std::string& at) {
+  try {
+    f();
+    ADD_FAILURE() << at << " expected an sgpt::Error";
+  } catch (const NotImplemented& e) {
+    ADD_FAILURE() << at << " " << e.what();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (int64_t n : numbers)
+      EXPECT_NE(msg.find(std::to_string(n)), std::string::npos) << at << " the message should name " << n << ": " << msg;
+  }
+}
+
+// Trains `steps` steps of stage `stage` next to data parallelism on the same rows, from dirty
+// gradients and a warmed-up optimizer, and checks losses, norms and parameters after every step.
+inline void expect_matches_dp(Communicator& c, int stage, int steps, int64_t gbs, int64_t mbs_of_b_div, uint64_t seed,
+                              const GPTConfig& cfg, const std::string& at) {
+  const int p = c.size(), r = c.rank();
+  const int64_t b = gbs / p;
+  const int64_t mbs = b % mbs_of_b_div == 0 ? b / mbs_of_b_div : b;
+  AdamWConfig ac;
+  ac.weight_decay = 0.1;
+  const double lr = 3e-3, clip = 0.05;  // clipping active: norms here are ~1
+  UnitRunner runner(cfg, DType::F64);
+  ZeroState z = make_zero_state(runner, c, stage, seed, ac, DType::F64);
+  GPT ref(cfg, seed, Device::CPU, DType::F64);
+  AdamW ref_opt(ref.layout(), ac, DType::F64, Device::CPU);
+  dirty_optimizer(ref_opt, 0);
+  dirty_zero(z);
+  sgpt::testing::make_dirty(ref.grads(), 0.5, 7);
+  for (int step = 0; step < steps; ++step) {
+    auto [gx, gy] = global_batch(gbs, cfg.vocab_size, 40 + uint64_t(step));
+    const Tensor x = rows_of(gx, r, p), y = rows_of(gy, r, p);
+    const StepStats s = zero_step(z, runner, c, x, y, mbs, lr, clip);
+    const auto [loss, norm] = dp_step(ref, ref_opt, c, x, y, mbs, lr, clip);
+    const std::string st = at + " stage " + std::to_string(stage) + " step " + std::to_string(step) + " micro-batch " +
+                           std::to_string(mbs);
+    EXPECT_NEAR(s.loss, loss, 1e-12 * loss) << st << " loss";
+    EXPECT_NEAR(s.grad_norm, norm, 1e-11 * norm) << st << " gradient norm (over the whole gradient, all ranks)";
+    const Tensor full = gathered_params(z, c, ref.layout().numel());
+    EXPECT_LE(max_diff(full.to_vector(), ref.params().to_vector()), 1e-10) << st << " parameters vs data parallelism";
+    if (stage < 3) {
+      EXPECT_TRUE(identical_on_all_ranks(c, z.full_params)) << st << " replicas drifted apart";
+    }
+  }
+}
+
+}  // namespace lesson11_test
