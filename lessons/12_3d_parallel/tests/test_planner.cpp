@@ -75,7 +75,7 @@ TEST(Planner, ActivationsFollowTheScheduleAndRecomputation) {
   Run3D run;
   const Job job = test_job(run);
   for (Schedule sc : {Schedule::GPipe, Schedule::OneFOneB})
-    for (Recompute rc : {Recompute::None, Recompute::Full}) {
+    for (Recompute rc : {Recompute::Full, Recompute::None}) {
       const Layout l{1, 4, 2, 1, 0, rc, sc};
       for (int r = 0; r < 4; ++r) {
         const StageActivationParts a =
