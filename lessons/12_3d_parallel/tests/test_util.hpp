@@ -24,12 +24,12 @@ using namespace sgpt;
 using namespace sgpt::lesson12;
 using namespace sgpt::testing;
 
-// 4 blocks, 8 heads of 2 channels (tp = 1, 2, 4, 8 divide the heads and 4C), T = 8, V = 19 padded
+// 5 blocks (stages of 2 and 1 block: uneven splits), 8 heads of 2 channels (tp = 1, 2, 4, 8 divide the heads and 4C), T = 8, V = 19 padded
 // to 24, untied.
 inline GPTConfig config() {
   GPTConfig c;
   c.name = "3d-test";
-  c.n_layer = 4;
+  c.n_layer = 5;
   c.n_head = 8;
   c.n_embd = 16;
   c.max_seq_len = 8;
