@@ -11,7 +11,7 @@
 #   <path>     <path>/NN_slug/<file>         (the grader points it at a submission)
 # Everything else of the lesson (its header, driver and tests) always comes from lessons/NN_slug.
 # The earlier lessons it builds on are declared in points.json too ("builds_on"): the lesson links their
-# reference version (lessonNN_reference, see _sgpt_lesson_reference), never a copy in common/.
+# reference version (lessonNN_reference, see sgpt_lesson_reference), never a copy in common/.
 #
 # It creates
 #   lessonNN              a static library of the student files (links sgpt)
@@ -93,7 +93,7 @@ endfunction()
 # It is the one copy of that code: solutions/NN_slug (or SCALEGPT_REFERENCE_DIR/NN_slug, which the
 # grader fills from solutions/); in the student release, which holds no solutions, it is the
 # student's own lessons/NN_slug, so lesson 09 runs on the split the student wrote in lesson 08.
-function(_sgpt_lesson_reference out_var number)
+function(sgpt_lesson_reference out_var number)
   set(_t lesson${number}_reference)
   if(NOT TARGET ${_t})
     _sgpt_lesson_info(${number} _files _slug _deps)
@@ -123,7 +123,7 @@ function(_sgpt_lesson_reference out_var number)
       target_include_directories(${_t} PUBLIC ${PROJECT_SOURCE_DIR}/lessons/${_dir})
       target_link_libraries(${_t} PUBLIC sgpt)
       foreach(d IN LISTS _deps)
-        _sgpt_lesson_reference(_dref ${d})
+        sgpt_lesson_reference(_dref ${d})
         target_link_libraries(${_t} PUBLIC ${_dref})
       endforeach()
       sgpt_target_warnings(${_t})
@@ -176,7 +176,7 @@ function(sgpt_add_lesson)
   target_include_directories(${_lib} PUBLIC ${_lessons_root}/${_dir})
   target_link_libraries(${_lib} PUBLIC sgpt ${L_LIBS})
   foreach(dep IN LISTS _builds_on)
-    _sgpt_lesson_reference(_ref ${dep})
+    sgpt_lesson_reference(_ref ${dep})
     target_link_libraries(${_lib} PUBLIC ${_ref})
   endforeach()
   sgpt_target_warnings(${_lib})

@@ -652,7 +652,10 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
     objs = [line.split(":")[0] for line in out.splitlines()
             if re.search(r"/lesson\d\d_(hidden_)?tests\.dir/.*\.o:", line)]
     refs = [f"lesson{n}_reference" for n in sorted(deps) if f"lesson{n}_reference:" in out]
-    pre = ["sgpt"] + [t for t in ("sgpt_grade_reporter", "sgpt_gtest_mpi_main") if f"{t}:" in out] + refs + objs
+    # A lesson's given code (lesson 12's lesson12_given) is the course's, not the submission's.
+    given = [f"lesson{l['number']}_given" for l in lessons if f"lesson{l['number']}_given:" in out]
+    pre = (["sgpt"] + [t for t in ("sgpt_grade_reporter", "sgpt_gtest_mpi_main") if f"{t}:" in out] + refs + given
+           + objs)
     rc, out = trusted(["ninja", "-C", str(bdir), "-j", str(a.jobs)] + pre, env=env)
     if rc != 0:
         log(tail(out))
