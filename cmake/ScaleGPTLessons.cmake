@@ -77,6 +77,42 @@ function(_sgpt_lesson_student_files out_var number)
   message(FATAL_ERROR "sgpt_add_lesson: lesson ${number} is not declared in ${SCALEGPT_POINTS_FILE}")
 endfunction()
 
+# Reference versions of earlier lessons, for a lesson that builds on them (the 3D capstone links
+# lessons 06, 09 and 10), so its grade depends on its own student files only (DESIGN.md §4):
+#
+#   sgpt_lesson_reference(NUMBER 10 SLUG tensor_parallel)   ->  target lesson10_reference
+#
+# a static library of the lesson's student files taken from SCALEGPT_REFERENCE_DIR/NN_slug/
+# (default: solutions/ when the tree has it; else lessons/, i.e. in the student release the
+# student's own versions of the earlier lessons), with the lesson's headers on its include path.
+if(EXISTS ${PROJECT_SOURCE_DIR}/solutions)
+  set(_sgpt_reference_default ${PROJECT_SOURCE_DIR}/solutions)
+else()
+  set(_sgpt_reference_default ${PROJECT_SOURCE_DIR}/lessons)
+endif()
+set(SCALEGPT_REFERENCE_DIR ${_sgpt_reference_default} CACHE PATH
+    "Where the reference versions of earlier lessons come from (NN_slug/ folders), for lessons that link them")
+function(sgpt_lesson_reference)
+  cmake_parse_arguments(R "" "NUMBER;SLUG" "LIBS" ${ARGN})
+  set(_target lesson${R_NUMBER}_reference)
+  if(TARGET ${_target})
+    return()
+  endif()
+  set(_dir "${R_NUMBER}_${R_SLUG}")
+  _sgpt_lesson_student_files(_files ${R_NUMBER})
+  set(_srcs "")
+  foreach(f IN LISTS _files)
+    if(NOT EXISTS ${SCALEGPT_REFERENCE_DIR}/${_dir}/${f})
+      message(FATAL_ERROR "sgpt_lesson_reference: ${SCALEGPT_REFERENCE_DIR}/${_dir}/${f} is missing")
+    endif()
+    list(APPEND _srcs ${SCALEGPT_REFERENCE_DIR}/${_dir}/${f})
+  endforeach()
+  add_library(${_target} STATIC ${_srcs})
+  target_include_directories(${_target} PUBLIC ${PROJECT_SOURCE_DIR}/lessons/${_dir})
+  target_link_libraries(${_target} PUBLIC sgpt ${R_LIBS})
+  sgpt_target_warnings(${_target})
+endfunction()
+
 function(sgpt_add_lesson)
   cmake_parse_arguments(L "" "NUMBER;SLUG;DRIVER;DRIVER_NAME;TIMEOUT" "TESTS;RANKS;LIBS" ${ARGN})
   if(NOT L_NUMBER OR NOT L_SLUG)

@@ -585,8 +585,28 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
                     q.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(p, q)
                     os.chmod(q, 0o600)
+    # The reference versions of the earlier lessons a lesson links ("links" in points.json; the 3D
+    # capstone links 06, 09 and 10), from the course's solutions/ when it has them (the instructor
+    # tree): readable by root only, like the hidden tests, and built trusted below. Without
+    # solutions/ (the student release) CMake falls back to the student's own earlier lessons.
+    reference = run_dir / "reference"
+    shutil.rmtree(reference, ignore_errors=True)
+    links = sorted({n for l in lessons for n in l.get("links", [])})
+    ref_args = []
+    if links and (course / "solutions").is_dir():
+        for n in links:
+            ll = next(x for x in points["lessons"] if x["number"] == n)
+            d = f"{ll['number']}_{ll['slug']}"
+            for f in ll["student_files"]:
+                q = reference / d / f
+                q.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(course / "solutions" / d / f, q)
+                os.chmod(q, 0o600)
+        ref_args = [f"-DSCALEGPT_REFERENCE_DIR={reference}"]
     if ident:
         subprocess.run(["chown", "-R", "0:0", str(ccopy), str(hidden), str(stage)], check=True)
+        if reference.exists():
+            subprocess.run(["chown", "-R", "0:0", str(reference)], check=True)
         subprocess.run(["chmod", "-R", "go-w", str(ccopy), str(stage)], check=True)
 
     # What the untrusted commands must not see: the course we were given (its hidden tests,
@@ -615,7 +635,7 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
            f"-DSCALEGPT_LESSONS_FROM={stage}", f"-DSCALEGPT_HIDDEN_TESTS_DIR={hidden}",
            f"-DSCALEGPT_POINTS_FILE={ccopy / 'grading' / 'points.json'}", "-DSCALEGPT_CUDA=OFF",
            "-DSCALEGPT_GRADING=ON", "-DSCALEGPT_BUILD_TESTS=ON",
-           "-DSCALEGPT_LESSONS_ONLY=" + ";".join(l["number"] for l in lessons)] + a.cmake_arg
+           "-DSCALEGPT_LESSONS_ONLY=" + ";".join(l["number"] for l in lessons)] + ref_args + a.cmake_arg
     if shutil.which("ccache") and os.environ.get("SGPT_GRADE_CCACHE", "1") != "0":
         cfg.append("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache")
         env["CCACHE_BASEDIR"] = str(run_dir)
@@ -630,7 +650,9 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
     rc, out = trusted(["ninja", "-C", str(bdir), "-t", "targets", "all"])
     objs = [line.split(":")[0] for line in out.splitlines()
             if re.search(r"/lesson\d\d_(hidden_)?tests\.dir/.*\.o:", line)]
-    pre = ["sgpt"] + [t for t in ("sgpt_grade_reporter", "sgpt_gtest_mpi_main") if f"{t}:" in out] + objs
+    given = sorted({line.split(":")[0] for line in out.splitlines()
+                    if re.match(r"[^:/]*lesson\d\d_(reference|given)(\.a)?:", line.split("/")[-1])})
+    pre = ["sgpt"] + [t for t in ("sgpt_grade_reporter", "sgpt_gtest_mpi_main") if f"{t}:" in out] + given + objs
     rc, out = trusted(["ninja", "-C", str(bdir), "-j", str(a.jobs)] + pre, env=env)
     if rc != 0:
         log(tail(out))
