@@ -48,6 +48,7 @@ int print_plan(const PlanRequest& r) {
   if (!r.given.has_value()) return 0;
   // The layout of the command line: its rank among those that fit, or why it is not among them.
   const lesson12::Layout& l = *r.given;
+  std::fflush(stdout);                      // the table before an error (stderr)
   lesson12::check_layout(job, c.world, l);  // names the problem: dp*pp*tp, divisibility, ...
   lesson12::Plan mine;
   mine.layout = l;
