@@ -1,5 +1,5 @@
 // scalegpt-train: trains a GPT on one device, or on several ranks under mpirun with the parallel
-// lessons' code (strategy.hpp: data parallelism by default, --pp, --tp).
+// lessons' code (strategy.hpp: data parallelism by default, --pp, --tp, --dp with them: lesson 12).
 //
 //   scalegpt-train                                  # micro model, synthetic text, a few minutes on 2 cores
 //   scalegpt-train --data data/tinyshakespeare --model mini --steps 2000
