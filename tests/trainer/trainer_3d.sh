@@ -83,5 +83,10 @@ for pattern in "^plan: model nano .* global batch 8 rows, fp32, on 8 GPUs" "^1 +
 done
 [ ! -e "$dir/plan" ] || { echo "FAIL: --plan wrote $dir/plan"; fails=$((fails + 1)); }
 grep -q "^step" "$dir/plan.log" && { echo "FAIL: --plan trained"; fails=$((fails + 1)); }
+# A layout the planner cannot run, and a --plan flag without --plan: errors naming the problem.
+"$train" --model nano --seq-len 32 --batch 4 --plan --plan-gpus 12 --dp 2 --pp 2 --tp 3 -o "$dir/plan" > "$dir/plan.log" 2>&1
+grep -q "tp = 3 does not divide the 4 heads" "$dir/plan.log" || { echo "FAIL: --plan with --tp 3"; cat "$dir/plan.log"; fails=$((fails + 1)); }
+"$train" --model nano --plan-gpus 8 -o "$dir/plan" > "$dir/plan.log" 2>&1
+grep -q "apply to --plan only: pass --plan too" "$dir/plan.log" || { echo "FAIL: --plan-gpus without --plan"; cat "$dir/plan.log"; fails=$((fails + 1)); }
 [ $fails -eq 0 ] && echo "ok: --plan"
 exit $fails

@@ -42,14 +42,15 @@ int print_plan(const PlanRequest& r) {
   };
   for (size_t i = 0; i < plans.size() && i < size_t(r.top); ++i) row(std::to_string(i + 1), plans[i]);
   std::printf("(%zu layouts fit in memory)\n", plans.size());
-  SGPT_CHECK(!plans.empty(), "--plan: no layout of model '", job.cfg.name, "' fits in ", r.memory_gb, " GB on ",
-             r.gpus, " GPUs (try more --plan-gpus, a smaller --batch or --seq-len)");
-
-  if (!r.given.has_value()) return 0;
-  // The layout of the command line: its rank among those that fit, or why it is not among them.
+  std::fflush(stdout);  // the table before an error (stderr)
+  // The layout of the command line: its rank among those that fit, or why it cannot run.
+  if (r.given) lesson12::check_layout(job, c.world, *r.given);  // names the problem: dp*pp*tp, divisibility, ...
+  SGPT_CHECK(!plans.empty(), "--plan: no layout of model '", job.cfg.name, "' runs on ", r.gpus, " GPUs of ",
+             r.memory_gb, " GB (dp*pp*tp must be the GPUs, tp divide the ", job.cfg.n_head, " heads, pp at most the ",
+             job.cfg.n_layer, " blocks, dp*micro-batch divide the global batch of ", job.global_batch,
+             " rows, and one fit in memory): try other --plan-gpus, --batch or --seq-len");
+  if (!r.given) return 0;
   const lesson12::Layout& l = *r.given;
-  std::fflush(stdout);                      // the table before an error (stderr)
-  lesson12::check_layout(job, c.world, l);  // names the problem: dp*pp*tp, divisibility, ...
   lesson12::Plan mine;
   mine.layout = l;
   mine.memory = lesson12::predict_memory(job, l);
