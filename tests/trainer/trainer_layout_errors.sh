@@ -47,7 +47,8 @@ check "tied embeddings across stages" 2 "--pp 2 puts the token embedding .* mode
 check "--tp not dividing the heads" 3 "--tp 3 does not divide the 4 attention heads of model 'nano'" --tp 3
 check "--tp not dividing the sequence" 2 "--tp 2 does not divide the sequence length 31 \(--seq-len\)" \
   --tp 2 --sequence-parallel --seq-len 31
-check "--pp with --tp" 2 "--pp 2 with --tp 2: pipeline and tensor parallelism are not combined" --pp 2 --tp 2
+check "--pp with --tp without --dp" 2 "--pp 2 with --tp 2: to combine pipeline and tensor parallelism, pass --dp D as well" \
+  --pp 2 --tp 2
 check "--micro-batches without --pp" 1 "--micro-batches and --schedule apply to pipeline parallelism only" \
   --micro-batches 2
 check "--sequence-parallel without --tp" 1 "--sequence-parallel applies to tensor parallelism only" --sequence-parallel

@@ -8,6 +8,9 @@
 //   tensor_parallel.cpp    every rank a shard of every block (lesson 10, with or without
 //                          sequence parallelism)
 //   zero.cpp               data parallelism with sharded model state (lesson 11, --zero 1|2|3)
+//   parallel3d.cpp         all three on one grid of D x P x T ranks (lesson 12, --dp D --pp P --tp T)
+//
+// plan.cpp answers --plan with lesson 12's planner, without training.
 //
 // The step loop in train.cpp knows nothing of the technique: it asks the strategy for one
 // optimizer step on the batch the strategy's data share says to load, for evaluation losses, for a
@@ -17,11 +20,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "comm/communicator.hpp"
 #include "model/gpt.hpp"
 #include "optim/optim.hpp"
+#include "planner.hpp"  // lesson 12
 #include "train/checkpoint.hpp"
 
 namespace sgpt::train {
@@ -102,5 +107,27 @@ std::unique_ptr<Strategy> make_tensor_parallel(const StrategySetup& s, std::shar
 
 /// ZeRO stage `stage` (1-3) on `world` (size >= 2) through lesson 11's code; f32, untied model.
 std::unique_ptr<Strategy> make_zero(const StrategySetup& s, std::shared_ptr<Communicator> world, int stage);
+
+/// 3D parallelism on `world` (D*P*T ranks) through lesson 12's grid and composition: D replicas of
+/// a P-stage 1F1B pipeline whose stages are T-way tensor-parallel; micro_batches per replica's
+/// --batch rows. f32, CPU, untied model.
+std::unique_ptr<Strategy> make_parallel_3d(const StrategySetup& s, std::shared_ptr<Communicator> world, int dp,
+                                           int pp, int tp, int micro_batches);
+
+/// What --plan asks lesson 12's planner.
+struct PlanRequest {
+  GPTConfig cfg;                           ///< the model (planned untied)
+  int64_t seq_len = 1;                     ///< T
+  int64_t global_batch = 1;                ///< rows per optimizer step
+  std::string dtype = "f32";               ///< f32: fp32 everywhere; bf16/fp16: mixed precision
+  int gpus = 1;                            ///< the world to plan for
+  int gpus_per_node = 8;                   ///< GPUs sharing a node's fast links
+  double memory_gb = 80;                   ///< memory per GPU
+  int top = 5;                             ///< layouts to print
+  std::optional<lesson12::Layout> given;   ///< the command line's layout, to place among them
+};
+
+/// Prints the planner's top layouts for `r` (and where r.given stands); returns the exit status.
+int print_plan(const PlanRequest& r);
 
 }  // namespace sgpt::train

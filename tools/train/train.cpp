@@ -1,5 +1,5 @@
 // scalegpt-train: trains a GPT on one device, or on several ranks under mpirun with the parallel
-// lessons' code (strategy.hpp: data parallelism by default, --pp, --tp).
+// lessons' code (strategy.hpp: data parallelism by default, --pp, --tp, --dp with them: lesson 12).
 //
 //   scalegpt-train                                  # micro model, synthetic text, a few minutes on 2 cores
 //   scalegpt-train --data data/tinyshakespeare --model mini --steps 2000
@@ -8,6 +8,8 @@
 //   mpirun -np 2 scalegpt-train --batch 8                         # data parallelism (lessons 06, 07)
 //   mpirun -np 2 scalegpt-train --untie-embeddings --pp 2 --micro-batches 4 --schedule 1f1b  # lessons 08, 09
 //   mpirun -np 2 scalegpt-train --tp 2 --sequence-parallel        # lesson 10
+//   mpirun -np 8 scalegpt-train --untie-embeddings --dp 2 --pp 2 --tp 2 --micro-batches 2  # lesson 12
+//   scalegpt-train --model d12 --seq-len 1024 --batch 512 --dtype bf16 --plan --plan-gpus 64   # lesson 12's planner
 //
 // Prints a live progress line on a terminal (plain lines otherwise), writes metrics as JSON lines,
 // a loss curve (SVG), checkpoints, and finally a text sample. What it guarantees about those files
@@ -87,6 +89,11 @@ struct Options {
   int tp = 1;              // tensor-parallel ranks (lesson 10)
   bool sequence_parallel = false;
   bool untie_embeddings = false;
+  int dp = 1;              // with --dp: lesson 12's grid of dp x pp x tp ranks
+  bool plan = false;       // print lesson 12's planner's layouts and exit
+  int plan_gpus = 0;       // 0: this job's ranks
+  int plan_gpus_per_node = 8;
+  double plan_memory_gb = 80;
   int log_every = 10;
   bool quiet = false;
   double comm_timeout = 300;
@@ -142,6 +149,11 @@ std::vector<FlagInfo> flag_table(const Options& o) {
       {"--tp", i(o.tp), true, false},
       {"--sequence-parallel", o.sequence_parallel ? "1" : "0", true, false},
       {"--untie-embeddings", o.untie_embeddings ? "1" : "0", true, false},  // resume: the checkpoint's model decides
+      {"--dp", i(o.dp), true, false},
+      {"--plan", o.plan ? "1" : "0", true, false},
+      {"--plan-gpus", i(o.plan_gpus), true, false},
+      {"--plan-gpus-per-node", i(o.plan_gpus_per_node), true, false},
+      {"--plan-memory-gb", num(o.plan_memory_gb), true, false},
       {"--comm-timeout", num(o.comm_timeout), true, false},
       {"--sample-tokens", i(o.sample_tokens), true, false},
       {"--prompt", o.prompt, true, false},
@@ -195,12 +207,22 @@ void validate_flags(const Options& o) {
   SGPT_CHECK(o.micro_batches >= 1, "--micro-batches must be at least 1, got ", o.micro_batches);
   SGPT_CHECK(o.schedule == "gpipe" || o.schedule == "1f1b", "--schedule must be gpipe or 1f1b, got '", o.schedule,
              "'");
-  SGPT_CHECK(o.pp > 1 || (!o.given.count("--micro-batches") && !o.given.count("--schedule")),
+  // --dp D selects lesson 12's grid (D x P x T ranks, --batch rows per replica); without it, --pp
+  // and --tp each run their own lessons, on exactly P or T ranks.
+  const bool grid = o.given.count("--dp") > 0;
+  SGPT_CHECK(o.dp >= 1, "--dp must be at least 1 replica, got ", o.dp);
+  SGPT_CHECK(o.pp > 1 || grid || (!o.given.count("--micro-batches") && !o.given.count("--schedule")),
              "--micro-batches and --schedule apply to pipeline parallelism only: pass --pp P (P > 1) too");
   SGPT_CHECK(o.tp > 1 || !o.sequence_parallel, "--sequence-parallel applies to tensor parallelism only: pass --tp T ",
              "(T > 1) too");
-  SGPT_CHECK(o.pp == 1 || o.tp == 1, "--pp ", o.pp, " with --tp ", o.tp, ": pipeline and tensor parallelism are not ",
-             "combined (yet): use one of them");
+  SGPT_CHECK(o.pp == 1 || o.tp == 1 || grid, "--pp ", o.pp, " with --tp ", o.tp, ": to combine pipeline and ",
+             "tensor parallelism, pass --dp D as well (lesson 12's grid of D x P x T ranks; --dp 1 for one replica)");
+  SGPT_CHECK(!grid || o.schedule == "1f1b", "--dp runs lesson 12's composition, whose pipeline schedule is 1f1b, ",
+             "got --schedule ", o.schedule);
+  SGPT_CHECK(!grid || !o.sequence_parallel, "--dp runs lesson 12's composition, whose tensor-parallel stages have no ",
+             "sequence parallelism: leave out --sequence-parallel");
+  SGPT_CHECK(!grid || (o.zero == 0 && o.bucket_kib == 0), "--dp runs lesson 12's composition, which averages the ",
+             "replicas' gradients with one all-reduce: --zero and --bucket-kib do not combine with it");
   SGPT_CHECK(o.batch % o.micro_batches == 0, "--micro-batches ", o.micro_batches, " does not divide --batch ",
              o.batch, ": each micro-batch must hold the same number of sequences");
   SGPT_CHECK((o.pp == 1 && o.tp == 1) || o.bucket_kib == 0, "--bucket-kib applies to data parallelism only, not to ",
@@ -208,12 +230,34 @@ void validate_flags(const Options& o) {
   SGPT_CHECK(o.zero >= 0 && o.zero <= 3, "--zero must be 1, 2 or 3 (0 = plain data parallelism), got ", o.zero);
   SGPT_CHECK(o.zero == 0 || (o.pp == 1 && o.tp == 1 && o.bucket_kib == 0), "--zero ", o.zero,
              " is data parallelism with sharded state: it does not combine with --pp, --tp or --bucket-kib");
+  SGPT_CHECK(o.plan || (!o.given.count("--plan-gpus") && !o.given.count("--plan-gpus-per-node") &&
+                        !o.given.count("--plan-memory-gb")),
+             "--plan-gpus, --plan-gpus-per-node and --plan-memory-gb apply to --plan only: pass --plan too");
+  SGPT_CHECK(o.plan_gpus >= 0, "--plan-gpus must be >= 1 GPU (0 = this job's ranks), got ", o.plan_gpus);
+  SGPT_CHECK(o.plan_gpus_per_node >= 1, "--plan-gpus-per-node must be at least 1, got ", o.plan_gpus_per_node);
+  SGPT_CHECK(positive(o.plan_memory_gb), "--plan-memory-gb must be a finite number of GB > 0, got ", o.plan_memory_gb);
+  SGPT_CHECK(!o.plan || o.resume.empty(), "--plan plans a run without training: it does not take --resume");
 }
 
 // The layout's checks that need the world and the model: every rank makes them (run_on_all_ranks),
 // so each one prints the same error.
 void check_layout(const Options& o, const GPTConfig& cfg, int n_ranks) {
   const int split = o.pp * o.tp;
+  if (o.given.count("--dp")) {
+    const std::string grid = str("--dp ", o.dp, " --pp ", o.pp, " --tp ", o.tp);
+    SGPT_CHECK(o.dp * split == n_ranks, grid, " is a grid of D*P*T = ", o.dp * split, " ranks (mpirun -np ",
+               o.dp * split, "), but this job has ", n_ranks);
+    SGPT_CHECK(o.dtype == "f32" && o.device == "cpu", grid, " runs lesson 12's CPU code in f32: pass --device cpu ",
+               "--dtype f32");
+    SGPT_CHECK(o.pp <= cfg.n_layer, "--pp ", o.pp, " asks for more pipeline stages than model '", cfg.name, "' has ",
+               "blocks (", cfg.n_layer, "): each stage needs at least one");
+    SGPT_CHECK(!cfg.tied_embeddings, grid, " keeps the token embedding (first stage) and the head (last stage) apart, ",
+               "but model '", cfg.name, "' ties them: pass --untie-embeddings (to the runs you compare with too)",
+               o.resume.empty() ? "" : ", or resume a checkpoint trained with it");
+    SGPT_CHECK(cfg.n_head % o.tp == 0 && 4 * cfg.n_embd % o.tp == 0, "--tp ", o.tp, " does not divide the ",
+               cfg.n_head, " attention heads and the MLP width 4C = ", 4 * cfg.n_embd, " of model '", cfg.name, "'");
+    return;
+  }
   if (split == 1) return;
   const char* flag = o.pp > 1 ? "--pp" : "--tp";
   SGPT_CHECK(split == n_ranks, flag, " ", split, " needs exactly ", split, " ranks (mpirun -np ", split,
@@ -374,7 +418,7 @@ int run(Options o, int argc, char** argv) {
   run_on_all_ranks(world.get(), [&] {
     validate_flags(o);
     // --out first: a read-only or misnamed directory is reported before anything slow happens.
-    if (writer)
+    if (writer && !o.plan)
       for (const std::string& f : train::prepare_out_dir(o.out_dir, {"checkpoint.safetensors", "metrics.jsonl", "loss.svg"}))
         log_info("removed ", f, ", an orphan temporary file of an earlier run that was killed while writing");
     int64_t resume_step = -1;
@@ -399,18 +443,36 @@ int run(Options o, int argc, char** argv) {
         cfg.validate();
       }
     }
+    const GPTConfig preset = cfg;  // --plan without --data plans the preset's vocabulary (GPT-2's for d12 ...)
     data.emplace(open_data(o));
     if (cfg.vocab_size != data->first.vocab_size()) cfg.set_vocab(static_cast<int>(data->first.vocab_size()));
     if (o.seq_len == 0) o.seq_len = std::min<int64_t>(128, cfg.max_seq_len);
     SGPT_CHECK(o.seq_len <= cfg.max_seq_len, "--seq-len ", o.seq_len, " is longer than the context ", cfg.max_seq_len,
                " of model '", cfg.name, "'");
+    if (o.plan) {  // lesson 12's planner, no training
+      train::PlanRequest p;
+      p.cfg = o.given.count("--data") ? cfg : preset;
+      p.seq_len = o.seq_len;
+      p.global_batch = o.batch * o.dp;  // --batch rows per replica, as a run of the layout trains
+      p.dtype = o.dtype;
+      p.gpus = o.plan_gpus > 0 ? o.plan_gpus : n_ranks;
+      p.gpus_per_node = o.plan_gpus_per_node;
+      p.memory_gb = o.plan_memory_gb;
+      if (o.given.count("--dp")) {
+        p.given = lesson12::Layout{o.dp, o.pp, o.tp, o.batch / o.micro_batches, 0, lesson12::Recompute::None,
+                                   lesson12::Schedule::OneFOneB};
+      }
+      if (writer) train::print_plan(p);
+      return;
+    }
     check_layout(o, cfg, n_ranks);
     const int n_data = n_ranks / (o.pp * o.tp);  // ranks with their own rows of each global batch
     if (!o.resume.empty())
       check_resume_flags(o, read_safetensors_header(o.resume), o.batch * n_data, resume_step);
     // Both loaders check here that their file holds at least one global batch.
-    loader_slot.emplace(data->first, o.batch * n_data, o.seq_len, rank % n_data, n_data);
-    DataLoader(data->second, o.batch * n_data, o.seq_len, rank % n_data, n_data);
+    const int data_rank = rank / (o.pp * o.tp);  // the grid's replica (rank = (dp * P + pp) * T + tp)
+    loader_slot.emplace(data->first, o.batch * n_data, o.seq_len, data_rank, n_data);
+    DataLoader(data->second, o.batch * n_data, o.seq_len, data_rank, n_data);
 
     train::StrategySetup setup;
     setup.cfg = cfg;
@@ -421,7 +483,9 @@ int run(Options o, int argc, char** argv) {
     setup.dtype = o.dtype;
     setup.batch = o.batch;
     setup.seq_len = o.seq_len;
-    if (o.pp > 1)
+    if (o.given.count("--dp"))
+      strategy = train::make_parallel_3d(setup, world, o.dp, o.pp, o.tp, o.micro_batches);
+    else if (o.pp > 1)
       strategy = train::make_pipeline_parallel(setup, world, o.micro_batches, o.schedule);
     else if (o.tp > 1)
       strategy = train::make_tensor_parallel(setup, world, o.sequence_parallel);
@@ -431,8 +495,8 @@ int run(Options o, int argc, char** argv) {
       strategy = train::make_data_parallel(setup, world, o.bucket_kib);
     else
       strategy = train::make_single_device(setup);
-    SGPT_CHECK(strategy->data_ranks() == n_data, "internal: the strategy reads ", strategy->data_ranks(),
-               " data shares, the loaders ", n_data);
+    SGPT_CHECK(strategy->data_ranks() == n_data && strategy->data_rank() == data_rank, "internal: the strategy reads ",
+               "share ", strategy->data_rank(), " of ", strategy->data_ranks(), ", the loaders ", data_rank, " of ", n_data);
     state.seed = o.seed;
     if (!o.resume.empty()) {
       state = strategy->load(o.resume);  // verifies every checksum
@@ -440,6 +504,7 @@ int run(Options o, int argc, char** argv) {
     }
     if (writer) metrics.emplace(o.out_dir + "/metrics.jsonl", o.resume.empty() ? -1 : state.step);
   });
+  if (o.plan) return 0;
   if (!o.resume.empty()) log_info("resumed from ", o.resume, " at step ", state.step);
   auto& [train, val] = *data;
   DataLoader& loader = *loader_slot;
@@ -615,6 +680,13 @@ int main(int argc, char** argv) {
                "tensor parallelism: shard LayerNorm and residual activations along the sequence (lesson 10)");
   app.add_flag("--untie-embeddings", o.untie_embeddings,
                "give the head its own matrix instead of reusing wte (needed by --pp)");
+  app.add_option("--dp", o.dp, "with --pp/--tp: data-parallel replicas of lesson 12's grid (mpirun -np D*P*T; "
+                 "--batch rows per replica, 1F1B, f32, CPU)")->capture_default_str();
+  app.add_flag("--plan", o.plan, "print lesson 12's planner's best layouts for this model, --batch x --dp rows per "
+               "step and --plan-gpus GPUs, and where --dp/--pp/--tp stands; no training");
+  app.add_option("--plan-gpus", o.plan_gpus, "--plan: GPUs to plan for (default: this job's ranks)");
+  app.add_option("--plan-gpus-per-node", o.plan_gpus_per_node, "--plan: GPUs per node")->capture_default_str();
+  app.add_option("--plan-memory-gb", o.plan_memory_gb, "--plan: memory per GPU in GB")->capture_default_str();
   app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32, needs --untie-embeddings)")
       ->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# 3D parallelism through the trainer (lesson 12's grid and composition), on 8 MPI ranks: a 2x2x2
+# grid (--dp 2 --pp 2 --tp 2, 2 rows per replica in 2 micro-batches) trains like one rank with the
+# same global batch of 4 rows: the same losses, validation losses and clipped gradient norms, and
+# the same final checkpoint (parameters and AdamW moments), up to f32 rounding (relative 1e-5).
+# Then checkpoints cross layouts: a 2x2x2 run stopped at step 4 goes on as a 4x2x1 grid, and one
+# rank goes on from a 1x2x4 grid's checkpoint, both ending where the uninterrupted run ends. Bad
+# layouts stop every rank with an error naming the problem, and --plan prints the planner's layouts.
+set -uo pipefail
+train=$1
+compare=$2
+shift 2
+mpi=("$@")  # the mpiexec prefix without -np
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0
+common=(--model nano --seq-len 32 --steps 8 --eval-every 4 --eval-batches 2 --sample-tokens 0 -q --log-every 1
+        --synthetic-bytes 50000 --untie-embeddings)
+run() {  # run NAME NP FLAGS...: trains into $dir/NAME, the log in $dir/NAME.log
+  local name=$1 np=$2
+  shift 2
+  local cmd=("$train")
+  [ "$np" -gt 1 ] && cmd=("${mpi[@]}" -np "$np" "$train")
+  "${cmd[@]}" "${common[@]}" "$@" -o "$dir/$name" > "$dir/$name.log" 2>&1 \
+    || { echo "FAIL: $name ($*) failed"; tail -30 "$dir/$name.log"; exit 1; }
+}
+expect_log() {  # expect_log NAME PATTERN: the layout really ran
+  grep -q -- "$2" "$dir/$1.log" || { echo "FAIL: $1: '$2' not in its log"; cat "$dir/$1.log"; exit 1; }
+}
+same() { python3 "$compare" "$@" || exit 1; }
+
+run one 1 --batch 4
+# Clipping must take part: the first steps' gradient norms exceed --clip 1.
+python3 -c "import json,sys; n=[json.loads(l)['grad_norm'] for l in open(sys.argv[1]) if 'grad_norm' in l]; \
+assert max(n) > 1, n" "$dir/one/metrics.jsonl" || { echo "FAIL: no gradient norm above --clip 1: clipping is untested"; exit 1; }
+run g222 8 --batch 2 --dp 2 --pp 2 --tp 2 --micro-batches 2
+expect_log g222 "batch 2 x 32 tokens per replica on a 2x2x2 grid: 2 replicas x 2 pipeline stages of 1+1 blocks (2 micro-batches of 1, 1F1B) x 2 tensor-parallel ranks"
+same "$dir/one" "$dir/g222" "--dp 2 --pp 2 --tp 2 (8 ranks) == 1 rank"
+
+run stop222 8 --batch 2 --dp 2 --pp 2 --tp 2 --micro-batches 2 --stop-at 4
+cp -r "$dir/stop222" "$dir/g222_then_g421"
+run g222_then_g421 8 --batch 1 --dp 4 --pp 2 --tp 1 --resume "$dir/g222_then_g421/checkpoint.safetensors"
+expect_log g222_then_g421 "resumed from .* at step 4"
+expect_log g222_then_g421 "on a 4x2x1 grid"
+same "$dir/one" "$dir/g222_then_g421" "2x2x2 to step 4, then 4x2x1 == 1 rank"
+
+run stop124 8 --batch 4 --dp 1 --pp 2 --tp 4 --micro-batches 4 --stop-at 4
+expect_log stop124 "on a 1x2x4 grid"
+cp -r "$dir/stop124" "$dir/g124_then_one"
+run g124_then_one 1 --batch 4 --resume "$dir/g124_then_one/checkpoint.safetensors"
+same "$dir/one" "$dir/g124_then_one" "1x2x4 to step 4, then 1 rank == 1 rank"
+
+# Bad layouts: every rank prints the error, nothing trains.
+check() {  # check NAME NP PATTERN FLAGS...
+  local name=$1 np=$2 pattern=$3
+  shift 3
+  "${mpi[@]}" -np "$np" "$train" --model nano --batch 4 --steps 4 --sample-tokens 0 -q --synthetic-bytes 20000 \
+    -o "$dir/bad" "$@" > "$dir/bad.log" 2>&1
+  local code=$? ok=1
+  [ $code -ne 0 ] || ok=0
+  for ((r = 0; r < np; r++)); do
+    grep -E -- "\[rank $r\].*$pattern" "$dir/bad.log" > /dev/null || { ok=0; echo "  rank $r did not print: $pattern"; }
+  done
+  grep -q "^step" "$dir/bad.log" && { ok=0; echo "  it trained"; }
+  if [ $ok -eq 1 ]; then echo "ok: $name (exit $code)"; else echo "FAIL: $name (exit $code)"; tail -20 "$dir/bad.log"; fails=$((fails + 1)); fi
+}
+check "a 2x2x2 grid on 4 ranks" 4 "--dp 2 --pp 2 --tp 2 is a grid of D\*P\*T = 8 ranks \(mpirun -np 8\), but this job has 4" \
+  --dp 2 --pp 2 --tp 2 --untie-embeddings
+check "--tp not dividing the heads" 3 "--tp 3 does not divide the 4 attention heads" --dp 1 --tp 3 --untie-embeddings
+check "tied embeddings" 2 "model 'nano' ties them: pass --untie-embeddings" --dp 1 --pp 2
+check "GPipe on the grid" 2 "--dp runs lesson 12's composition, whose pipeline schedule is 1f1b, got --schedule gpipe" \
+  --dp 1 --pp 2 --schedule gpipe --untie-embeddings
+check "--zero on the grid" 2 "--zero and --bucket-kib do not combine with it" --dp 2 --zero 1 --untie-embeddings
+check "more stages than blocks" 3 "--pp 3 asks for more pipeline stages than model 'nano' has blocks \(2\)" \
+  --dp 1 --pp 3 --untie-embeddings
+
+# --plan: the planner's layouts for 8 GPUs, the command line's layout placed among them; no training.
+"$train" --model nano --seq-len 32 --batch 4 --plan --plan-gpus 8 --dp 2 --pp 2 --tp 2 --micro-batches 2 \
+  -o "$dir/plan" > "$dir/plan.log" 2>&1 || { echo "FAIL: --plan failed"; cat "$dir/plan.log"; exit 1; }
+for pattern in "^plan: model nano .* global batch 8 rows, fp32, on 8 GPUs" "^1 +dp[0-9]+ pp[0-9]+ tp[0-9]+ mb[0-9]+ z[0-3]" \
+               "layouts fit in memory" "^your layout" "^[0-9]+ +dp2 pp2 tp2 mb2 z0 1f1b"; do
+  grep -Eq -- "$pattern" "$dir/plan.log" || { echo "FAIL: --plan printed no line matching '$pattern'"; cat "$dir/plan.log"; fails=$((fails + 1)); }
+done
+[ ! -e "$dir/plan" ] || { echo "FAIL: --plan wrote $dir/plan"; fails=$((fails + 1)); }
+grep -q "^step" "$dir/plan.log" && { echo "FAIL: --plan trained"; fails=$((fails + 1)); }
+# A layout the planner cannot run, and a --plan flag without --plan: errors naming the problem.
+"$train" --model nano --seq-len 32 --batch 4 --plan --plan-gpus 12 --dp 2 --pp 2 --tp 3 -o "$dir/plan" > "$dir/plan.log" 2>&1
+grep -q "tp = 3 does not divide the 4 heads" "$dir/plan.log" || { echo "FAIL: --plan with --tp 3"; cat "$dir/plan.log"; fails=$((fails + 1)); }
+"$train" --model nano --plan-gpus 8 -o "$dir/plan" > "$dir/plan.log" 2>&1
+grep -q "apply to --plan only: pass --plan too" "$dir/plan.log" || { echo "FAIL: --plan-gpus without --plan"; cat "$dir/plan.log"; fails=$((fails + 1)); }
+[ $fails -eq 0 ] && echo "ok: --plan"
+exit $fails
