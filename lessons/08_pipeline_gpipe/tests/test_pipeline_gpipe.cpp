@@ -149,8 +149,9 @@ TEST(Steps, EachStepMovesOneActivationSizedMessage) {
   if (!runs_thread_groups()) return;
   const GPTConfig cfg = config(4);
   const int p = 3;
-  const int64_t b = 3, T = cfg.max_seq_len, msg = b * T * cfg.n_embd * 8;
-  const Tensor x = tokens(cfg, b, 6), y = targets(cfg, b, 6);
+  // T = 5 < max_seq_len = C = 8: a buffer shaped [b,T,T] or [b,C,C] moves other bytes than [b,T,C].
+  const int64_t b = 3, T = 5, msg = b * T * cfg.n_embd * 8;
+  const Tensor x = tokens(cfg, b, 6, T), y = targets(cfg, b, 6, T);
   on_threads(p, [&](Communicator& comm) {
     PipelineStage stage(cfg, stage_spec(cfg, p, comm.rank()), 3, DType::F64);
     const StageSpec& s = stage.spec();
