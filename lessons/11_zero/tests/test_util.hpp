@@ -112,7 +112,7 @@ inline Tensor gathered_params(ZeroState& z, Communicator& c, int64_t numel) {
   if (z.stage < 3) return z.full_params;
   Tensor full = Tensor::empty({numel}, z.shard_params.dtype());
   int64_t at = 0;
-  for (size_t u = 0; u < z.units.size(); ++u) {
+  for (std::size_t u = 0, n = z.units.size(); u < n; ++u) {
     Tensor out = full.view(z.units[u].begin, {z.units[u].count});
     c.all_gather(out, z.shard_params.view(at, {z.pieces[u].count}));
     at += z.pieces[u].count;
