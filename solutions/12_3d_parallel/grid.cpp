@@ -9,7 +9,7 @@
 namespace sgpt::lesson12 {
 
 namespace {
-void check_shape(const GridShape& s) {
+[[maybe_unused]] void check_shape(const GridShape& s) {
   SGPT_CHECK(s.dp >= 1 && s.pp >= 1 && s.tp >= 1, "grid ", s.str(), ": every dimension (dp x pp x tp) must be >= 1");
 }
 }  // namespace
