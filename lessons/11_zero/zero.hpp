@@ -108,8 +108,8 @@ struct StepStats {
 
 /// Task 3 (b): one ZeRO stage-1 step. (x, y) are this rank's rows [b, T] of the global batch,
 /// trained in k = b / micro_batch micro-batches (loss scale 1/k into full_grads, zeroed once);
-/// then the gradient is reduce-scattered (average over the ranks) so each rank holds its piece's
-/// sum; the global norm is clipped to `clip` (<= 0: off; as clip_grad_norm does, over the whole
+/// then the gradient is reduce-scattered (average over the ranks) so each rank holds its piece of
+/// the average; the global norm is clipped to `clip` (<= 0: off; as clip_grad_norm does, over the whole
 /// gradient); each rank updates its pieces; the parameters are all-gathered. Communication: one
 /// reduce_scatter and one all_gather of the whole buffer, and two one-element f64 all-reduces
 /// (the loss, the squared norm). Throws sgpt::Error naming the numbers, before any

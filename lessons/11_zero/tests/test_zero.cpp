@@ -110,6 +110,17 @@ TEST(PredictedBytes, TransientUnitsAndBadInput) {
 
 // ---- task 3: stage 1 (and the state of every stage) ------------------------------------------------
 
+namespace {
+// A whole-buffer temporary allocated without a MemCategory (Other) is still a whole buffer: the
+// memory tests bound what Other grows by during the steps to less than one unit. The reference
+// allocates a few scalars there; a hidden full gradient or gathered-parameter buffer is 4 Ψ.
+void expect_no_uncategorised_whole_buffer(int64_t other_before, const UnitRunner& runner, const std::string& at) {
+  EXPECT_LT(sgpt::testing::peak(MemCategory::Other) - other_before, 4 * runner.largest_unit())
+      << at << ": memory of category Other grew by a unit or more during the steps; allocate gradients and "
+      << "parameters with their MemCategory, and keep no whole-buffer temporary";
+}
+}  // namespace
+
 TEST(ZeroMemory, PerRankStateEqualsTheFormula) {
   on_processes([](Communicator& c) {
     const GPTConfig cfg = tiny_config();
@@ -234,6 +245,7 @@ TEST(ZeroMemory, Stage2NeverHoldsAFullGradient) {
     const GPTConfig cfg = tiny_config();
     UnitRunner runner(cfg);
     const int64_t before = sgpt::testing::current(MemCategory::Gradients);
+    const int64_t other_before = sgpt::testing::current(MemCategory::Other);
     ZeroState z = make_zero_state(runner, c, 2, 1, AdamWConfig{});
     MemoryTracker::instance().reset_peak();
     auto [gx, gy] = global_batch(12, cfg.vocab_size, 3);
@@ -242,6 +254,7 @@ TEST(ZeroMemory, Stage2NeverHoldsAFullGradient) {
     const int64_t owned = owned_elements(z.units, c.size(), c.rank());
     EXPECT_EQ(sgpt::testing::peak(MemCategory::Gradients) - before, 4 * owned + 4 * runner.largest_unit())
         << where(c) << ": the peak gradient memory is this rank's pieces plus one unit";
+    expect_no_uncategorised_whole_buffer(other_before, runner, where(c));
   });
 }
 
@@ -276,6 +289,7 @@ TEST(ZeroMemory, Stage3GathersOneUnitAtATime) {
     const GPTConfig cfg = tiny_config(3);
     UnitRunner runner(cfg);
     const int64_t before = sgpt::testing::current(MemCategory::Parameters);
+    const int64_t other_before = sgpt::testing::current(MemCategory::Other);
     ZeroState z = make_zero_state(runner, c, 3, 1, AdamWConfig{});
     MemoryTracker::instance().reset_peak();
     auto [gx, gy] = global_batch(12, cfg.vocab_size, 3);
@@ -286,6 +300,7 @@ TEST(ZeroMemory, Stage3GathersOneUnitAtATime) {
         << where(c) << ": the peak parameter memory is this rank's pieces plus one gathered unit";
     EXPECT_EQ(sgpt::testing::current(MemCategory::Parameters) - before, 4 * owned + 4 * runner.largest_unit())
         << where(c) << ": nothing gathered stays alive after the step";
+    expect_no_uncategorised_whole_buffer(other_before, runner, where(c));
   });
 }
 
