@@ -48,7 +48,7 @@ TEST(HiddenTrainStep, FiveStepsThreeMicroBatchesOtherSeed) {
       const StepStats s = train_step(m, opt, red, c, x, y, 2, 2e-3, 0.1);
       expect_overlapped_schedule(rec.events(), red.buckets(), m, 3, 8, where(c) + " step " + std::to_string(step));
       rec.set_enabled(false);
-      const auto [loss, norm] = naive_dp_step(naive, nopt, c, x, y, 2, 2e-3, 0.1);
+      const auto [loss, norm] = data_parallel_step(naive, nopt, c, x, y, 2, 2e-3, 0.1);
       EXPECT_NEAR(s.loss, loss, 1e-13 * loss) << where(c) << " step " << step;
       if (same_order(c))
         EXPECT_TRUE(bit_equal(m.params(), naive.params())) << where(c) << " step " << step;

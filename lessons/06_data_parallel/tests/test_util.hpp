@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/testing/dp_testing.hpp"
 #include "comm/testing/groups.hpp"
 #include "comm/testing/mpi_test.hpp"
 #include "core/testing.hpp"
@@ -102,20 +103,6 @@ struct OneRankRun {
   }
 };
 
-// Runs a throwing call and checks that it throws sgpt::Error (not NotImplemented) whose message
-// names every number in `numbers`.
-template <class F>
-void expect_clear_error(F&& f, const std::vector<int64_t>& numbers, const std::string& at) {
-  try {
-    f();
-    ADD_FAILURE() << at << " expected an sgpt::Error";
-  } catch (const NotImplemented& e) {
-    ADD_FAILURE() << at << " " << e.what();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (int64_t n : numbers)
-      EXPECT_NE(msg.find(std::to_string(n)), std::string::npos) << at << " the message should name " << n << ": " << msg;
-  }
-}
+using sgpt::testing::expect_clear_error;
 
 }  // namespace lesson06_test

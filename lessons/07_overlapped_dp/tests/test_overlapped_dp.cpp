@@ -178,7 +178,7 @@ TEST(TrainStep, MatchesNaiveDataParallelAndOneRank) {
           auto [gx, gy] = global_batch(gbs, kT, cfg.vocab_size, 20 + uint64_t(step));
           const Tensor x = rows_of(gx, r, p), y = rows_of(gy, r, p);
           const StepStats s = train_step(m, opt, red, c, x, y, mbs, lr, clip);
-          const auto [nloss, nnorm] = naive_dp_step(naive, naive_opt, c, x, y, mbs, lr, clip);
+          const auto [nloss, nnorm] = data_parallel_step(naive, naive_opt, c, x, y, mbs, lr, clip);
           one.zero_grad();
           const double oloss = one.forward(gx, gy);
           one.backward();

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/testing/dp_testing.hpp"
 #include "comm/testing/groups.hpp"
 #include "comm/testing/mpi_test.hpp"
 #include "core/testing.hpp"
@@ -82,24 +83,7 @@ inline bool bit_equal(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
 }
 
-// Lesson 06's step, with the library: accumulate k micro-batches, one blocking all-reduce of the
-// whole buffer after the last, the loss averaged, clip, AdamW.
-inline std::pair<double, double> naive_dp_step(GPT& m, AdamW& opt, Communicator& c, const Tensor& x, const Tensor& y,
-                                               int64_t mbs, double lr, double clip) {
-  const int64_t n_micro = x.size(0) / mbs;
-  m.zero_grad();
-  double sum = 0;
-  for (int64_t j = 0; j < n_micro; ++j) {
-    sum += m.forward(x.slice(j * mbs, (j + 1) * mbs), y.slice(j * mbs, (j + 1) * mbs));
-    m.backward(1.0 / double(n_micro));
-  }
-  c.all_reduce(m.grads(), ReduceOp::Avg);
-  Tensor mean = Tensor::from(std::vector<double>{sum / double(n_micro)}, {1});
-  c.all_reduce(mean, ReduceOp::Avg);
-  const double norm = clip_grad_norm(m.grads(), clip);
-  opt.step(m.params(), m.grads(), lr);
-  return {mean.to_vector()[0], norm};
-}
+using sgpt::testing::data_parallel_step;
 
 // The recorded events of one step, read back for the schedule checks.
 struct StepTrace {

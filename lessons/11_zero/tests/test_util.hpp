@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/testing/dp_testing.hpp"
 #include "comm/testing/groups.hpp"
 #include "comm/testing/mpi_test.hpp"
 #include "core/testing.hpp"
@@ -66,24 +67,7 @@ inline double max_diff(const std::vector<double>& a, const std::vector<double>& 
   return m;
 }
 
-// Lesson 06's step with the library: accumulate k micro-batches, all-reduce the gradient, average
-// the loss, clip, AdamW over the whole buffer.
-inline std::pair<double, double> dp_step(GPT& m, AdamW& opt, Communicator& c, const Tensor& x, const Tensor& y,
-                                         int64_t mbs, double lr, double clip) {
-  const int64_t k = x.size(0) / mbs;
-  m.zero_grad();
-  double sum = 0;
-  for (int64_t j = 0; j < k; ++j) {
-    sum += m.forward(x.slice(j * mbs, (j + 1) * mbs), y.slice(j * mbs, (j + 1) * mbs));
-    m.backward(1.0 / double(k));
-  }
-  c.all_reduce(m.grads(), ReduceOp::Avg);
-  Tensor mean = Tensor::from(std::vector<double>{sum / double(k)}, {1});
-  c.all_reduce(mean, ReduceOp::Avg);
-  const double norm = clip_grad_norm(m.grads(), clip);
-  opt.step(m.params(), m.grads(), lr);
-  return {mean.to_vector()[0], norm};
-}
+using sgpt::testing::data_parallel_step;
 
 // A warmed-up optimizer: moments m[i] = 0.01 sin(i), v[i] = 1e-4 (1 + cos(i)^2) at global index i,
 // step counter 3, so a solution that starts its moments from zero or reads another piece's fails.
@@ -127,21 +111,7 @@ inline int64_t owned_elements(const std::vector<ShardRange>& units, int d, int r
   return n;
 }
 
-// Runs a throwing call and checks that it throws sgpt::Error (not NotImplemented) whose message
-// names every number in `numbers`.
-template <class F>
-void expect_clear_error(F&& f, const std::vector<int64_t>& numbers, const std::string& at) {
-  try {
-    f();
-    ADD_FAILURE() << at << " expected an sgpt::Error";
-  } catch (const NotImplemented& e) {
-    ADD_FAILURE() << at << " " << e.what();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (int64_t n : numbers)
-      EXPECT_NE(msg.find(std::to_string(n)), std::string::npos) << at << " the message should name " << n << ": " << msg;
-  }
-}
+using sgpt::testing::expect_clear_error;
 
 // Trains `steps` steps of stage `stage` next to data parallelism on the same rows, from dirty
 // gradients and a warmed-up optimizer, and checks losses, norms and parameters after every step.
@@ -164,7 +134,7 @@ inline void expect_matches_dp(Communicator& c, int stage, int steps, int64_t gbs
     auto [gx, gy] = global_batch(gbs, cfg.vocab_size, 40 + uint64_t(step));
     const Tensor x = rows_of(gx, r, p), y = rows_of(gy, r, p);
     const StepStats s = zero_step(z, runner, c, x, y, mbs, lr, clip);
-    const auto [loss, norm] = dp_step(ref, ref_opt, c, x, y, mbs, lr, clip);
+    const auto [loss, norm] = data_parallel_step(ref, ref_opt, c, x, y, mbs, lr, clip);
     const std::string st = at + " stage " + std::to_string(stage) + " step " + std::to_string(step) + " micro-batch " +
                            std::to_string(mbs);
     EXPECT_NEAR(s.loss, loss, 1e-12 * loss) << st << " loss";

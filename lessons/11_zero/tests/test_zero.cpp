@@ -222,7 +222,7 @@ TEST(ZeroComm, Stages1And2MoveWhatDataParallelMoves) {
     auto [gx, gy] = global_batch(12, cfg.vocab_size, 2);
     const Tensor x = rows_of(gx, c.rank(), d), y = rows_of(gy, c.rank(), d);
     c.reset_stats();
-    dp_step(ref, ref_opt, c, x, y, x.size(0), 1e-3, 1.0);
+    data_parallel_step(ref, ref_opt, c, x, y, x.size(0), 1e-3, 1.0);
     const double dp_bus = bus_bytes(OpKind::AllReduce, double(n), d);
     for (int stage = 1; stage <= 2; ++stage) {
       const std::string at = where(c) + " stage " + std::to_string(stage);
