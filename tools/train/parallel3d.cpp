@@ -28,7 +28,7 @@
 #include "model/layout.hpp"
 #include "pipeline_gpipe.hpp"
 #include "parallel3d.hpp"  // lesson 12
-#include "strategy.hpp"
+#include "partitioned.hpp"
 
 namespace sgpt::train {
 
@@ -36,11 +36,10 @@ namespace {
 
 constexpr int kEvalMicroBatch = -1;  // the id of the evaluation's forward (the schedule uses 0..M-1)
 
-class Parallel3D final : public Strategy {
+class Parallel3D final : public PartitionedStrategy {
  public:
   Parallel3D(const StrategySetup& s, std::shared_ptr<Communicator> world, lesson12::GridShape shape, int micro_batches)
-      : setup_(s),
-        world_(std::move(world)),
+      : PartitionedStrategy(s, std::move(world)),
         m_(micro_batches),
         grid_(lesson12::make_grid(*world_, shape)),
         stage_(s.cfg, shape.pp, grid_.coord.pp, *grid_.tp, s.seed, DType::F32, s.adamw),
@@ -110,26 +109,6 @@ class Parallel3D final : public Strategy {
     return t.to_vector()[0];
   }
 
-  GPT* whole_model() override {
-    if (world_->rank() == 0 && !whole_) whole_.emplace(setup_.cfg, setup_.seed, setup_.device);
-    gather(whole_ ? &whole_->params() : nullptr, stage_.params());
-    return whole_ ? &*whole_ : nullptr;
-  }
-
-  void save(const std::string& path, const TrainState& state) override {
-    std::optional<GPT> holder;
-    std::optional<AdamW> full;
-    if (world_->rank() == 0) {
-      holder.emplace(setup_.cfg, 0, setup_.device);
-      full.emplace(holder->layout(), setup_.adamw, DType::F32, setup_.device);
-      full->set_t(t_);
-    }
-    gather(holder ? &holder->params() : nullptr, stage_.params());
-    gather(full ? &full->m() : nullptr, adam_m_);
-    gather(full ? &full->v() : nullptr, adam_v_);
-    if (holder) save_checkpoint(path, *holder, *full, state);
-  }
-
   TrainState load(const std::string& path) override {
     GPT holder(setup_.cfg, 0, setup_.device);
     AdamW full(holder.layout(), setup_.adamw, DType::F32, setup_.device);
@@ -142,6 +121,11 @@ class Parallel3D final : public Strategy {
   }
 
  private:
+  Tensor local_params() override { return stage_.params(); }
+  Tensor local_m() override { return adam_m_; }
+  Tensor local_v() override { return adam_v_; }
+  int64_t adam_steps() const override { return t_; }
+
   struct Segment {
     int64_t begin, numel;
     bool decay;  // AdamW decays matrices and embeddings (the 2-D tensors)
@@ -252,7 +236,7 @@ class Parallel3D final : public Strategy {
   }
 
   // full (rank 0 only: the single-device flat buffer) = replica 0's `local` buffers, placed by the maps.
-  void gather(Tensor* full, const Tensor& local) {
+  void gather(Tensor* full, const Tensor& local) override {
     const int holders = grid_.shape.pp * grid_.shape.tp;
     if (world_->rank() != 0) {
       if (world_->rank() < holders) world_->send(local, 0);
@@ -271,8 +255,6 @@ class Parallel3D final : public Strategy {
     }
   }
 
-  StrategySetup setup_;
-  std::shared_ptr<Communicator> world_;
   int m_;
   lesson12::Grid grid_;
   lesson12::TPStage stage_;
@@ -280,7 +262,6 @@ class Parallel3D final : public Strategy {
   int64_t t_ = 0;           // AdamW steps taken (restored on resume)
   std::vector<Segment> segments_;
   std::vector<std::vector<int64_t>> maps_;  // rank 0: element k of rank r's buffer -> single-device index
-  std::optional<GPT> whole_;                // rank 0: the consolidated model for sampling
 };
 
 }  // namespace

@@ -20,7 +20,7 @@
 #include "kernels/ops.hpp"
 #include "pipeline_1f1b.hpp"   // lesson 09
 #include "pipeline_gpipe.hpp"  // lesson 08
-#include "strategy.hpp"
+#include "partitioned.hpp"
 
 namespace sgpt::train {
 
@@ -28,11 +28,10 @@ namespace {
 
 constexpr int kEvalMicroBatch = -1;  // the id of the evaluation's forward (the schedules use 0..M-1)
 
-class PipelineParallel final : public Strategy {
+class PipelineParallel final : public PartitionedStrategy {
  public:
   PipelineParallel(const StrategySetup& s, std::shared_ptr<Communicator> world, int micro_batches, bool gpipe)
-      : setup_(s),
-        world_(std::move(world)),
+      : PartitionedStrategy(s, std::move(world)),
         p_(world_->size()),
         m_(micro_batches),
         gpipe_(gpipe),
@@ -91,26 +90,6 @@ class PipelineParallel final : public Strategy {
     return from_last_stage(loss);
   }
 
-  GPT* whole_model() override {
-    if (world_->rank() == 0 && !whole_) whole_.emplace(setup_.cfg, setup_.seed, setup_.device);
-    gather(whole_ ? &whole_->params() : nullptr, stage_.params());
-    return whole_ ? &*whole_ : nullptr;
-  }
-
-  void save(const std::string& path, const TrainState& state) override {
-    std::optional<GPT> holder;
-    std::optional<AdamW> full;
-    if (world_->rank() == 0) {
-      holder.emplace(setup_.cfg, 0, setup_.device);
-      full.emplace(holder->layout(), setup_.adamw, DType::F32, setup_.device);
-      full->set_t(opt_.t());
-    }
-    gather(holder ? &holder->params() : nullptr, stage_.params());
-    gather(full ? &full->m() : nullptr, opt_.m());
-    gather(full ? &full->v() : nullptr, opt_.v());
-    if (holder) save_checkpoint(path, *holder, *full, state);
-  }
-
   TrainState load(const std::string& path) override {
     GPT holder(setup_.cfg, 0, setup_.device);
     AdamW full(holder.layout(), setup_.adamw, DType::F32, setup_.device);
@@ -124,6 +103,11 @@ class PipelineParallel final : public Strategy {
   }
 
  private:
+  Tensor local_params() override { return stage_.params(); }
+  Tensor local_m() override { return opt_.m(); }
+  Tensor local_v() override { return opt_.v(); }
+  int64_t adam_steps() const override { return opt_.t(); }
+
   StageSpec split(int stage) const {
     return lesson08::stage_spec(setup_.cfg, p_, stage);  // both schedules run on lesson 08's split
   }
@@ -136,7 +120,7 @@ class PipelineParallel final : public Strategy {
   }
 
   // full (rank 0 only: the whole flat buffer) = every stage's `local` range.
-  void gather(Tensor* full, const Tensor& local) {
+  void gather(Tensor* full, const Tensor& local) override {
     if (world_->rank() != 0) {
       world_->send(local, 0);
       return;
@@ -151,15 +135,12 @@ class PipelineParallel final : public Strategy {
     }
   }
 
-  StrategySetup setup_;
-  std::shared_ptr<Communicator> world_;
   int p_, m_;
   bool gpipe_;
   StageSpec spec_;
   PipelineStage stage_;
   AdamW opt_;
   std::optional<AdamW> scratch_;  // the lessons' optimizer step when the trainer clips
-  std::optional<GPT> whole_;      // rank 0: the consolidated model for sampling
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 //                          sequence parallelism)
 //   zero.cpp               data parallelism with sharded model state (lesson 11, --zero 1|2|3)
 //   parallel3d.cpp         all three on one grid of D x P x T ranks (lesson 12, --dp D --pp P --tp T)
+//   (partitioned.hpp: what the two that split the model across ranks share: gathering it on rank 0)
 //
 // plan.cpp answers --plan with lesson 12's planner, without training.
 //
