@@ -114,21 +114,7 @@ inline int64_t stage_frontier(const TraceEvent& e, const ParameterLayout& layout
 // Exact equality is expected where the backend sums every element in the same order.
 inline bool same_order(const Communicator& c) { return c.backend() == Backend::Threads || c.size() <= 2; }
 
-// Runs a throwing call and checks that it throws sgpt::Error (not NotImplemented) whose message
-// names every number in `numbers`.
-template <class F>
-void expect_clear_error(F&& f, const std::vector<int64_t>& numbers, const std::string& at) {
-  try {
-    f();
-    ADD_FAILURE() << at << " expected an sgpt::Error";
-  } catch (const NotImplemented& e) {
-    ADD_FAILURE() << at << " " << e.what();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (int64_t n : numbers)
-      EXPECT_NE(msg.find(std::to_string(n)), std::string::npos) << at << " the message should name " << n << ": " << msg;
-  }
-}
+using sgpt::testing::expect_clear_error;
 
 // Checks one step's trace against the buckets: count, backward order, issued right after the
 // stage that finished the bucket (not before it ended, not after the next stage began), in the last
