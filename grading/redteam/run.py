@@ -210,12 +210,14 @@ LINT_EXPECT = {  # lint/<file>.cpp -> a phrase lint.py must report for it
     "ifunc": "IFUNC",
     "raw_syscall": "'syscall' instruction",
     "library_override": "defines sgpt::shard_count",
+    "inline_test_helper": "calls sgpt::testing::helper_step",
 }
 
 
 def lint_cases(out):
-    """Compiles each lint/ case into a static library and checks that grading/lint.py rejects it
-    (attacks that the sandbox alone would not stop: they act inside the test process)."""
+    """Compiles each lint/ case into a static library (optimised) and an unoptimised object (as the
+    graded build's lessonNN_lint) and checks that grading/lint.py rejects it (attacks that the
+    sandbox alone would not stop: they act inside the test process)."""
     sys.path.insert(0, str(HERE.parent))
     import lint  # noqa: E402
     problems = []
@@ -230,7 +232,10 @@ def lint_cases(out):
             problems.append(f"lint/{name}.cpp does not compile: {r.stderr[-300:]}")
             continue
         subprocess.run(["ar", "rcs", str(lib), str(obj)], check=True)
-        found, _ = lint.check(lib, [])
+        obj0 = d / f"{name}.O0.o"
+        subprocess.run(["c++", "-std=c++20", "-O0", "-fno-inline", "-c", str(HERE / "lint" / f"{name}.cpp"),
+                        "-o", str(obj0)], check=True, capture_output=True)
+        found, _ = lint.check(lib, [], [obj0])
         if not any(phrase in m for m in found):
             problems.append(f"lint/{name}.cpp: grading/lint.py did not report '{phrase}' (it said {found})")
     return problems
