@@ -4,7 +4,9 @@ Two lists, both matched against what the objects *use* (their undefined symbols,
 
 * the lesson's own list, ``"forbidden"`` in points.json: the library functions a task asks the
   student to write (lesson 01's AdamW, lesson 04's library collectives...). A hit costs that task's
-  points, with a message naming the call.
+  points, with a message naming the call. An entry with ``"files"`` looks only at what those student
+  files call (lesson 05's conversions.cpp may not use the kernels, which convert 16-bit tensors,
+  while its mixed-precision step must).
 * the sandbox list below, the same for every lesson: what graded code has no reason to call and what
   could reach the grader's channel or the machine (files, processes, the environment, raw system
   calls, GoogleTest's internals). A hit costs the whole lesson. The objects must also not hold a
@@ -20,6 +22,7 @@ count. Without those objects, the library's undefined symbols are used.
 A student who needs one of these for a good reason (printing goes through printf/std::cout, which
 are allowed) should ask; the list is in this file.
 """
+import pathlib
 import re
 import subprocess
 
@@ -57,6 +60,23 @@ def undefined_symbols(archive):
     return syms
 
 
+def without_return_type(name):
+    """A template instantiation demangles with its return type first ('double sgpt::f<int>(int)');
+    returns the name without it ('sgpt::f<int>(int)'), or the name itself when there is none."""
+    text = name.replace("(anonymous namespace)", "{anonymous}")
+    depth, space = 0, -1
+    for i, ch in enumerate(text):
+        if ch in "<(" and not text[:i].endswith("operator"):
+            if ch == "(" and depth == 0:
+                break
+            depth += 1
+        elif ch in ">)" and depth > 0 and not text[:i].endswith("operator"):
+            depth -= 1
+        elif ch == " " and depth == 0:
+            space = i
+    return text[space + 1:].replace("{anonymous}", "(anonymous namespace)") if space >= 0 else name
+
+
 def used_symbols(objects):
     """What the objects call: their undefined symbols and their weak definitions (inline functions
     and templates, which unoptimised objects keep out of line), demangled."""
@@ -66,6 +86,7 @@ def used_symbols(objects):
             m = re.match(r"\s*(?:[0-9a-f]+ )?([A-Za-z]) (.+)$", line)
             if m and m.group(1) in "UwWVu":
                 syms.add(m.group(2).strip())
+                syms.add(without_return_type(m.group(2).strip()))
     return syms
 
 
@@ -124,7 +145,11 @@ def check(archive, lesson_forbidden, objects=None):
     tasks = []
     for f in lesson_forbidden:
         r = re.compile(f["symbol"])
-        hits = sorted(s for s in used if r.search(s))
+        scope = used
+        if f.get("files"):  # only what these student files call (needs the lint objects)
+            objs = [o for o in objects or [] if pathlib.Path(o).name.removesuffix(".o") in f["files"]]
+            scope = used_symbols(objs) if objs else set()
+        hits = sorted(s for s in scope if r.search(s))
         if hits:
             for k in f.get("tasks", [f.get("task", 0)]):
                 tasks.append((int(k), f"the submission calls {hits[0]}: "
