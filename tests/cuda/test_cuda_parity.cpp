@@ -654,15 +654,17 @@ TEST_F(CudaParity, WholeModelBF16Matmuls) {
 // Every op with bf16 tensors on the GPU ("compute in f32, round on store") against the f64 CPU
 // reference from the same bf16-rounded inputs (outputs that the op reads back, such as the
 // LayerNorm statistics and the probabilities, are the GPU's own bf16 values, widened). Tolerances:
-// a bf16 store rounds to 8 significant bits, a relative error of at most 2^-9 (~2e-3) per element
-// and about 1.1e-3 in the relative norm; an op whose output is rounded once (element-wise, the
-// matmuls from bf16 operands with f32 accumulation, the reductions) is held to 4e-3 (2^-8, twice
-// the worst single rounding); the fused attention rounds P and dS to bf16 inside as well (as
+// a bf16 store rounds to 8 significant bits, a relative error of at most 2^-8 (3.9e-3: half an ulp
+// at the bottom of a binade) per element and about 1.1e-3 in the relative norm of many elements;
+// where one element dominates the norm (the target column of dlogits, ~1/(B*T)), the norm error
+// reaches that bound (3.8e-3 measured on an H200). An op whose output is rounded once
+// (element-wise, the matmuls from bf16 operands with f32 accumulation, the reductions) is held to
+// 5e-3, two roundings to 1e-2; the fused attention rounds P and dS to bf16 inside as well (as
 // AttentionFusedBF16: 1e-2, 2e-2); f32 outputs of bf16 inputs (an f32 accumulator += bf16, AdamW's
 // f32 master) are f32 arithmetic on exact inputs: 1e-6; sums of squares in double: 1e-12.
 
 namespace {
-constexpr double kBf16Tol = 4e-3;
+constexpr double kBf16Tol = 5e-3;
 
 Tensor bf16_gpu(const Tensor& t) { return t.cast(DType::BF16).to(Device::CUDA); }     // rounded, on the GPU
 Tensor bf16_ref(const Tensor& t) { return t.cast(DType::BF16).cast(DType::F64); }      // rounded, widened

@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
                                  : matmul == "fp32" ? cuda::MatmulPrecision::FP32
                                                     : cuda::MatmulPrecision::TF32);
 #endif
-      std::printf("CUDA: %s attention, %s products\n", attention.c_str(), matmul.c_str());
+      std::printf("CUDA: %s attention, %s products\n", attention.c_str(),
+                  dtype == "bf16" ? "bf16 (bf16 storage)" : matmul.c_str());
     }
     GPTConfig cfg = gpt_config(model_name);
     cfg.set_vocab(static_cast<int>(vocab));
