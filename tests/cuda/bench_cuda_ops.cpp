@@ -95,8 +95,12 @@ int main(int argc, char** argv) {
   const int64_t N = (int64_t)B * T;
   const int64_t P = 124475904;  // GPT-2 124M parameters with Vp = 50304
   const cudaDeviceProp& prop = cuda::device_properties();
-  std::printf("device: %s (%d SMs), B=%d T=%d C=%d NH=%d V=%d Vp=%d L=%d, TF32 matmuls, %d reps\n", prop.name,
-              prop.multiProcessorCount, B, T, C, NH, V, Vp, L, reps);
+  const char* products = g_storage == DType::BF16                                    ? "bf16 storage and products"
+                         : cuda::matmul_precision() == cuda::MatmulPrecision::BF16 ? "f32 storage, bf16 products"
+                         : cuda::matmul_precision() == cuda::MatmulPrecision::FP32 ? "FP32 products"
+                                                                                   : "TF32 products";
+  std::printf("device: %s (%d SMs), B=%d T=%d C=%d NH=%d V=%d Vp=%d L=%d, %s, %d reps\n", prop.name,
+              prop.multiProcessorCount, B, T, C, NH, V, Vp, L, products, reps);
 
   Tensor tok = randint_gpu({B, T}, V, 1), tgt = randint_gpu({B, T}, V, 2);
   Tensor x = randn_gpu({B, T, C}, 1.0, 3), x2 = randn_gpu({B, T, C}, 1.0, 4), dx = zeros_gpu({B, T, C});
