@@ -26,7 +26,7 @@ L="$OUT/logs"
 mkdir -p "$L"
 S="$OUT/summary.txt"
 T0=$SECONDS
-left() { echo $((570 - (SECONDS - T0))); }            # seconds left of a 10-minute call
+left() { echo $((${SGPT_LIMIT_S:-570} - (SECONDS - T0))); }  # seconds left of the call (10 minutes)
 {
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv
   if ! has nobuild; then
