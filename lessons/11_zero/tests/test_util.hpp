@@ -113,6 +113,51 @@ inline int64_t owned_elements(const std::vector<ShardRange>& units, int d, int r
 
 using sgpt::testing::expect_clear_error;
 
+// The whole buffer from a tensor that holds this rank's pieces packed (shard_params, or the f32
+// master of the mixed recipe): one all_gather per unit, counted in the accounting.
+inline Tensor gather_packed(const ZeroState& z, Communicator& c, const Tensor& packed, int64_t numel) {
+  Tensor full = Tensor::empty({numel}, packed.dtype());
+  int64_t at = 0;
+  for (std::size_t u = 0; u < z.units.size(); ++u) {
+    Tensor out = full.view(z.units[u].begin, {z.units[u].count});
+    c.all_gather(out, packed.view(at, {z.pieces[u].count}));
+    at += z.pieces[u].count;
+  }
+  return full;
+}
+
+// Lesson 05's bf16 recipe on one device, written with the library (the reference of the mixed
+// tests): a bf16 GPT is the working copy (its parameters and gradients), an f32 buffer the master
+// weights, one AdamW with f32 moments over the master; the norm of the bf16 gradient; clipping as
+// AdamW's grad_scale (16-bit gradients are not rescaled in place); after the update the working
+// copy is the master rounded to bf16.
+struct MixedOneDevice {
+  GPT model;
+  Tensor master;
+  AdamW opt;
+  MixedOneDevice(const GPTConfig& cfg, uint64_t seed, const AdamWConfig& ac)
+      : model(cfg, seed, Device::CPU, DType::BF16),
+        master(Tensor::empty({model.layout().numel()}, DType::F32, Device::CPU, MemCategory::OptimizerState)),
+        opt(model.layout(), ac, DType::F32, Device::CPU) {
+    init_parameters(master, model.layout(), seed);
+  }
+  // One step on (x, y) in micro-batches of `mbs` rows; returns {mean loss, norm before clipping}.
+  std::pair<double, double> step(const Tensor& x, const Tensor& y, int64_t mbs, double lr, double clip) {
+    const int64_t micro = x.size(0) / mbs;
+    model.zero_grad();
+    double total = 0;
+    for (int64_t j = 0; j < micro; ++j) {
+      total += model.forward(x.slice(j * mbs, (j + 1) * mbs), y.slice(j * mbs, (j + 1) * mbs));
+      model.backward(1.0 / double(micro));
+    }
+    const double g = grad_norm(model.grads());
+    const double clip_scale = (clip <= 0 || g <= clip) ? 1.0 : clip / (g + 1e-6);
+    opt.step(master, model.grads(), lr, clip_scale);
+    model.params().copy_from(master.cast(DType::BF16));
+    return {total / double(micro), g};
+  }
+};
+
 // Trains `steps` steps of stage `stage` next to data parallelism on the same rows, from dirty
 // gradients and a warmed-up optimizer, and checks losses, norms and parameters after every step.
 inline void expect_matches_dp(Communicator& c, int stage, int steps, int64_t gbs, int64_t mbs_of_b_div, uint64_t seed,

@@ -1,0 +1,198 @@
+// Lesson 11 in mixed precision (lesson 05's recipe): the same stage functions, run with a bf16
+// working model (parameters and gradients in bf16) and, for this rank's pieces only, f32 master
+// weights and f32 AdamW moments. At 1, 2, 3 and 4 ranks, on the tiny untied model (Ψ = 6902,
+// divided by neither 3 nor 4), from dirty gradients and a warmed-up optimizer, three steps with
+// clipping active:
+//   - every stage follows lesson 05's single-device bf16 recipe (written with the library in
+//     test_util.hpp): bit for bit at d = 1 (see below for the one exception), within the bf16
+//     tolerance derived below at d > 1; the working copy is always exactly the rounding of the
+//     master;
+//   - the memory tracker's peak per category, over the steps, is exactly this rank's shard:
+//     parameters 2Ψ (stage 3: 2 x its pieces + one gathered unit), gradients 2Ψ (stages 2, 3:
+//     2 x its pieces + one unit), optimizer state 12 x its pieces (master + m + v): the paper's
+//     2 + 2 + 12 bytes, measured.
+//
+// Tolerance at d > 1. The single device sums the whole batch's gradient in f32 inside each kernel
+// and rounds it to bf16 once. ZeRO rounds each rank's partial gradient to bf16, then the bf16
+// reduce-scatter rounds once per combine of two ranks (communicator.hpp): up to d more roundings,
+// each at most 2^-8 relative (bf16 keeps 8 significant bits). A relative gradient error of
+// e ~ d·2^-8 changes AdamW's update by at most about lr·e·(1 − β1)·|g| / ((1 − β1^t)·sqrt(v̂))
+// through m (and less through v), which with the warmed-up moments here is far below lr·e; over
+// three steps the master weights may differ by 3·lr·e ≈ 3 · 3e-3 · 4·2^-8 ≈ 1.4e-4 at d = 4. We
+// allow 0.25·lr per step (2.25e-3 after three steps: comfortably above that, yet below one step
+// of a wrong update, which moves the master by about lr) on the master, plus one bf16 ulp of the
+// value on the working copy (where a master that moved across a rounding boundary rounds the other
+// way); the mean loss, computed from the same bf16 working copy as the single device up to those
+// differences, within 1e-3 relative; the norm within d·2^-8 relative.
+//
+// The exception at d = 1: with several micro-batches, stages 2 and 3 round each micro-batch's unit
+// gradient to bf16 before adding it to the packed shard (two roundings per micro-batch), where the
+// single device adds it to its bf16 gradient in one rounding; those runs get the d > 1 tolerance.
+
+#include <gtest/gtest.h>
+
+#include "test_util.hpp"
+
+using namespace sgpt;
+using namespace sgpt::lesson11;
+using namespace lesson11_test;
+
+namespace {
+
+constexpr double kLr = 3e-3, kClip = 0.05;
+
+// The worst differences of one run against the single-device recipe (over all steps).
+struct MixedDiff {
+  double master = 0;   // f32 master weights, absolute
+  double working = 0;  // bf16 working copy, absolute
+  double working_excess = 0;  // bf16 working copy, beyond one bf16 ulp of the reference value
+  double loss = 0;     // relative
+  double norm = 0;     // relative
+};
+
+double ulp_bf16(double x) {  // the spacing of bf16 values at |x| (normal range)
+  const double a = std::max(std::abs(x), 1e-30);
+  return std::ldexp(1.0, std::ilogb(a) - 7);
+}
+
+// `steps` steps of `stage` in the mixed recipe next to lesson 05's recipe on one device, from the
+// same dirty start; `k` micro-batches per rank (1 when it does not divide). Checks the invariants
+// (working copy = rounding of the master; identical replicas) and returns the worst differences.
+MixedDiff mixed_vs_one_device(Communicator& c, int stage, int steps, int64_t gbs, int64_t k, uint64_t seed,
+                              const GPTConfig& cfg, const std::string& at) {
+  const int p = c.size(), r = c.rank();
+  const int64_t b = gbs / p, mbs = b % k == 0 ? b / k : b;
+  AdamWConfig ac;
+  ac.weight_decay = 0.1;
+  UnitRunner runner(cfg, DType::BF16);
+  ZeroState z = make_zero_state(runner, c, stage, seed, ac, DType::BF16);
+  MixedOneDevice one(cfg, seed, ac);
+  dirty_zero(z);
+  dirty_optimizer(one.opt, 0);
+  sgpt::testing::make_dirty(one.model.grads(), 0.5, 7);
+  const int64_t n = one.model.layout().numel();
+  MixedDiff worst;
+  for (int step = 0; step < steps; ++step) {
+    auto [gx, gy] = global_batch(gbs, cfg.vocab_size, 90 + uint64_t(step));
+    const StepStats s = zero_step(z, runner, c, rows_of(gx, r, p), rows_of(gy, r, p), mbs, kLr, kClip);
+    const auto [loss, norm] = one.step(gx, gy, mbs, kLr, kClip);
+    const std::string st = at + " stage " + std::to_string(stage) + " step " + std::to_string(step) +
+                           " micro-batch " + std::to_string(mbs);
+    EXPECT_TRUE(z.master.defined() && z.master.dtype() == DType::F32) << st << ": the mixed state keeps an f32 master";
+    if (!z.master.defined()) return MixedDiff{INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    const Tensor master = gather_packed(z, c, z.master, n);
+    const Tensor working = stage < 3 ? z.full_params : gather_packed(z, c, z.shard_params, n);
+    EXPECT_EQ(working.dtype(), DType::BF16) << st << ": the working copy is bf16";
+    const std::vector<double> zm = master.to_vector(), om = one.master.to_vector(), zw = working.to_vector(),
+                              ow = one.model.params().to_vector(), rounded = master.cast(DType::BF16).to_vector();
+    EXPECT_EQ(zw, rounded) << st << ": the working copy must be the master rounded to bf16";
+    worst.master = std::max(worst.master, max_diff(zm, om));
+    worst.working = std::max(worst.working, max_diff(zw, ow));
+    for (size_t i = 0; i < zw.size() && i < ow.size(); ++i)
+      worst.working_excess = std::max(worst.working_excess, std::abs(zw[i] - ow[i]) - ulp_bf16(ow[i]));
+    worst.loss = std::max(worst.loss, std::abs(s.loss - loss) / loss);
+    worst.norm = std::max(worst.norm, std::abs(s.grad_norm - norm) / norm);
+    if (stage < 3) {
+      EXPECT_TRUE(identical_on_all_ranks(c, z.full_params)) << st << " replicas drifted apart";
+    }
+  }
+  return worst;
+}
+
+// Runs stage `stage` with one and with three micro-batches per rank and checks the differences:
+// exact where the rounding is the single device's, else the tolerance of the file comment.
+void expect_follows_lesson05(Communicator& c, int stage) {
+  const int d = c.size();
+  for (int64_t k : {1, 3}) {
+    const std::string at = where(c) + " k=" + std::to_string(k);
+    const MixedDiff w = mixed_vs_one_device(c, stage, 3, 12, k, 21 + uint64_t(k), tiny_config(), at);
+    const int64_t k_run = (12 / d) % k == 0 ? k : 1;  // micro-batches per rank actually run
+    const bool exact = d == 1 && (stage == 1 || k_run == 1);
+    if (exact) {
+      EXPECT_EQ(w.master, 0.0) << at << " stage " << stage << ": at d = 1 the master must equal lesson 05's bit for bit";
+      EXPECT_EQ(w.working, 0.0) << at << " stage " << stage << ": the working copy too";
+      EXPECT_LE(w.loss, 1e-15) << at << " stage " << stage;
+      EXPECT_LE(w.norm, 1e-12) << at << " stage " << stage << " (only the order of the f64 sum of squares differs)";
+    } else {
+      EXPECT_LE(w.master, 0.05 * kLr * 3) << at << " stage " << stage << ": master weights vs lesson 05's recipe";
+      EXPECT_LE(w.working_excess, 0.05 * kLr * 3) << at << " stage " << stage << ": working copy beyond one bf16 ulp";
+      EXPECT_LE(w.loss, 1e-3) << at << " stage " << stage << " loss";
+      EXPECT_LE(w.norm, (d + 1) * std::ldexp(1.0, -8)) << at << " stage " << stage << " gradient norm";
+    }
+    if (c.rank() == 0)
+      std::printf("[ mixed    ] %s stage %d: worst master diff %.3g (%.3g lr), working %.3g (%.3g past 1 ulp), "
+                  "loss %.3g, norm %.3g (relative)\n",
+                  at.c_str(), stage, w.master, w.master / kLr, w.working, w.working_excess, w.loss, w.norm);
+  }
+}
+
+// Per category, the tracker's bytes for this rank's mixed state: after make_zero_state and at the
+// peak over two steps (which start from dirty buffers), exactly this rank's pieces in the recipe's
+// bytes, and the formula within 1 %.
+void expect_mixed_peaks(Communicator& c, int stage) {
+  const GPTConfig cfg = tiny_config(3);
+  const int d = c.size(), r = c.rank();
+  UnitRunner runner(cfg, DType::BF16);
+  const int64_t psi = runner.layout().numel(), big = runner.largest_unit();
+  const MemCategory cats[3] = {MemCategory::Parameters, MemCategory::Gradients, MemCategory::OptimizerState};
+  using sgpt::testing::current;
+  using sgpt::testing::peak;
+  const int64_t before[3] = {current(cats[0]), current(cats[1]), current(cats[2])};
+  const std::string at = where(c) + " stage " + std::to_string(stage) + " (mixed)";
+  AdamWConfig ac;
+  ZeroState z = make_zero_state(runner, c, stage, 4, ac, DType::BF16);
+  const int64_t owned = owned_elements(stage_units(runner, stage), d, r);
+  const int64_t want[3] = {stage == 3 ? 2 * owned + 2 * big : 2 * psi, stage >= 2 ? 2 * owned + 2 * big : 2 * psi,
+                           12 * owned};
+  const char* what[3] = {"bf16 parameters", "bf16 gradients", "f32 master + m + v of this rank's pieces"};
+  const StateBytes f = predicted_bytes(stage, Recipe::Mixed, double(psi), d, stage >= 2 ? big : 0);
+  const double formula[3] = {f.params, f.grads, f.optimizer};
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(current(cats[i]) - before[i], want[i]) << at << " " << category_name(cats[i]) << " after make_zero_state: "
+                                                     << what[i] << " (" << owned << " elements owned)";
+  dirty_zero(z);
+  MemoryTracker::instance().reset_peak();
+  auto [gx, gy] = global_batch(12, cfg.vocab_size, 5);
+  for (int step = 0; step < 2; ++step)
+    zero_step(z, runner, c, rows_of(gx, r, d), rows_of(gy, r, d), 12 / d, 1e-3, 0.05);
+  for (int i = 0; i < 3; ++i) {
+    const int64_t got = peak(cats[i]) - before[i];
+    EXPECT_EQ(got, want[i]) << at << " " << category_name(cats[i]) << " peak over two steps: " << what[i];
+    EXPECT_NEAR(double(got), formula[i], 0.01 * formula[i]) << at << " " << category_name(cats[i]) << " vs the formula";
+    if (r == 0)
+      std::printf("[ mixed    ] %s %-16s peak %7lld B, this rank's shard %7lld B, formula %9.1f B\n", at.c_str(),
+                  category_name(cats[i]), (long long)got, (long long)want[i], formula[i]);
+  }
+}
+
+}  // namespace
+
+// ---- task 3: the mixed state and stage 1 ---------------------------------------------------------
+
+TEST(ZeroMixed, Stage1FollowsLesson05Recipe) {
+  on_groups([](Communicator& c) { expect_follows_lesson05(c, 1); });
+}
+
+TEST(ZeroMixedMemory, Stage1PeaksAreThisRanksShard) {
+  on_processes([](Communicator& c) { expect_mixed_peaks(c, 1); });
+}
+
+// ---- task 4 ------------------------------------------------------------------------------------------
+
+TEST(ZeroMixed, Stage2FollowsLesson05Recipe) {
+  on_groups([](Communicator& c) { expect_follows_lesson05(c, 2); });
+}
+
+TEST(ZeroMixedMemory, Stage2PeaksAreThisRanksShard) {
+  on_processes([](Communicator& c) { expect_mixed_peaks(c, 2); });
+}
+
+// ---- task 5 ------------------------------------------------------------------------------------------
+
+TEST(ZeroMixed, Stage3FollowsLesson05Recipe) {
+  on_groups([](Communicator& c) { expect_follows_lesson05(c, 3); });
+}
+
+TEST(ZeroMixedMemory, Stage3PeaksAreThisRanksShard) {
+  on_processes([](Communicator& c) { expect_mixed_peaks(c, 3); });
+}
