@@ -7,6 +7,7 @@
 //     test_util.hpp): bit for bit at d = 1 (see below for the one exception), within the bf16
 //     tolerance derived below at d > 1; the working copy is always exactly the rounding of the
 //     master;
+//   - a mixed checkpoint holds the f32 master and resumes at another d and stage;
 //   - the memory tracker's peak per category, over the steps, is exactly this rank's shard:
 //     parameters 2Ψ (stage 3: 2 x its pieces + one gathered unit), gradients 2Ψ (stages 2, 3:
 //     2 x its pieces + one unit), optimizer state 12 x its pieces (master + m + v): the paper's
@@ -30,6 +31,10 @@
 // single device adds it to its bf16 gradient in one rounding; those runs get the d > 1 tolerance.
 
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <unistd.h>
 
 #include "test_util.hpp"
 
@@ -195,4 +200,75 @@ TEST(ZeroMixed, Stage3FollowsLesson05Recipe) {
 
 TEST(ZeroMixedMemory, Stage3PeaksAreThisRanksShard) {
   on_processes([](Communicator& c) { expect_mixed_peaks(c, 3); });
+}
+
+// ---- task 6: the mixed state's checkpoint ------------------------------------------------------------
+
+// A mixed run's checkpoint holds the f32 master (what lesson 05's trainer saves) and the f32 moments;
+// resumed at another d and stage it restores the master pieces exactly, the working copy as their
+// rounding, and trains on like lesson 05's recipe resumed from the same file.
+TEST(ZeroMixedCheckpoint, SavesTheMasterAndResumesAtAnotherWorldSize) {
+  on_groups([](Communicator& c) {
+    const GPTConfig cfg = tiny_config();
+    const int d = c.size();
+    AdamWConfig ac;
+    for (int stage = 1; stage <= 3; ++stage) {
+      const std::string at = where(c) + " stage " + std::to_string(stage) + " (mixed)";
+      Tensor pid = Tensor::from(std::vector<int32_t>{int32_t(::getpid())}, {1});
+      c.broadcast(pid, 0);
+      const std::string path = (std::filesystem::temp_directory_path() /
+                                ("sgpt_l11_mixed_" + std::to_string(pid.to_vector()[0]) + "_" + std::to_string(d) + "_" +
+                                 std::to_string(stage) + ".safetensors")).string();
+      {
+        UnitRunner runner(cfg, DType::BF16);
+        ZeroState z = make_zero_state(runner, c, stage, 13, ac, DType::BF16);
+        dirty_zero(z);
+        for (int step = 0; step < 2; ++step) {
+          auto [gx, gy] = global_batch(12, cfg.vocab_size, 60 + uint64_t(step));
+          zero_step(z, runner, c, rows_of(gx, c.rank(), d), rows_of(gy, c.rank(), d), 12 / d, kLr, kClip);
+        }
+        ASSERT_TRUE(z.master.defined()) << at;
+        const Tensor master = gather_packed(z, c, z.master, runner.layout().numel());
+        TrainState st;
+        st.step = 2;
+        st.seed = 13;
+        save_zero_checkpoint(path, z, runner, c, st);
+        if (c.rank() == 0) {
+          GPT file_model(cfg, 0);
+          AdamW file_opt(file_model.layout(), ac, DType::F32, Device::CPU);
+          load_checkpoint(path, file_model, file_opt);
+          EXPECT_EQ(file_model.params().to_vector(), master.to_vector()) << at << ": the file holds the f32 master";
+          EXPECT_EQ(file_opt.t(), 5) << at << ": the warmed-up step 3, plus two";
+        }
+      }
+      const int d2 = d > 1 ? d - 1 : 1, stage2 = stage % 3 + 1;
+      auto sub = c.split(c.rank() < d2 ? 0 : -1, c.rank(), "resume");
+      if (sub) {
+        UnitRunner runner(cfg, DType::BF16);
+        ZeroState z = make_zero_state(runner, *sub, stage2, 99, ac, DType::BF16);  // another seed: the file wins
+        dirty_zero(z);
+        EXPECT_EQ(load_zero_checkpoint(path, z, runner).step, 2) << at;
+        MixedOneDevice one(cfg, 0, ac);
+        GPT holder(cfg, 0);
+        load_checkpoint(path, holder, one.opt);
+        one.master.copy_from(holder.params());
+        one.model.params().copy_from(one.master.cast(DType::BF16));
+        const int64_t n = runner.layout().numel();
+        EXPECT_EQ(gather_packed(z, *sub, z.master, n).to_vector(), one.master.to_vector()) << at << " resumed master";
+        const Tensor working = stage2 < 3 ? z.full_params : gather_packed(z, *sub, z.shard_params, n);
+        EXPECT_EQ(working.to_vector(), one.model.params().to_vector()) << at << " resumed working copy = its rounding";
+        auto [gx, gy] = global_batch(12, cfg.vocab_size, 62);
+        zero_step(z, runner, *sub, rows_of(gx, sub->rank(), d2), rows_of(gy, sub->rank(), d2), 12 / d2, kLr, kClip);
+        one.step(gx, gy, 12 / d2, kLr, kClip);
+        const double diff = max_diff(gather_packed(z, *sub, z.master, n).to_vector(), one.master.to_vector());
+        if (d2 == 1) {
+          EXPECT_EQ(diff, 0.0) << at << " resumed at d=1 stage " << stage2 << ": one step, exactly lesson 05's";
+        } else {
+          EXPECT_LE(diff, 0.05 * kLr) << at << " resumed at d=" << d2 << " stage " << stage2;
+        }
+      }
+      c.barrier();
+      if (c.rank() == 0) std::remove(path.c_str());
+    }
+  });
 }
