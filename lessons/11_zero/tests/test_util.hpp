@@ -90,19 +90,6 @@ inline void dirty_zero(ZeroState& z) {
     if (t->defined() && t->numel() > 0) sgpt::testing::make_dirty(*t, 0.5, 7);
 }
 
-// Every parameter of a ZeRO state (gathered: one all_gather per unit at stage 3), counted in the
-// accounting, so call it outside a counted window.
-inline Tensor gathered_params(ZeroState& z, Communicator& c, int64_t numel) {
-  if (z.stage < 3) return z.full_params;
-  Tensor full = Tensor::empty({numel}, z.shard_params.dtype());
-  int64_t at = 0;
-  for (std::size_t u = 0, n = z.units.size(); u < n; ++u) {
-    Tensor out = full.view(z.units[u].begin, {z.units[u].count});
-    c.all_gather(out, z.shard_params.view(at, {z.pieces[u].count}));
-    at += z.pieces[u].count;
-  }
-  return full;
-}
 
 // This rank's pieces, computed here from the rule (independently of owned_pieces).
 inline int64_t owned_elements(const std::vector<ShardRange>& units, int d, int r) {
@@ -124,6 +111,12 @@ inline Tensor gather_packed(const ZeroState& z, Communicator& c, const Tensor& p
     at += z.pieces[u].count;
   }
   return full;
+}
+
+// Every parameter of a ZeRO state (gathered: one all_gather per unit at stage 3), counted in the
+// accounting, so call it outside a counted window.
+inline Tensor gathered_params(ZeroState& z, Communicator& c, int64_t numel) {
+  return z.stage < 3 ? z.full_params : gather_packed(z, c, z.shard_params, numel);
 }
 
 // Lesson 05's bf16 recipe on one device, written with the library (the reference of the mixed
