@@ -44,66 +44,6 @@ using namespace lesson11_test;
 
 namespace {
 
-constexpr double kLr = 3e-3, kClip = 0.05;
-
-// The worst differences of one run against the single-device recipe (over all steps).
-struct MixedDiff {
-  double master = 0;   // f32 master weights, absolute
-  double working = 0;  // bf16 working copy, absolute
-  double working_excess = 0;  // bf16 working copy, beyond one bf16 ulp of the reference value
-  double loss = 0;     // relative
-  double norm = 0;     // relative
-};
-
-double ulp_bf16(double x) {  // the spacing of bf16 values at |x| (normal range)
-  const double a = std::max(std::abs(x), 1e-30);
-  return std::ldexp(1.0, std::ilogb(a) - 7);
-}
-
-// `steps` steps of `stage` in the mixed recipe next to lesson 05's recipe on one device, from the
-// same dirty start; `k` micro-batches per rank (1 when it does not divide). Checks the invariants
-// (working copy = rounding of the master; identical replicas) and returns the worst differences.
-MixedDiff mixed_vs_one_device(Communicator& c, int stage, int steps, int64_t gbs, int64_t k, uint64_t seed,
-                              const GPTConfig& cfg, const std::string& at) {
-  const int p = c.size(), r = c.rank();
-  const int64_t b = gbs / p, mbs = b % k == 0 ? b / k : b;
-  AdamWConfig ac;
-  ac.weight_decay = 0.1;
-  UnitRunner runner(cfg, DType::BF16);
-  ZeroState z = make_zero_state(runner, c, stage, seed, ac, DType::BF16);
-  MixedOneDevice one(cfg, seed, ac);
-  dirty_zero(z);
-  dirty_optimizer(one.opt, 0);
-  sgpt::testing::make_dirty(one.model.grads(), 0.5, 7);
-  const int64_t n = one.model.layout().numel();
-  MixedDiff worst;
-  for (int step = 0; step < steps; ++step) {
-    auto [gx, gy] = global_batch(gbs, cfg.vocab_size, 90 + uint64_t(step));
-    const StepStats s = zero_step(z, runner, c, rows_of(gx, r, p), rows_of(gy, r, p), mbs, kLr, kClip);
-    const auto [loss, norm] = one.step(gx, gy, mbs, kLr, kClip);
-    const std::string st = at + " stage " + std::to_string(stage) + " step " + std::to_string(step) +
-                           " micro-batch " + std::to_string(mbs);
-    EXPECT_TRUE(z.master.defined() && z.master.dtype() == DType::F32) << st << ": the mixed state keeps an f32 master";
-    if (!z.master.defined()) return MixedDiff{INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
-    const Tensor master = gather_packed(z, c, z.master, n);
-    const Tensor working = stage < 3 ? z.full_params : gather_packed(z, c, z.shard_params, n);
-    EXPECT_EQ(working.dtype(), DType::BF16) << st << ": the working copy is bf16";
-    const std::vector<double> zm = master.to_vector(), om = one.master.to_vector(), zw = working.to_vector(),
-                              ow = one.model.params().to_vector(), rounded = master.cast(DType::BF16).to_vector();
-    EXPECT_EQ(zw, rounded) << st << ": the working copy must be the master rounded to bf16";
-    worst.master = std::max(worst.master, max_diff(zm, om));
-    worst.working = std::max(worst.working, max_diff(zw, ow));
-    for (size_t i = 0; i < zw.size() && i < ow.size(); ++i)
-      worst.working_excess = std::max(worst.working_excess, std::abs(zw[i] - ow[i]) - ulp_bf16(ow[i]));
-    worst.loss = std::max(worst.loss, std::abs(s.loss - loss) / loss);
-    worst.norm = std::max(worst.norm, std::abs(s.grad_norm - norm) / norm);
-    if (stage < 3) {
-      EXPECT_TRUE(identical_on_all_ranks(c, z.full_params)) << st << " replicas drifted apart";
-    }
-  }
-  return worst;
-}
-
 // Runs stage `stage` with one and with three micro-batches per rank and checks the differences:
 // exact where the rounding is the single device's, else the tolerance of the file comment.
 void expect_follows_lesson05(Communicator& c, int stage) {
@@ -112,22 +52,11 @@ void expect_follows_lesson05(Communicator& c, int stage) {
     const std::string at = where(c) + " k=" + std::to_string(k);
     const MixedDiff w = mixed_vs_one_device(c, stage, 3, 12, k, 21 + uint64_t(k), tiny_config(), at);
     const int64_t k_run = (12 / d) % k == 0 ? k : 1;  // micro-batches per rank actually run
-    const bool exact = d == 1 && (stage == 1 || k_run == 1);
-    if (exact) {
-      EXPECT_EQ(w.master, 0.0) << at << " stage " << stage << ": at d = 1 the master must equal lesson 05's bit for bit";
-      EXPECT_EQ(w.working, 0.0) << at << " stage " << stage << ": the working copy too";
-      EXPECT_LE(w.loss, 1e-15) << at << " stage " << stage;
-      EXPECT_LE(w.norm, 1e-12) << at << " stage " << stage << " (only the order of the f64 sum of squares differs)";
-    } else {
-      EXPECT_LE(w.master, 0.05 * kLr * 3) << at << " stage " << stage << ": master weights vs lesson 05's recipe";
-      EXPECT_LE(w.working_excess, 0.05 * kLr * 3) << at << " stage " << stage << ": working copy beyond one bf16 ulp";
-      EXPECT_LE(w.loss, 1e-3) << at << " stage " << stage << " loss";
-      EXPECT_LE(w.norm, (d + 1) * std::ldexp(1.0, -8)) << at << " stage " << stage << " gradient norm";
-    }
+    expect_mixed_close(w, d == 1 && (stage == 1 || k_run == 1), d, 3, at + " stage " + std::to_string(stage));
     if (c.rank() == 0)
       std::printf("[ mixed    ] %s stage %d: worst master diff %.3g (%.3g lr), working %.3g (%.3g past 1 ulp), "
                   "loss %.3g, norm %.3g (relative)\n",
-                  at.c_str(), stage, w.master, w.master / kLr, w.working, w.working_excess, w.loss, w.norm);
+                  at.c_str(), stage, w.master, w.master / kMixedLr, w.working, w.working_excess, w.loss, w.norm);
   }
 }
 
@@ -225,7 +154,7 @@ TEST(ZeroMixedCheckpoint, SavesTheMasterAndResumesAtAnotherWorldSize) {
         dirty_zero(z);
         for (int step = 0; step < 2; ++step) {
           auto [gx, gy] = global_batch(12, cfg.vocab_size, 60 + uint64_t(step));
-          zero_step(z, runner, c, rows_of(gx, c.rank(), d), rows_of(gy, c.rank(), d), 12 / d, kLr, kClip);
+          zero_step(z, runner, c, rows_of(gx, c.rank(), d), rows_of(gy, c.rank(), d), 12 / d, kMixedLr, kMixedClip);
         }
         ASSERT_TRUE(z.master.defined()) << at;
         const Tensor master = gather_packed(z, c, z.master, runner.layout().numel());
@@ -258,13 +187,13 @@ TEST(ZeroMixedCheckpoint, SavesTheMasterAndResumesAtAnotherWorldSize) {
         const Tensor working = stage2 < 3 ? z.full_params : gather_packed(z, *sub, z.shard_params, n);
         EXPECT_EQ(working.to_vector(), one.model.params().to_vector()) << at << " resumed working copy = its rounding";
         auto [gx, gy] = global_batch(12, cfg.vocab_size, 62);
-        zero_step(z, runner, *sub, rows_of(gx, sub->rank(), d2), rows_of(gy, sub->rank(), d2), 12 / d2, kLr, kClip);
-        one.step(gx, gy, 12 / d2, kLr, kClip);
+        zero_step(z, runner, *sub, rows_of(gx, sub->rank(), d2), rows_of(gy, sub->rank(), d2), 12 / d2, kMixedLr, kMixedClip);
+        one.step(gx, gy, 12 / d2, kMixedLr, kMixedClip);
         const double diff = max_diff(gather_packed(z, *sub, z.master, n).to_vector(), one.master.to_vector());
         if (d2 == 1) {
           EXPECT_EQ(diff, 0.0) << at << " resumed at d=1 stage " << stage2 << ": one step, exactly lesson 05's";
         } else {
-          EXPECT_LE(diff, 0.05 * kLr) << at << " resumed at d=" << d2 << " stage " << stage2;
+          EXPECT_LE(diff, 0.05 * kMixedLr) << at << " resumed at d=" << d2 << " stage " << stage2;
         }
       }
       c.barrier();
