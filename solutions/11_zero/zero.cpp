@@ -52,6 +52,15 @@ ZeroState make_zero_state(const UnitRunner& runner, Communicator& comm, int stag
   z.pieces = owned_pieces(z.units, comm.size(), comm.rank());
   int64_t owned = 0;
   for (const ShardRange& p : z.pieces) owned += p.count;
+  // A packed tensor of this rank's pieces, each initialised like the single-device model's range.
+  auto init_pieces = [&](Tensor& packed) {
+    int64_t at = 0;
+    for (const ShardRange& p : z.pieces) {
+      Tensor v = packed.view(at, {p.count});
+      if (p.count > 0) init_parameters(v, layout, seed, p.begin);
+      at += p.count;
+    }
+  };
   if (stage <= 2) {
     z.full_params = Tensor::empty({layout.numel()}, dtype, dev, MemCategory::Parameters);
     init_parameters(z.full_params, layout, seed);
@@ -64,21 +73,11 @@ ZeroState make_zero_state(const UnitRunner& runner, Communicator& comm, int stag
   if (stage == 3) {
     z.shard_params = Tensor::empty({owned}, dtype, dev, MemCategory::Parameters);
     z.unit_params = Tensor::empty({runner.largest_unit()}, dtype, dev, MemCategory::Parameters);
-    int64_t at = 0;
-    for (const ShardRange& p : z.pieces) {
-      Tensor v = z.shard_params.view(at, {p.count});
-      if (p.count > 0) init_parameters(v, layout, seed, p.begin);
-      at += p.count;
-    }
+    init_pieces(z.shard_params);
   }
   if (mixed) {
     z.master = Tensor::empty({owned}, DType::F32, dev, MemCategory::OptimizerState);
-    int64_t at = 0;
-    for (const ShardRange& p : z.pieces) {
-      Tensor v = z.master.view(at, {p.count});
-      if (p.count > 0) init_parameters(v, layout, seed, p.begin);
-      at += p.count;
-    }
+    init_pieces(z.master);
   }
   for (const ShardRange& p : z.pieces)
     z.opts.emplace_back(layout, cfg, mixed ? DType::F32 : dtype, dev, p.begin, p.count);
