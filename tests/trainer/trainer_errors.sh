@@ -2,9 +2,8 @@
 # Each bad input must fail with exit code 1 and a message that names the problem, before any
 # training step; and a write that fails must be an error naming the file, never "wrote ...".
 set -uo pipefail
-train=$1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train -- "$@"
 fails=0
 out_dir="$dir/out"
 expect() {  # expect "message" args...   (runs with -o $out_dir)

@@ -4,11 +4,8 @@
 # Then a --zero 2 run stopped half-way and resumed with --zero 3 (its checkpoint is the
 # consolidated single-device file) must end like the uninterrupted one-rank run.
 set -euo pipefail
-train=$1
-shift
-mpi=("$@")  # the mpiexec prefix without -np
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train -- "$@"
 common=(--model nano --untie-embeddings --seq-len 32 --steps 12 --eval-every 6 --eval-batches 2 --sample-tokens 0 -q
         --log-every 1 --synthetic-bytes 50000)
 compare() {
