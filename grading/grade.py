@@ -700,8 +700,11 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
                             sandbox.base_env(), limits["compile_s"],
                             {"AS": 8 << 30, "NPROC": 4096, "NOFILE": 4096, "FSIZE": 2 << 30, "CORE": 0},
                             umask=0o022)
-            build_out[tgt] = r["output"] + ("\n(the compile timed out)" if r["timed_out"] else "")
             built[tgt] = (bdir / "lessons" / d / tgt).exists() and not r["timed_out"]
+            build_out[tgt] = r["output"] + ("\n(the compile timed out)" if r["timed_out"] else "")
+            if not built[tgt] and not r["timed_out"] and "FAILED:" not in r["output"]:
+                # Killed from outside (e.g. another grader on this machine ended the grading user's processes).
+                build_out[tgt] += f"\n(the build ended with status {r['rc']} before any step failed)"
     if ident:
         subprocess.run(["chown", "-R", "0:0", str(bdir)], check=True)
         subprocess.run(["chmod", "-R", "go-w", str(bdir)], check=True)

@@ -76,7 +76,7 @@ def validate(res, lesson, expect, stdout):
             if not isinstance(t.get(k), str):
                 bad.append(f"{where}: {k} missing or not a string")
         if t.get("name") in names or t.get("number") in numbers:
-            bad.append(f"{where}: name or number {t.get('number')!r} used twice")
+            bad.append(f"{where}: name or number {t.get('number')!r} used twice (ours: Gradescope orders by number)")
         names.add(t.get("name"))
         numbers.add(t.get("number"))
     if bad:
