@@ -852,8 +852,9 @@ def for_people(text, run_dir):
     as lessons/..., the course copy's relative to the repository, the rest relative to the folder."""
     if not run_dir:
         return text
-    return (text.replace(f"{run_dir}/submission/", "lessons/").replace(f"{run_dir}/course/", "")
-            .replace(f"{run_dir}/", ""))
+    # The whole path, or its tail from where sgpt's error messages shorten a file's path (check.cpp).
+    at = r"[^\s\"'`]*" + re.escape(pathlib.Path(run_dir).name) + "/"
+    return re.sub(at, "", re.sub(at + "course/", "", re.sub(at + "submission/", "lessons/", text)))
 
 
 def report(a, lessons, results, points, notes=()):
