@@ -180,6 +180,14 @@ function(sgpt_add_lesson)
     target_link_libraries(${_lib} PUBLIC ${_ref})
   endforeach()
   sgpt_target_warnings(${_lib})
+  if(SCALEGPT_GRADING)
+    # What the grader's lint (grading/lint.py) reads to see which library functions the student's
+    # files call: the same files unoptimised, so that a call to an inline library function
+    # (core/half.hpp's conversions, a header-only helper) stays a call nm can see. Not linked.
+    add_library(${_lib}_lint OBJECT ${_srcs})
+    target_link_libraries(${_lib}_lint PRIVATE ${_lib})
+    target_compile_options(${_lib}_lint PRIVATE -O0 -fno-inline)
+  endif()
 
   if(L_DRIVER)
     if(NOT L_DRIVER_NAME)

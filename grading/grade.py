@@ -43,7 +43,8 @@ import lint  # noqa: E402
 
 GRADER_USER = "sgpt-grader"
 DEFAULT_LIMITS = {"memory_mb": 4096, "processes": 256, "open_files": 1024, "output_mb": 64,
-                  "compile_s": 900}
+                  "compile_s": 900, "job_memory_mb": 6144}
+PAGE = os.sysconf("SC_PAGE_SIZE")
 OUTPUT_SHOWN = 6000  # characters of a test's output kept in the results
 
 
@@ -172,6 +173,32 @@ def kill_user(uid, wait_s=10.0):
         time.sleep(0.05)
 
 
+def job_processes(root):
+    """{pid: resident bytes} of `root` and every process below it (a parent-pid walk of /proc: the PID
+    namespace's processes, daemons in their own sessions and orphans that came back to sandbox.py
+    included; threads share their process's memory and are not listed)."""
+    parent, rss = {}, {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()  # fields 3.. of proc(5): state, ppid, ...
+                parent[int(d)], rss[int(d)] = int(fields[1]), int(fields[21]) * PAGE
+            except (OSError, IndexError, ValueError):
+                pass
+    children = {}
+    for pid, pp in parent.items():
+        children.setdefault(pp, []).append(pid)
+    job, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in job:
+            continue
+        job[pid] = rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return job
+
+
 class Sandbox:
     """Runs untrusted commands (see sandbox.py) and reads back what they leave."""
 
@@ -205,8 +232,10 @@ class Sandbox:
         return env
 
     def run(self, argv, cwd, env, timeout, rlimits, watch=None, idle_limit=None, umask=0o077):
-        """Runs argv in the sandbox. Returns dict(rc, timed_out, idle, output, seconds).
-        watch: a folder whose growth counts as progress; no growth for idle_limit seconds = a hang."""
+        """Runs argv in the sandbox. Returns dict(rc, timed_out, idle, memory, output, seconds).
+        watch: a folder whose growth counts as progress; no growth for idle_limit seconds = a hang.
+        The whole job (every process below the sandbox, however many) may hold at most the limit
+        job_memory_mb resident: polled every 0.1 s, the job is killed when it holds more (memory)."""
         self.count += 1
         n = self.count
         out_path = self.run_dir / "logs" / f"{n}.out"
@@ -226,6 +255,8 @@ class Sandbox:
             p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True)
             timed_out = idle = False
+            memory = 0  # the job's resident bytes when it was killed for them
+            job_bytes = self.limits["job_memory_mb"] << 20
             last_size, last_change = -1, t0
             while True:
                 try:
@@ -233,6 +264,16 @@ class Sandbox:
                     break
                 except subprocess.TimeoutExpired:
                     pass
+                job = job_processes(p.pid)
+                if sum(job.values()) > job_bytes:
+                    memory = sum(job.values())
+                    for pid in job:  # the whole job at once, not only what the process group reaches
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except (ProcessLookupError, PermissionError):
+                            pass
+                    p.wait()
+                    break
                 now = time.time()
                 if watch is not None and idle_limit:
                     size = sum(f.stat().st_size for f in watch.iterdir()) if watch.exists() else 0
@@ -249,7 +290,7 @@ class Sandbox:
             left = kill_user(self.ident[0])
             if left:
                 log(f"grade.py: warning: processes {left} of the grader user survived")
-        elif timed_out:
+        elif timed_out or memory:
             try:
                 os.killpg(p.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -262,8 +303,11 @@ class Sandbox:
                 data = head + f"\n... ({size} bytes of output, cut) ...\n".encode() + f.read()
             else:
                 data = f.read()
-        return dict(rc=p.returncode, timed_out=timed_out, idle=idle, output=data.decode(errors="replace"),
-                    seconds=time.time() - t0)
+        if memory:
+            data += (f"\ngrade.py: the job was killed: its processes held {memory >> 20} MiB, more than its "
+                     f"limit of {self.limits['job_memory_mb']} MiB\n").encode()
+        return dict(rc=p.returncode, timed_out=timed_out, idle=idle, memory=memory,
+                    output=data.decode(errors="replace"), seconds=time.time() - t0)
 
     def rlimits(self, time_limit):
         lim = self.limits
@@ -272,6 +316,11 @@ class Sandbox:
         if self.ident:  # RLIMIT_NPROC counts every process of the user: only meaningful for our own user
             r["NPROC"] = lim["processes"]
         return r
+
+
+def lint_objects(bdir, d, num):
+    """The student's files compiled without optimisation for grading/lint.py (cmake: lessonNN_lint)."""
+    return sorted((bdir / "lessons" / d / "CMakeFiles" / f"lesson{num}_lint.dir").rglob("*.o"))
 
 
 # ---- authenticated reports ------------------------------------------------------------------------------
@@ -401,6 +450,8 @@ class Runner:
 def describe(v, r, name, np_):
     """Why a test failed, for people (the verdict itself is already made)."""
     at = f" at {np_} ranks" if np_ > 1 else ""
+    if r.get("memory"):
+        return f"killed: used more than the job's memory limit ({r['memory'] >> 20} MiB resident){at}"
     if r["timed_out"]:
         return "timed out" + (" (deadlock?)" if np_ > 1 else "") + at
     if "not implemented: lesson" in slice_output(r["output"], name):
@@ -500,6 +551,9 @@ def main():
     ap.add_argument("--lessons", nargs="*", help="only these lesson numbers, e.g. 01 03")
     ap.add_argument("--tests", help="only the declared tests whose name matches this regex (CI, red team)")
     ap.add_argument("--time-limit", type=float, help="cap every test's time limit at this many seconds")
+    ap.add_argument("--job-memory-mb", type=int,
+                    help="resident memory of one compile or test run, all its processes together (default: "
+                         "points.json's limits.job_memory_mb, else 6144)")
     ap.add_argument("--lint", choices=["enforce", "warn"], default="enforce",
                     help="warn: report the sandbox checks of grading/lint.py without costing points (red team)")
     ap.add_argument("--results", type=pathlib.Path, help="write Gradescope results.json here")
@@ -523,6 +577,8 @@ def main():
     hidden_src = (a.hidden_dir or course / "grading" / "hidden").resolve()
     base_limit = points.get("time_limit_s", 60)
     limits = dict(DEFAULT_LIMITS, **points.get("limits", {}))
+    if a.job_memory_mb:
+        limits["job_memory_mb"] = a.job_memory_mb
     lessons = [l for l in points["lessons"] if not a.lessons or l["number"] in a.lessons]
     lessons = [l for l in lessons if (course / "lessons" / f"{l['number']}_{l['slug']}").is_dir()]
     if a.lessons and not lessons:
@@ -675,6 +731,7 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
     refs = [f"lesson{n}_reference" for n in sorted(deps) if f"lesson{n}_reference:" in out]
     # A lesson's given code (lesson 12's lesson12_given) is the course's, not the submission's.
     given = [f"lesson{l['number']}_given" for l in lessons if f"lesson{l['number']}_given:" in out]
+    lint_targets = {line.split(":")[0] for line in out.splitlines() if re.match(r"lesson\d\d_lint:", line)}
     pre = (["sgpt"] + [t for t in ("sgpt_grade_reporter", "sgpt_gtest_mpi_main") if f"{t}:" in out] + refs + given
            + objs)
     rc, out = trusted(["ninja", "-C", str(bdir), "-j", str(a.jobs)] + pre, env=env)
@@ -694,9 +751,13 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
         targets = [f"lesson{num}_tests"] + ([f"lesson{num}_hidden_tests"] if (hidden / d).is_dir() else [])
         for tgt in targets + [f"liblesson{num}.a"]:  # a kept build must not grade an old binary
             (bdir / "lessons" / d / tgt).unlink(missing_ok=True)
+        for o in lint_objects(bdir, d, num):
+            o.unlink()
         # One target at a time: the public tests' (visible) output never shows the hidden build's.
+        # The lint objects (grading/lint.py) are built with the public tests.
         for tgt in targets:
-            r = sandbox.run(["ninja", "-C", str(bdir), "-j", str(a.jobs), "-k", "0", tgt], bdir,
+            lint_target = [f"lesson{num}_lint"] if tgt == targets[0] and f"lesson{num}_lint" in lint_targets else []
+            r = sandbox.run(["ninja", "-C", str(bdir), "-j", str(a.jobs), "-k", "0", tgt] + lint_target, bdir,
                             sandbox.base_env(), limits["compile_s"],
                             {"AS": 8 << 30, "NPROC": 4096, "NOFILE": 4096, "FSIZE": 2 << 30, "CORE": 0},
                             umask=0o022)
@@ -716,7 +777,10 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
     for l in lessons:
         num, d = l["number"], f"{l['number']}_{l['slug']}"
         lib = bdir / "lessons" / d / f"liblesson{num}.a"
-        lint_out[num] = lint.check(lib, l.get("forbidden", [])) if lib.exists() else ([], [])
+        objs = lint_objects(bdir, d, num)
+        if lib.exists() and not objs and l.get("forbidden"):
+            log(f"lesson {num}: no lesson{num}_lint objects: the forbidden calls are read from liblesson{num}.a")
+        lint_out[num] = lint.check(lib, l.get("forbidden", []), objs or None) if lib.exists() else ([], [])
 
     # 6. Run every declared test the way ctest runs it.
     registered = ctest_tests(bdir)

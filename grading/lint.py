@@ -4,16 +4,25 @@ Two lists, both matched against what the objects *use* (their undefined symbols,
 
 * the lesson's own list, ``"forbidden"`` in points.json: the library functions a task asks the
   student to write (lesson 01's AdamW, lesson 04's library collectives...). A hit costs that task's
-  points, with a message naming the call.
+  points, with a message naming the call. An entry with ``"files"`` looks only at what those student
+  files call (lesson 05's conversions.cpp may not use the kernels, which convert 16-bit tensors,
+  while its mixed-precision step must).
 * the sandbox list below, the same for every lesson: what graded code has no reason to call and what
   could reach the grader's channel or the machine (files, processes, the environment, raw system
   calls, GoogleTest's internals). A hit costs the whole lesson. The objects must also not hold a
   .preinit_array (code that would run before the grader's reporter), IFUNC resolvers (code the
   loader runs even earlier) or system-call instructions.
 
+The lesson's list is matched against the student's own files only, compiled a second time without
+optimisation (the lessonNN_lint objects of a graded build, see cmake/ScaleGPTLessons.cmake): there a
+call to an inline library function (core/half.hpp's f32_to_bf16, a header-only helper) stays a call,
+to a weak definition that nm lists, and the lesson's given files (lesson 10's tp_gpt.cpp) do not
+count. Without those objects, the library's undefined symbols are used.
+
 A student who needs one of these for a good reason (printing goes through printf/std::cout, which
 are allowed) should ask; the list is in this file.
 """
+import pathlib
 import re
 import subprocess
 
@@ -51,9 +60,41 @@ def undefined_symbols(archive):
     return syms
 
 
-def check(archive, lesson_forbidden):
-    """Returns (sandbox_problems, task_problems): lists of messages; task_problems are (task, message)."""
+def without_return_type(name):
+    """A template instantiation demangles with its return type first ('double sgpt::f<int>(int)');
+    returns the name without it ('sgpt::f<int>(int)'), or the name itself when there is none."""
+    text = name.replace("(anonymous namespace)", "{anonymous}")
+    depth, space = 0, -1
+    for i, ch in enumerate(text):
+        if ch in "<(" and not text[:i].endswith("operator"):
+            if ch == "(" and depth == 0:
+                break
+            depth += 1
+        elif ch in ">)" and depth > 0 and not text[:i].endswith("operator"):
+            depth -= 1
+        elif ch == " " and depth == 0:
+            space = i
+    return text[space + 1:].replace("{anonymous}", "(anonymous namespace)") if space >= 0 else name
+
+
+def used_symbols(objects):
+    """What the objects call: their undefined symbols and their weak definitions (inline functions
+    and templates, which unoptimised objects keep out of line), demangled."""
+    syms = set()
+    for obj in objects:
+        for line in _run(["nm", "-C", str(obj)]).splitlines():
+            m = re.match(r"\s*(?:[0-9a-f]+ )?([A-Za-z]) (.+)$", line)
+            if m and m.group(1) in "UwWVu":
+                syms.add(m.group(2).strip())
+                syms.add(without_return_type(m.group(2).strip()))
+    return syms
+
+
+def check(archive, lesson_forbidden, objects=None):
+    """Returns (sandbox_problems, task_problems): lists of messages; task_problems are (task, message).
+    objects: the student's files compiled without optimisation (the lessonNN_lint objects), or None."""
     syms = undefined_symbols(archive)
+    used = used_symbols(objects) if objects else syms
     bare = {s.split("(")[0] for s in syms} | {s.split("@")[0] for s in syms}
     sandbox = []
     for rx, why in SANDBOX_SYMBOLS:
@@ -61,6 +102,12 @@ def check(archive, lesson_forbidden):
         hits = sorted(s for s in bare if r.search(s))
         if hits:
             sandbox.append(f"the submission calls {', '.join(hits[:4])} ({why}): graded code may not")
+    # A header-only test helper (sgpt::testing::data_parallel_step) is inlined away in the library.
+    framework = re.compile(SANDBOX_SYMBOLS[-1][0])
+    hits = sorted({s.split("(")[0] for s in used} - bare, key=str)
+    hits = [s for s in hits if framework.search(s)]
+    if hits:
+        sandbox.append(f"the submission calls {', '.join(hits[:4])} ({SANDBOX_SYMBOLS[-1][1]}): graded code may not")
     # What the objects define: an extern "C" definition (or one in the library's or GoogleTest's
     # namespaces) would replace, inside the test binary, a function that the tests, the library or
     # the grader's reporter call (memcpy, write, testing::TestResult::Passed...).
@@ -98,7 +145,11 @@ def check(archive, lesson_forbidden):
     tasks = []
     for f in lesson_forbidden:
         r = re.compile(f["symbol"])
-        hits = sorted(s for s in syms if r.search(s))
+        scope = used
+        if f.get("files"):  # only what these student files call (needs the lint objects)
+            objs = [o for o in objects or [] if pathlib.Path(o).name.removesuffix(".o") in f["files"]]
+            scope = used_symbols(objs) if objs else set()
+        hits = sorted(s for s in scope if r.search(s))
         if hits:
             for k in f.get("tasks", [f.get("task", 0)]):
                 tasks.append((int(k), f"the submission calls {hits[0]}: "

@@ -13,6 +13,11 @@ SPEC (written by grade.py, read before anything else happens):
     private                 folders replaced by a fresh, empty tmpfs for this run only (/tmp, /dev/shm)
     cgroup                  optional cgroup-v1 folders (memory, pids) this whole run is put in
 
+The rlimits bound each process (AS) and the test user's processes (NPROC: threads count too), not
+their product: 256 processes of 4 GiB each are allowed. The bound on the whole run is grade.py's
+(Sandbox.run): it adds up the resident memory of every process below this one, every 0.1 s, and
+kills them all past the limit job_memory_mb — no cgroup or root needed.
+
 Under unshare this program is PID 1 of a new PID namespace: it starts the command in a new session
 as the unprivileged user, reaps every process the command leaves behind, and exits with the
 command's status (128 + signal when it was killed). When PID 1 exits, the kernel kills every other

@@ -9,6 +9,7 @@
 
 #include "comm/backends.hpp"
 #include "comm/communicator.hpp"
+#include "core/half.hpp"
 
 namespace sgpt {
 
@@ -46,6 +47,11 @@ static void divide_typed(T* p, int64_t n, int d) {
 
 void host_divide(void* data, DType dtype, int64_t count, int divisor) {
   switch (dtype) {
+    case DType::BF16: {  // divided in f32, rounded once (exact when the divisor is a power of two)
+      auto* p = static_cast<bf16_t*>(data);
+      for (int64_t i = 0; i < count; ++i) p[i].bits = f32_to_bf16(bf16_to_f32(p[i].bits) / static_cast<float>(divisor));
+      break;
+    }
     case DType::F32: divide_typed(static_cast<float*>(data), count, divisor); break;
     case DType::F64: divide_typed(static_cast<double*>(data), count, divisor); break;
     default: SGPT_FAIL("Avg needs a floating-point tensor, got ", dtype_name(dtype));
@@ -57,8 +63,14 @@ static void acc_typed(T* d, const T* s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i] += s[i];
 }
 
+void bf16_accumulate(bf16_t* dst, const bf16_t* src, int64_t count) {
+  for (int64_t i = 0; i < count; ++i)
+    dst[i].bits = f32_to_bf16(bf16_to_f32(dst[i].bits) + bf16_to_f32(src[i].bits));
+}
+
 void host_accumulate(void* dst, const void* src, DType dtype, int64_t count) {
   switch (dtype) {
+    case DType::BF16: bf16_accumulate(static_cast<bf16_t*>(dst), static_cast<const bf16_t*>(src), count); break;
     case DType::F32: acc_typed(static_cast<float*>(dst), static_cast<const float*>(src), count); break;
     case DType::F64: acc_typed(static_cast<double*>(dst), static_cast<const double*>(src), count); break;
     case DType::I32: acc_typed(static_cast<int32_t*>(dst), static_cast<const int32_t*>(src), count); break;

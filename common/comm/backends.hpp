@@ -63,9 +63,13 @@ std::shared_ptr<Communicator> make_nccl_world();
 /// Value of an environment variable, or `fallback` when unset.
 std::string env_or(const char* name, const std::string& fallback);
 
-/// Elementwise dst[i] = dst[i] / divisor for f32/f64 host buffers (Avg after a Sum).
+/// Elementwise dst[i] = dst[i] / divisor for f32/f64/bf16 host buffers (Avg after a Sum; bf16
+/// divides in f32 and rounds once).
 void host_divide(void* data, DType dtype, int64_t count, int divisor);
-/// Elementwise dst[i] += src[i] for host buffers.
+/// Elementwise dst[i] += src[i] for host buffers (bf16: see bf16_accumulate).
 void host_accumulate(void* dst, const void* src, DType dtype, int64_t count);
+/// The one bf16 combine every CPU backend uses: dst[i] = bf16(f32(dst[i]) + f32(src[i])), the sum
+/// taken in f32 and rounded to nearest even once per combine (the MPI backend's user-defined op).
+void bf16_accumulate(bf16_t* dst, const bf16_t* src, int64_t count);
 
 }  // namespace sgpt::detail

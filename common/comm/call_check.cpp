@@ -24,8 +24,8 @@ bool default_call_checks(Backend b) {
 void Communicator::check_tensor(const Tensor& t, const char* what) const {
   SGPT_CHECK(t.defined(), "group '", name_, "': ", what, " is an undefined tensor");
   DType d = t.dtype();
-  SGPT_CHECK(d == DType::F32 || d == DType::F64 || d == DType::I32, "group '", name_, "': ", what, " has dtype ",
-             dtype_name(d), "; communication supports f32, f64 and i32");
+  SGPT_CHECK(d == DType::F32 || d == DType::F64 || d == DType::I32 || d == DType::BF16, "group '", name_, "': ", what,
+             " has dtype ", dtype_name(d), "; communication supports f32, f64, i32 and bf16");
 }
 
 void Communicator::check_call(OpKind kind, const Tensor* t, int64_t count, int root, int op, int64_t part) {

@@ -33,6 +33,18 @@
 /// counted when they are issued. Sub-groups made by split() have their own counters; a call is
 /// counted only in the communicator it was made on.
 ///
+/// ## bf16 tensors
+/// Every collective also takes DType::BF16 tensors (ZeRO's 16-bit parameters and gradients,
+/// lesson 11), and counts them at 2 bytes per element. Moving them (broadcast, all_gather, send,
+/// recv) is exact. Reducing them is not: a bf16 sum is taken in f32 and rounded to nearest even
+/// once per combine of two partial sums (MPI: a user-defined MPI_Op; threads: rank 0 + rank 1 +
+/// ... in rank order; NCCL: ncclBfloat16, whose kernels add in f32). A sum over p ranks is rounded
+/// up to p - 1 times, so, unlike an f32 or f64 sum of exactly representable values (integers, in
+/// the tests), the result depends on the order in which the backend's algorithm combines the
+/// ranks: compare it with an exact reference within about (p - 1) bf16 ulps (2^-8 relative each)
+/// of the sum of magnitudes, not bit for bit. Avg divides the rounded sum in f32 and rounds again
+/// (exact when p is a power of two). Every rank of an all_reduce receives the same bits.
+///
 /// ## Timeouts
 /// A call that waits longer than timeout() seconds for the other ranks (MPI and NCCL backends:
 /// the collective itself, its call check, point-to-point operations, async waits) ends the whole
@@ -168,7 +180,7 @@ class Work {
 
 /// A group of ranks exchanging Tensors (see the file comment for the rules).
 ///
-/// Tensors may be f32, f64 or i32. The MPI and threads backends take CPU tensors (MPI also CUDA
+/// Tensors may be f32, f64, i32 or bf16 (see "bf16 tensors" above). The MPI and threads backends take CPU tensors (MPI also CUDA
 /// tensors, staged through pinned host memory unless MPI is CUDA-aware); NCCL takes CUDA tensors.
 /// Public calls validate arguments, run the call check, count and trace, then hand over to the
 /// backend's start_* hook; a blocking call is its async form followed by wait().

@@ -33,8 +33,29 @@ MPI_Datatype mpi_type(DType d) {
     case DType::F32: return MPI_FLOAT;
     case DType::F64: return MPI_DOUBLE;
     case DType::I32: return MPI_INT;
+    case DType::BF16: return MPI_UINT16_T;  // moved as 16-bit patterns; summed by bf16_sum_op()
     default: SGPT_FAIL("MPI backend: no MPI datatype for ", dtype_name(d));
   }
+}
+
+// MPI has no bf16 type, so a bf16 reduction is a user-defined op over 16-bit patterns: each
+// combine widens both operands to f32, adds, and rounds to nearest even once. A sum of d ranks is
+// thus rounded d - 1 times, in the order MPI's algorithm combines the ranks: unlike an f32 sum of
+// exactly representable values, the result depends on that order (see communicator.hpp).
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  detail::bf16_accumulate(static_cast<bf16_t*>(inout), static_cast<const bf16_t*>(in), *len);
+}
+
+// The reduction op for a dtype: MPI_SUM, or the bf16 op above (created once, after MPI_Init;
+// commutative: round(a + b) == round(b + a), so MPI may pair ranks in any order).
+MPI_Op mpi_sum_op(DType d) {
+  if (d != DType::BF16) return MPI_SUM;
+  static MPI_Op op = [] {
+    MPI_Op o = MPI_OP_NULL;
+    SGPT_MPI_CHECK(MPI_Op_create(&bf16_sum, 1, &o));
+    return o;
+  }();
+  return op;
 }
 
 int mpi_count(int64_t n) {
@@ -204,7 +225,8 @@ class MpiCommunicator final : public Communicator {
     auto w = make_work("all_reduce");
     auto& buf = add_buffer(*w, t, true);
     w->reqs.resize(1);
-    SGPT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf.ptr(), mpi_count(t.numel()), mpi_type(t.dtype()), MPI_SUM, comm_,
+    SGPT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf.ptr(), mpi_count(t.numel()), mpi_type(t.dtype()),
+                                  mpi_sum_op(t.dtype()), comm_,
                                   &w->reqs[0]));
     HostBuffer* b = &buf;
     DType dt = t.dtype();
@@ -233,8 +255,8 @@ class MpiCommunicator final : public Communicator {
       recv = w->scratch.data();
     }
     w->reqs.resize(1);
-    SGPT_MPI_CHECK(MPI_Ireduce_scatter(ib.ptr(), recv, w->counts.data(), mpi_type(in.dtype()), MPI_SUM, comm_,
-                                       &w->reqs[0]));
+    SGPT_MPI_CHECK(MPI_Ireduce_scatter(ib.ptr(), recv, w->counts.data(), mpi_type(in.dtype()),
+                                       mpi_sum_op(in.dtype()), comm_, &w->reqs[0]));
     HostBuffer* o = &ob;
     DType dt = in.dtype();
     int64_t cnt = out.numel();

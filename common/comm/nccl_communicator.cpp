@@ -32,6 +32,7 @@ ncclDataType_t nccl_type(DType d) {
     case DType::F32: return ncclFloat32;
     case DType::F64: return ncclFloat64;
     case DType::I32: return ncclInt32;
+    case DType::BF16: return ncclBfloat16;  // NCCL sums bf16 in f32 inside its kernels
     default: SGPT_FAIL("NCCL backend: no NCCL datatype for ", dtype_name(d));
   }
 }

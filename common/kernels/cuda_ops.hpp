@@ -1,6 +1,6 @@
 #pragma once
 /// @file cuda_ops.hpp
-/// @brief CUDA implementations of the operators in ops.hpp (f32). Internal: call the ops in
+/// @brief CUDA implementations of the operators in ops.hpp (f32 and bf16 storage). Internal: call the ops in
 /// ops.hpp, which check shapes and dispatch here for tensors on Device::CUDA.
 
 #include "core/tensor.hpp"
@@ -54,6 +54,10 @@ void axpy_(Tensor& y, double alpha, const Tensor& x);
 void scale_(Tensor& x, double alpha);
 /// CUDA implementation of sgpt::sum_of_squares (see ops.hpp).
 double sum_of_squares(const Tensor& x);
+/// CUDA implementation of sgpt::count_nonfinite (see ops.hpp).
+int64_t count_nonfinite(const Tensor& x);
+/// CUDA implementation of sgpt::copy_cast (see ops.hpp).
+void copy_cast(Tensor& dst, const Tensor& src);
 /// CUDA implementation of sgpt::adamw_update (see ops.hpp).
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg, int64_t t,
                   bool decay);

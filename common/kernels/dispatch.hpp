@@ -13,10 +13,21 @@
 /// @cond INTERNAL
 namespace sgpt::detail {
 
-/// Checks that `t` is defined, has dtype `dt` and lives on `dev`; names op and tensor otherwise.
+/// True when a tensor of dtype `got` may stand where an op expects `want` on `dev`: the same
+/// dtype, or on the GPU f32 and bf16 mixed (the CUDA kernels compute in f32 and store either;
+/// on the CPU, 16-bit tensors never get here: they go through F32Stage first).
+inline bool dtype_fits(DType got, DType want, Device dev) {
+  if (got == want) return true;
+  auto gpu_float = [](DType d) { return d == DType::F32 || d == DType::BF16; };
+  return dev == Device::CUDA && gpu_float(got) && gpu_float(want);
+}
+
+/// Checks that `t` is defined, has dtype `dt` (see dtype_fits) and lives on `dev`; names op and
+/// tensor otherwise.
 inline void expect(const Tensor& t, const char* op, const char* name, DType dt, Device dev) {
   SGPT_CHECK(t.defined(), op, ": tensor '", name, "' is undefined");
-  SGPT_CHECK(t.dtype() == dt, op, ": tensor '", name, "' is ", dtype_name(t.dtype()), ", expected ", dtype_name(dt));
+  SGPT_CHECK(dtype_fits(t.dtype(), dt, dev), op, ": tensor '", name, "' is ", dtype_name(t.dtype()), ", expected ",
+             dtype_name(dt), dev == Device::CUDA ? " (the GPU takes f32 and bf16)" : "");
   SGPT_CHECK(t.device() == dev, op, ": tensor '", name, "' is on ", device_name(t.device()), ", expected ",
              device_name(dev));
 }
@@ -79,12 +90,14 @@ inline Shape with_last(Shape s, int64_t last) {
 
 namespace sgpt::detail {
 
-/// True when `t` lives on the GPU: the op then runs its CUDA implementation (which takes f32; this
-/// checks it). A build without CUDA has no GPU tensors, so there it is always false.
+/// True when `t` lives on the GPU: the op then runs its CUDA implementation (which takes f32 and
+/// bf16 tensors, mixed; this checks `t`). A build without CUDA has no GPU tensors, so there it is
+/// always false.
 inline bool on_cuda(const Tensor& t, const char* op) {
   if (t.device() != Device::CUDA) return false;
   SGPT_CHECK(SGPT_WITH_CUDA, op, ": this build has no CUDA backend (use the 'cuda' preset)");
-  SGPT_CHECK(t.dtype() == DType::F32, op, ": CUDA kernels take f32, got ", dtype_name(t.dtype()));
+  SGPT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, op, ": CUDA kernels take f32 and bf16, got ",
+             dtype_name(t.dtype()));
   return true;
 }
 

@@ -102,6 +102,12 @@ void axpy_(Tensor& y, double alpha, const Tensor& x);
 void scale_(Tensor& x, double alpha);
 /// Sum of squares of all elements, accumulated in double.
 double sum_of_squares(const Tensor& x);
+/// The number of elements of x that are +-inf or NaN (f32, f64, bf16 or f16; mixed precision's
+/// overflow check). On the GPU it runs there and copies one number back.
+int64_t count_nonfinite(const Tensor& x);
+/// dst = src converted element by element (same numel and device): f32 -> bf16/f16 rounds to
+/// nearest even, bf16/f16 -> f32 is exact, the same dtype copies. The GPU takes f32 and bf16.
+void copy_cast(Tensor& dst, const Tensor& src);
 
 /// Hyper-parameters of AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization").
 struct AdamWConfig {

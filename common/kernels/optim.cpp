@@ -20,17 +20,46 @@ double sum_of_squares(const Tensor& x) {
   detail::OpScope scope(op, x);
   SGPT_CHECK(x.defined(), op, ": tensor 'x' is undefined");
   if (detail::cpu_half(x)) return sum_of_squares(detail::F32Stage(op).in(x));  // summed in double from f32
-#if SGPT_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda::sum_of_squares(x);
-#else
-  SGPT_CHECK(x.device() == Device::CPU, op, ": this build has no CUDA backend (use the 'cuda' preset)");
-#endif
+  if (detail::on_cuda(x, op)) return SGPT_CUDA(op, sum_of_squares(x));
   double result = 0.0;
   SGPT_DISPATCH_FLOAT(x.dtype(), op, {
     const scalar_t* p = x.data<scalar_t>();
     result = detail::parallel_sum(x.numel(), [p](int64_t i) { return double(p[i]) * double(p[i]); });
   });
   return result;
+}
+
+int64_t count_nonfinite(const Tensor& x) {
+  const char* op = "count_nonfinite";
+  detail::OpScope scope(op, x);
+  SGPT_CHECK(x.defined(), op, ": tensor 'x' is undefined");
+  if (detail::on_cuda(x, op)) return SGPT_CUDA(op, count_nonfinite(x));
+  if (detail::cpu_half(x)) return count_nonfinite(detail::F32Stage(op).in(x));  // widening keeps inf and NaN
+  double result = 0.0;
+  SGPT_DISPATCH_FLOAT(x.dtype(), op, {
+    const scalar_t* p = x.data<scalar_t>();
+    result = detail::parallel_sum(x.numel(), [p](int64_t i) { return std::isfinite(p[i]) ? 0.0 : 1.0; });
+  });
+  return static_cast<int64_t>(result);
+}
+
+void copy_cast(Tensor& dst, const Tensor& src) {
+  const char* op = "copy_cast";
+  detail::OpScope scope(op, src);
+  SGPT_CHECK(dst.defined() && src.defined(), op, ": tensors must be defined");
+  SGPT_CHECK(dst.numel() == src.numel() && dst.device() == src.device(), op, ": ", dtype_name(src.dtype()),
+             shape_str(src.shape()), " on ", device_name(src.device()), " into ", dtype_name(dst.dtype()),
+             shape_str(dst.shape()), " on ", device_name(dst.device()), " (needs the same numel and device)");
+  if (dst.dtype() == src.dtype()) return dst.copy_from(src);
+  SGPT_CHECK(src.dtype() == DType::F32 || dst.dtype() == DType::F32, op, ": from ", dtype_name(src.dtype()), " to ",
+             dtype_name(dst.dtype()), " is not supported (one side must be f32)");
+  if (detail::on_cuda(src, op) && detail::on_cuda(dst, op)) return SGPT_CUDA(op, copy_cast(dst, src));
+  if (src.dtype() == DType::F32) {  // round on store (F32Stage's store), from an f32 "output" copy
+    detail::F32Stage s(op);
+    s.out(dst, false).copy_from(src);
+    return s.store();
+  }
+  dst.copy_from(detail::F32Stage(op).in(src));  // widen
 }
 
 // ---- AdamW ---------------------------------------------------------------------------------------------------

@@ -46,8 +46,9 @@ BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt
   BlockCache c{a({B, T, C}),     a({B, T}),        a({B, T}),   a({B, T, 3 * C}), Tensor(),
                a({B, T, C}),     a({B, T, C}),     a({B, T, C}), a({B, T}),        a({B, T}),
                a({B, T, 4 * C}), a({B, T, 4 * C}), a({B, T, C}), Tensor()};
-  if (fused)
-    c.lse = a({B, cfg.n_head, T});
+  if (fused)  // f32 whatever dt is: a bf16 log-sum-exp (~10, rounded by up to 2^-5) would scale the
+             // backward's recomputed probabilities by up to 3%
+    c.lse = Tensor::empty({B, cfg.n_head, T}, DType::F32, dev, MemCategory::Activations);
   else
     c.att = a({B, cfg.n_head, T, T});
   return c;

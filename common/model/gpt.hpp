@@ -110,7 +110,8 @@ struct HeadCache {
 int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, bool fused_attention = false);
 
 /// Allocates caches with MemCategory::Activations: lse instead of att where the fused
-/// attention runs (attention_fused_available(dev, head size)).
+/// attention runs (attention_fused_available(dev, head size)). Every tensor has dtype `dt`
+/// except lse, which is always f32 (the backward rebuilds the probabilities from it).
 BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
 /// Allocates one block's backward scratch for batch shape [B,T] (uninitialised,
 /// MemCategory::Activations).

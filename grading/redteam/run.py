@@ -9,7 +9,8 @@ course, restricted to the attacked lesson (and, where the attack does not depend
 to a few of its tests), and this script asserts:
 
   * the tests the case attacks score zero (and those it does not attack keep their points),
-    with the reason the grader gives (time-out, forbidden call...);
+    with the reason the grader gives (time-out, forbidden call, the job's memory...) and, where
+    the case names them (expect_log), the grader's messages (which call was forbidden);
   * the grader ends within the case's bound (max_seconds, default 240);
   * the checks the case names: the course tree is byte-for-byte unchanged, no line of the hidden
     tests appears in the results, results.json does not change after the grader exits, no process
@@ -116,6 +117,8 @@ def run_case(case, course, out_root, jobs):
         cmd += ["--time-limit", str(c["time_limit"])]
     if c.get("lint"):
         cmd += ["--lint", c["lint"]]
+    if c.get("job_memory_mb"):
+        cmd += ["--job-memory-mb", str(c["job_memory_mb"])]
     bound = c.get("max_seconds", 240)
     t0 = time.time()
     problems = []
@@ -150,6 +153,9 @@ def run_case(case, course, out_root, jobs):
         for r in (r for r in graded if re.search(rx, r["name"])):
             if why not in r["why"]:
                 problems.append(f"{r['name']}: reason '{r['why']}', expected '{why}'")
+    for phrase in c.get("expect_log", []):
+        if phrase not in log:
+            problems.append(f"the grader's log does not say '{phrase}'")
     if c.get("lint_expect") and "graded code may not" not in log:
         problems.append("grading/lint.py did not report the submission")
 
@@ -204,12 +210,14 @@ LINT_EXPECT = {  # lint/<file>.cpp -> a phrase lint.py must report for it
     "ifunc": "IFUNC",
     "raw_syscall": "'syscall' instruction",
     "library_override": "defines sgpt::shard_count",
+    "inline_test_helper": "calls sgpt::testing::helper_step",
 }
 
 
 def lint_cases(out):
-    """Compiles each lint/ case into a static library and checks that grading/lint.py rejects it
-    (attacks that the sandbox alone would not stop: they act inside the test process)."""
+    """Compiles each lint/ case into a static library (optimised) and an unoptimised object (as the
+    graded build's lessonNN_lint) and checks that grading/lint.py rejects it (attacks that the
+    sandbox alone would not stop: they act inside the test process)."""
     sys.path.insert(0, str(HERE.parent))
     import lint  # noqa: E402
     problems = []
@@ -224,7 +232,10 @@ def lint_cases(out):
             problems.append(f"lint/{name}.cpp does not compile: {r.stderr[-300:]}")
             continue
         subprocess.run(["ar", "rcs", str(lib), str(obj)], check=True)
-        found, _ = lint.check(lib, [])
+        obj0 = d / f"{name}.O0.o"
+        subprocess.run(["c++", "-std=c++20", "-O0", "-fno-inline", "-c", str(HERE / "lint" / f"{name}.cpp"),
+                        "-o", str(obj0)], check=True, capture_output=True)
+        found, _ = lint.check(lib, [], [obj0])
         if not any(phrase in m for m in found):
             problems.append(f"lint/{name}.cpp: grading/lint.py did not report '{phrase}' (it said {found})")
     return problems

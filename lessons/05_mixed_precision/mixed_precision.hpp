@@ -47,7 +47,8 @@ uint16_t float_to_fp16(float x);
 float fp16_to_float(uint16_t h);
 
 /// Given (conversions.cpp): dst = src element by element with the four functions above. One of
-/// them is f32, the other bf16 or f16 (same dtype is a plain copy); same numel. CUDA tensors are
+/// them is f32, the other bf16 or f16 (same dtype is a plain copy); same numel. f32 <-> bf16 with
+/// both tensors on the GPU runs the library's kernel (sgpt::copy_cast); other CUDA tensors are
 /// converted on the host (slow, correct).
 void cast_into(Tensor& dst, const Tensor& src);
 
@@ -62,6 +63,7 @@ struct LossScalerConfig {
 };
 
 /// Task 3a: true when any element of `t` (a CPU tensor of f32, bf16 or f16) is +-inf or NaN.
+/// (Given: a GPU tensor is checked by the library's kernel, sgpt::count_nonfinite.)
 bool has_inf_or_nan(const Tensor& t);
 
 /// The loss scale of fp16 training and its update rule. The caller multiplies the loss by scale()

@@ -1,6 +1,8 @@
 // Lesson 11 driver: model-state bytes per rank, predicted by the formula and measured by the memory
 // tracker, for data parallelism and ZeRO stages 1-3 at d = 1 .. the world size, with the bytes each
-// rank moves per step; and an SVG bar chart of memory per category per stage.
+// rank moves per step; and an SVG bar chart of memory per category per stage. Both recipes: f32
+// (4 + 4 + 8 bytes per parameter) and lesson 05's mixed precision (bf16 parameters and gradients,
+// f32 master and moments: 2 + 2 + 12), in two tables and two charts.
 //
 //   build/cpu/lessons/11_zero/lesson11-zero                     # d = 1 only (one process)
 //   mpirun -np 4 build/cpu/lessons/11_zero/lesson11-zero        # d = 1, 2, 3, 4 (sub-groups of the world)
@@ -21,6 +23,7 @@
 #include "comm/communicator.hpp"
 #include "core/main.hpp"
 #include "core/testing.hpp"
+#include "kernels/ops.hpp"
 #include "zero.hpp"
 
 using namespace sgpt;
@@ -42,9 +45,9 @@ struct Measured {
 
 const MemCategory kCats[3] = {MemCategory::Parameters, MemCategory::Gradients, MemCategory::OptimizerState};
 
-// One step of stage `stage` (0 = data parallelism) on this rank of `c`; the peak bytes of each
-// category above what was allocated before, and the bus bytes the step moved.
-Measured measure(Communicator& c, const GPTConfig& cfg, int stage, const Options& o) {
+// One step of stage `stage` (0 = data parallelism) on this rank of `c` in `recipe`; the peak bytes
+// of each category above what was allocated before, and the bus bytes the step moved.
+Measured measure(Communicator& c, const GPTConfig& cfg, int stage, Recipe recipe, const Options& o) {
   MemoryTracker& mt = MemoryTracker::instance();
   double before[3];
   for (int i = 0; i < 3; ++i) before[i] = double(mt.stats(kCats[i]).current);
@@ -53,17 +56,27 @@ Measured measure(Communicator& c, const GPTConfig& cfg, int stage, const Options
   const Tensor y = testing::random_tokens(o.batch, o.seq_len, cfg.vocab_size, 100 + uint64_t(c.rank()));
   Measured m;
   c.reset_stats();
-  if (stage == 0) {
-    GPT model(cfg, 1);
+  const DType dt = recipe == Recipe::Mixed ? DType::BF16 : DType::F32;
+  if (stage == 0) {  // plain data parallelism; mixed: lesson 05's recipe on every rank
+    GPT model(cfg, 1, Device::CPU, dt);
     AdamW opt(model.layout(), AdamWConfig{}, DType::F32, Device::CPU);
+    Tensor master;  // the f32 master of the mixed recipe (optimizer state, as ZeRO counts it)
+    if (recipe == Recipe::Mixed) {
+      master = Tensor::empty({model.layout().numel()}, DType::F32, Device::CPU, MemCategory::OptimizerState);
+      init_parameters(master, model.layout(), 1);
+    }
     model.zero_grad();
     model.forward(x, y);
     model.backward();
     c.all_reduce(model.grads(), ReduceOp::Avg);
-    opt.step(model.params(), model.grads(), 1e-3);
+    opt.step(master.defined() ? master : model.params(), model.grads(), 1e-3);
+    if (master.defined()) {  // the new working copy: the master rounded to bf16
+      model.params().zero_();
+      axpy_(model.params(), 1.0, master);
+    }
   } else {
-    UnitRunner runner(cfg);
-    ZeroState z = make_zero_state(runner, c, stage, 1, AdamWConfig{});
+    UnitRunner runner(cfg, dt);
+    ZeroState z = make_zero_state(runner, c, stage, 1, AdamWConfig{}, dt);
     zero_step(z, runner, c, x, y, o.batch, 1e-3, 1.0);
   }
   for (int i = 0; i < 3; ++i) m.cat[i] = double(mt.stats(kCats[i]).peak) - before[i];
@@ -136,42 +149,48 @@ int main(int argc, char** argv) {
     const double psi = double(shape.layout().numel());
     const int64_t big = shape.largest_unit();
     const bool r0 = world->rank() == 0;
-    if (r0) {
-      std::printf("%s untied, psi = %.0f parameters, largest unit %lld, f32; KiB per rank (rank 0), predicted / measured\n",
-                  o.model.c_str(), psi, (long long)big);
-      std::printf(" d | stage | parameters        | gradients         | optimizer         | total             | bus KiB/step pred / meas\n");
-    }
-    std::vector<std::array<double, 3>> chart;
-    std::vector<std::string> labels;
-    for (int d = 1; d <= world->size(); ++d) {
-      auto sub = world->split(world->rank() < d ? 0 : -1, world->rank(), "zero-d" + std::to_string(d));
-      if (!sub) continue;
-      for (int stage = 0; stage <= 3; ++stage) {
-        const Measured m = measure(*sub, cfg, stage, o);
-        const StateBytes p = predicted_bytes(stage, Recipe::FP32, psi, d, stage >= 2 ? big : 0);
-        const double pred[3] = {p.params, p.grads, p.optimizer};
-        const double pred_bus = (stage == 3 ? 1.5 : 1.0) * bus_bytes(OpKind::AllReduce, 4 * psi, d);
-        bool ok = true;
-        for (int i = 0; i < 3; ++i) ok = ok && std::abs(m.cat[i] - pred[i]) <= 0.01 * pred[i];
-        SGPT_CHECK(ok, "rank ", sub->rank(), " d=", d, " stage ", stage, ": measured memory differs from the formula by more than 1%");
-        if (!r0) continue;
-        std::printf("%2d | %5s |", d, stage == 0 ? "DP" : std::to_string(stage).c_str());
-        for (int i = 0; i < 3; ++i) std::printf(" %7.1f / %7.1f |", pred[i] / 1024, m.cat[i] / 1024);
-        std::printf(" %7.1f / %7.1f | %8.1f / %8.1f\n", p.total() / 1024, (m.cat[0] + m.cat[1] + m.cat[2]) / 1024,
-                    pred_bus / 1024, m.bus / 1024);
-        if (d == world->size()) {
-          chart.push_back({m.cat[0] / 1048576.0, m.cat[1] / 1048576.0, m.cat[2] / 1048576.0});
-          labels.push_back(stage == 0 ? "DP" : "ZeRO-" + std::to_string(stage));
+    for (Recipe recipe : {Recipe::FP32, Recipe::Mixed}) {
+      const bool mixed = recipe == Recipe::Mixed;
+      const double elem = mixed ? 2 : 4;  // bytes of a parameter (and of a gradient) on the wire
+      if (r0) {
+        std::printf("%s%s untied, psi = %.0f parameters, largest unit %lld, %s; KiB per rank (rank 0), predicted / measured\n",
+                    mixed ? "\n" : "", o.model.c_str(), psi, (long long)big,
+                    mixed ? "mixed (bf16 params and grads, f32 master, m, v)" : "f32");
+        std::printf(" d | stage | parameters        | gradients         | optimizer         | total             | bus KiB/step pred / meas\n");
+      }
+      std::vector<std::array<double, 3>> chart;
+      std::vector<std::string> labels;
+      for (int d = 1; d <= world->size(); ++d) {
+        auto sub = world->split(world->rank() < d ? 0 : -1, world->rank(), "zero-d" + std::to_string(d));
+        if (!sub) continue;
+        for (int stage = 0; stage <= 3; ++stage) {
+          const Measured m = measure(*sub, cfg, stage, recipe, o);
+          const StateBytes p = predicted_bytes(stage, recipe, psi, d, stage >= 2 ? big : 0);
+          const double pred[3] = {p.params, p.grads, p.optimizer};
+          const double pred_bus = (stage == 3 ? 1.5 : 1.0) * bus_bytes(OpKind::AllReduce, elem * psi, d);
+          bool ok = true;
+          for (int i = 0; i < 3; ++i) ok = ok && std::abs(m.cat[i] - pred[i]) <= 0.01 * pred[i];
+          SGPT_CHECK(ok, "rank ", sub->rank(), " d=", d, " stage ", stage, ": measured memory differs from the formula by more than 1%");
+          if (!r0) continue;
+          std::printf("%2d | %5s |", d, stage == 0 ? "DP" : std::to_string(stage).c_str());
+          for (int i = 0; i < 3; ++i) std::printf(" %7.1f / %7.1f |", pred[i] / 1024, m.cat[i] / 1024);
+          std::printf(" %7.1f / %7.1f | %8.1f / %8.1f\n", p.total() / 1024, (m.cat[0] + m.cat[1] + m.cat[2]) / 1024,
+                      pred_bus / 1024, m.bus / 1024);
+          if (d == world->size()) {
+            chart.push_back({m.cat[0] / 1048576.0, m.cat[1] / 1048576.0, m.cat[2] / 1048576.0});
+            labels.push_back(stage == 0 ? "DP" : "ZeRO-" + std::to_string(stage));
+          }
         }
       }
-    }
-    if (r0) {
-      std::filesystem::create_directories(o.out);
-      const std::string path = o.out + "/memory_per_stage.svg";
-      std::ofstream(path) << bar_chart_svg("Model state per rank, " + o.model + " (untied), d = " +
-                                               std::to_string(world->size()) + ", measured",
-                                           labels, chart);
-      std::printf("wrote %s\n", path.c_str());
+      if (r0) {
+        std::filesystem::create_directories(o.out);
+        const std::string path = o.out + (mixed ? "/memory_per_stage_bf16.svg" : "/memory_per_stage.svg");
+        std::ofstream(path) << bar_chart_svg("Model state per rank, " + o.model + " (untied, " +
+                                                 (mixed ? "bf16 + f32 master" : "f32") + "), d = " +
+                                                 std::to_string(world->size()) + ", measured",
+                                             labels, chart);
+        std::printf("wrote %s\n", path.c_str());
+      }
     }
     return 0;
   });

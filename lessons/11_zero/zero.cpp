@@ -30,6 +30,27 @@ ZeroState make_zero_state(const UnitRunner& runner, Communicator& comm, int stag
 }
 
 
+// ---- given: the update of one piece, in either recipe ----------------------------------------------
+
+void update_piece(ZeroState& z, size_t u, Tensor& params, const Tensor& grads, double lr, double grad_scale) {
+  SGPT_CHECK(u < z.pieces.size() && params.numel() == z.pieces[u].count && grads.numel() == z.pieces[u].count,
+             "update_piece: piece ", u, " of ", z.pieces.size(), " has ", u < z.pieces.size() ? z.pieces[u].count : 0,
+             " elements; got params of ", params.numel(), " and grads of ", grads.numel());
+  if (params.numel() == 0) return;  // an empty piece (a unit smaller than the group) has nothing to update
+  if (!z.master.defined()) {        // one dtype: the working parameters are what AdamW updates
+    z.opts[u].step(params, grads, lr, grad_scale);
+    return;
+  }
+  // Mixed: AdamW updates the piece's f32 master (its moments are f32 too); the working piece is
+  // then the master rounded to nearest even, once (0 + master in f32, rounded on store).
+  int64_t at = 0;
+  for (size_t i = 0; i < u; ++i) at += z.pieces[i].count;
+  Tensor master = z.master.view(at, {params.numel()});
+  z.opts[u].step(master, grads, lr, grad_scale);
+  params.zero_();
+  axpy_(params, 1.0, master);
+}
+
 StepStats zero1_step(ZeroState& z, UnitRunner& runner, Communicator& comm, const Tensor& x, const Tensor& y,
                      int64_t micro_batch, double lr, double clip) {
   // TODO(lesson 11, task 3): reduce-scatter, update my piece, all-gather

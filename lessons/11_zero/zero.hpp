@@ -78,7 +78,11 @@ struct StateBytes {
 /// the numbers when stage is not in 0..3, psi < 0, world < 1 or largest_unit < 0.
 StateBytes predicted_bytes(int stage, Recipe recipe, double psi, int world, int64_t largest_unit = 0);
 
-/// One rank's ZeRO state (fp32 or f64 recipe: parameters, gradients and moments in one dtype).
+/// One rank's ZeRO state, in one of two recipes chosen by make_zero_state's dtype:
+///  - one dtype (F32, or F64 for exact tests): parameters, gradients and moments in it;
+///  - mixed (BF16, lesson 05's recipe): parameters and gradients in bf16 (the working copy, 2 + 2
+///    bytes per element), and for this rank's pieces only the f32 master weights and f32 moments
+///    (the K = 12 bytes of the paper's optimizer state, sharded with the moments from stage 1 on).
 struct ZeroState {
   int stage = 1;                    ///< 1, 2 or 3
   std::vector<ShardRange> units;    ///< stage_units(runner, stage)
@@ -89,16 +93,30 @@ struct ZeroState {
   Tensor shard_grads;   ///< stages 2, 3: this rank's pieces of the gradient, packed (Gradients)
   Tensor unit_grads;    ///< stages 2, 3: one unit's gradients [largest unit] (Gradients)
   Tensor unit_params;   ///< stage 3: one gathered unit's parameters [largest unit] (Parameters)
-  std::vector<AdamW> opts;  ///< one AdamW per piece (AdamW(layout, cfg, dtype, dev, piece.begin, piece.count))
+  std::vector<AdamW> opts;  ///< one AdamW per piece (AdamW(layout, cfg, dtype, dev, piece.begin, piece.count); f32 when mixed)
+  /// Mixed recipe only: this rank's pieces of the f32 master weights, packed (OptimizerState),
+  /// initialised as the f32 single-device model; undefined in the one-dtype recipe.
+  Tensor master;
 };
 
 /// Task 3 (a): the state of `stage` (1, 2 or 3) on this rank of `comm`, holding exactly what the
 /// table in the file comment says and nothing more (the tests read the memory tracker), with
 /// the parameters (or this rank's pieces of them) initialised as the single-device model under
-/// `seed` (init_parameters of each range) and moments at zero. Throws sgpt::Error naming the
-/// stage when it is not 1, 2 or 3.
+/// `seed` (init_parameters of each range) and moments at zero. `dtype` F32 or F64: everything in
+/// it. `dtype` BF16, the mixed recipe (see ZeroState): parameters and gradients in bf16 as the
+/// table says, plus `master` (f32, OptimizerState, this rank's pieces packed, init_parameters of
+/// each piece) and the AdamW moments in f32. Throws sgpt::Error naming the stage when it is not
+/// 1, 2 or 3.
 ZeroState make_zero_state(const UnitRunner& runner, Communicator& comm, int stage, uint64_t seed,
                           const AdamWConfig& cfg, DType dtype = DType::F32);
+
+/// Given: the AdamW update of this rank's piece `u` (unit order), for either recipe. `params` is the
+/// piece of the working parameters (a view of full_params at the piece, or of shard_params), `grads`
+/// the piece's averaged gradient; AdamW sees grad_scale * grads, so clipping is a factor here and a
+/// 16-bit gradient is never rescaled in place (lesson 05). One dtype: AdamW z.opts[u] updates
+/// `params`. Mixed: it updates the piece's f32 master weights, and `params` becomes their rounding
+/// to bf16. An empty piece is left alone. Throws sgpt::Error when the sizes are not the piece's.
+void update_piece(ZeroState& z, size_t u, Tensor& params, const Tensor& grads, double lr, double grad_scale = 1.0);
 
 /// What a training step reports.
 struct StepStats {
@@ -110,7 +128,9 @@ struct StepStats {
 /// trained in k = b / micro_batch micro-batches (loss scale 1/k into full_grads, zeroed once);
 /// then the gradient is reduce-scattered (average over the ranks) so each rank holds its piece of
 /// the average; the global norm is clipped to `clip` (<= 0: off; as clip_grad_norm does, over the whole
-/// gradient); each rank updates its pieces; the parameters are all-gathered. Communication: one
+/// gradient: the factor clip / (norm + 1e-6) when norm > clip, handed to update_piece); each rank
+/// updates its pieces with update_piece; the parameters are all-gathered. Every stage runs
+/// unchanged in both recipes: the collectives move the working dtype (bf16 when mixed). Communication: one
 /// reduce_scatter and one all_gather of the whole buffer, and two one-element f64 all-reduces
 /// (the loss, the squared norm). Throws sgpt::Error naming the numbers, before any
 /// communication, when micro_batch is not positive or does not divide b.
@@ -141,7 +161,8 @@ inline StepStats zero_step(ZeroState& z, UnitRunner& runner, Communicator& comm,
   return zero3_step(z, runner, comm, x, y, micro_batch, lr, clip);
 }
 
-/// Task 6 (a): the consolidated checkpoint: gathers the parameters and both moments of every piece
+/// Task 6 (a): the consolidated checkpoint: gathers the parameters (the f32 master in the mixed
+/// recipe, as lesson 05's trainer saves it) and both moments of every piece
 /// and has rank 0 write, with save_checkpoint, exactly the file a single-device run (a GPT of the
 /// runner's configuration and one AdamW over the whole buffer, at the same step) writes; the other
 /// ranks return once it is complete. Collective over `comm`.
@@ -150,7 +171,8 @@ void save_zero_checkpoint(const std::string& path, const ZeroState& z, const Uni
 
 /// Task 6 (b): loads a consolidated checkpoint (written by any d, or by a single-device run) into
 /// this rank's state: its pieces of the parameters and moments (and the full parameters where the
-/// stage keeps them), and the step counter. Returns the TrainState.
+/// stage keeps them; mixed: the master pieces, and the working parameters as their rounding), and
+/// the step counter. Returns the TrainState.
 TrainState load_zero_checkpoint(const std::string& path, ZeroState& z, const UnitRunner& runner);
 
 }  // namespace sgpt::lesson11

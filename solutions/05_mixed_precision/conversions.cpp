@@ -75,6 +75,9 @@ void cast_into(Tensor& dst, const Tensor& src) {
   SGPT_CHECK(dst.defined() && src.defined() && dst.numel() == src.numel(), "cast_into: ", dtype_name(src.dtype()),
              shape_str(src.shape()), " into ", dtype_name(dst.dtype()), shape_str(dst.shape()));
   if (dst.dtype() == src.dtype()) return dst.copy_from(src);
+  if (dst.device() == Device::CUDA && src.device() == Device::CUDA && dst.dtype() != DType::F16 &&
+      src.dtype() != DType::F16)
+    return copy_cast(dst, src);  // on the GPU: the library's kernel (same rounding, round to nearest even)
   if (dst.device() != Device::CPU || src.device() != Device::CPU) {  // through the host (slow, correct)
     Tensor d = Tensor::empty(dst.shape(), dst.dtype(), Device::CPU), s = src.to(Device::CPU);
     cast_into(d, s);

@@ -21,6 +21,7 @@ DynamicLossScaler::DynamicLossScaler(const LossScalerConfig& cfg) : cfg_(cfg), s
 }
 
 bool has_inf_or_nan(const Tensor& t) {
+  if (t.defined() && t.device() == Device::CUDA) return count_nonfinite(t) > 0;  // given: the library's GPU kernel
   // TODO(lesson 05, task 3): dynamic loss scaling
   SGPT_CHECK(t.defined() && t.device() == Device::CPU, "has_inf_or_nan: expects a CPU tensor");
   const int64_t n = t.numel();

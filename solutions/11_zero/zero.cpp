@@ -43,6 +43,7 @@ ZeroState make_zero_state(const UnitRunner& runner, Communicator& comm, int stag
                           const AdamWConfig& cfg, DType dtype) {
   // TODO(lesson 11, task 3): allocate what the stage keeps
   SGPT_CHECK(stage >= 1 && stage <= 3, "make_zero_state: stage ", stage, " is not 1, 2 or 3");
+  const bool mixed = dtype == DType::BF16;  // lesson 05's recipe: the 12 bytes are f32, and sharded
   const ParameterLayout& layout = runner.layout();
   const Device dev = comm.preferred_device();
   ZeroState z;
@@ -51,6 +52,15 @@ ZeroState make_zero_state(const UnitRunner& runner, Communicator& comm, int stag
   z.pieces = owned_pieces(z.units, comm.size(), comm.rank());
   int64_t owned = 0;
   for (const ShardRange& p : z.pieces) owned += p.count;
+  // A packed tensor of this rank's pieces, each initialised like the single-device model's range.
+  auto init_pieces = [&](Tensor& packed) {
+    int64_t at = 0;
+    for (const ShardRange& p : z.pieces) {
+      Tensor v = packed.view(at, {p.count});
+      if (p.count > 0) init_parameters(v, layout, seed, p.begin);
+      at += p.count;
+    }
+  };
   if (stage <= 2) {
     z.full_params = Tensor::empty({layout.numel()}, dtype, dev, MemCategory::Parameters);
     init_parameters(z.full_params, layout, seed);
@@ -63,14 +73,14 @@ ZeroState make_zero_state(const UnitRunner& runner, Communicator& comm, int stag
   if (stage == 3) {
     z.shard_params = Tensor::empty({owned}, dtype, dev, MemCategory::Parameters);
     z.unit_params = Tensor::empty({runner.largest_unit()}, dtype, dev, MemCategory::Parameters);
-    int64_t at = 0;
-    for (const ShardRange& p : z.pieces) {
-      Tensor v = z.shard_params.view(at, {p.count});
-      if (p.count > 0) init_parameters(v, layout, seed, p.begin);
-      at += p.count;
-    }
+    init_pieces(z.shard_params);
   }
-  for (const ShardRange& p : z.pieces) z.opts.emplace_back(layout, cfg, dtype, dev, p.begin, p.count);
+  if (mixed) {
+    z.master = Tensor::empty({owned}, DType::F32, dev, MemCategory::OptimizerState);
+    init_pieces(z.master);
+  }
+  for (const ShardRange& p : z.pieces)
+    z.opts.emplace_back(layout, cfg, mixed ? DType::F32 : dtype, dev, p.begin, p.count);
   return z;
   // END TODO
 }
@@ -96,17 +106,16 @@ double all_reduce_scalar(Communicator& comm, double v, ReduceOp op) {
   return t.to_vector()[0];
 }
 
-// The global norm of the gradient from each rank's pieces (their squares summed over the ranks),
-// clipped as clip_grad_norm clips the whole buffer; returns the norm before clipping.
-double clip_global(std::vector<Tensor>& grad_pieces, Communicator& comm, double clip) {
+// The global norm of the gradient from each rank's pieces: their squares summed over the ranks.
+double global_norm(const std::vector<Tensor>& grad_pieces, Communicator& comm) {
   double sq = 0;
   for (const Tensor& g : grad_pieces) sq += g.numel() > 0 ? sum_of_squares(g) : 0.0;
-  const double norm = std::sqrt(all_reduce_scalar(comm, sq, ReduceOp::Sum));
-  if (clip > 0 && norm > clip)
-    for (Tensor& g : grad_pieces)
-      if (g.numel() > 0) scale_(g, clip / (norm + 1e-6));
-  return norm;
+  return std::sqrt(all_reduce_scalar(comm, sq, ReduceOp::Sum));
 }
+
+// The factor clip_grad_norm would scale the whole gradient by (1 when it does not clip). It goes
+// to the update as grad_scale: 16-bit gradients are never rescaled in place (lesson 05).
+double clip_factor(double norm, double clip) { return clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1.0; }
 
 // Views of this rank's pieces inside a packed tensor.
 std::vector<Tensor> packed_views(const Tensor& packed, const std::vector<ShardRange>& pieces) {
@@ -121,6 +130,27 @@ std::vector<Tensor> packed_views(const Tensor& packed, const std::vector<ShardRa
 
 }  // namespace
 // END SOLUTION ONLY
+
+// ---- given: the update of one piece, in either recipe ----------------------------------------------
+
+void update_piece(ZeroState& z, size_t u, Tensor& params, const Tensor& grads, double lr, double grad_scale) {
+  SGPT_CHECK(u < z.pieces.size() && params.numel() == z.pieces[u].count && grads.numel() == z.pieces[u].count,
+             "update_piece: piece ", u, " of ", z.pieces.size(), " has ", u < z.pieces.size() ? z.pieces[u].count : 0,
+             " elements; got params of ", params.numel(), " and grads of ", grads.numel());
+  if (params.numel() == 0) return;  // an empty piece (a unit smaller than the group) has nothing to update
+  if (!z.master.defined()) {        // one dtype: the working parameters are what AdamW updates
+    z.opts[u].step(params, grads, lr, grad_scale);
+    return;
+  }
+  // Mixed: AdamW updates the piece's f32 master (its moments are f32 too); the working piece is
+  // then the master rounded to nearest even, once (0 + master in f32, rounded on store).
+  int64_t at = 0;
+  for (size_t i = 0; i < u; ++i) at += z.pieces[i].count;
+  Tensor master = z.master.view(at, {params.numel()});
+  z.opts[u].step(master, grads, lr, grad_scale);
+  params.zero_();
+  axpy_(params, 1.0, master);
+}
 
 StepStats zero1_step(ZeroState& z, UnitRunner& runner, Communicator& comm, const Tensor& x, const Tensor& y,
                      int64_t micro_batch, double lr, double clip) {
@@ -147,10 +177,9 @@ StepStats zero1_step(ZeroState& z, UnitRunner& runner, Communicator& comm, const
   comm.reduce_scatter(g, z.full_grads, ReduceOp::Avg);
   StepStats s;
   s.loss = all_reduce_scalar(comm, loss / double(k), ReduceOp::Avg);
-  std::vector<Tensor> gs{g};
-  s.grad_norm = clip_global(gs, comm, clip);
+  s.grad_norm = global_norm({g}, comm);
   Tensor p = z.full_params.view(mine.begin, {mine.count});
-  if (mine.count > 0) z.opts[0].step(p, g, lr);
+  update_piece(z, 0, p, g, lr, clip_factor(s.grad_norm, clip));
   comm.all_gather(z.full_params, p);
   return s;
   // END TODO
@@ -181,10 +210,11 @@ StepStats zero2_step(ZeroState& z, UnitRunner& runner, Communicator& comm, const
   }
   StepStats s;
   s.loss = all_reduce_scalar(comm, loss / double(k), ReduceOp::Avg);
-  s.grad_norm = clip_global(mine, comm, clip);
+  s.grad_norm = global_norm(mine, comm);
+  const double factor = clip_factor(s.grad_norm, clip);
   for (size_t u = 0; u < z.units.size(); ++u) {
     Tensor p = z.full_params.view(z.pieces[u].begin, {z.pieces[u].count});
-    if (p.numel() > 0) z.opts[u].step(p, mine[u], lr);
+    update_piece(z, u, p, mine[u], lr, factor);
     Tensor whole = z.full_params.view(z.units[u].begin, {z.units[u].count});
     comm.all_gather(whole, p);
   }
@@ -223,9 +253,9 @@ StepStats zero3_step(ZeroState& z, UnitRunner& runner, Communicator& comm, const
   }
   StepStats s;
   s.loss = all_reduce_scalar(comm, loss / double(k), ReduceOp::Avg);
-  s.grad_norm = clip_global(mine, comm, clip);
-  for (size_t u = 0; u < z.units.size(); ++u)
-    if (my_params[u].numel() > 0) z.opts[u].step(my_params[u], mine[u], lr);
+  s.grad_norm = global_norm(mine, comm);
+  const double factor = clip_factor(s.grad_norm, clip);
+  for (size_t u = 0; u < z.units.size(); ++u) update_piece(z, u, my_params[u], mine[u], lr, factor);
   return s;
   // END TODO
 }
@@ -239,13 +269,14 @@ void save_zero_checkpoint(const std::string& path, const ZeroState& z, const Uni
   const Device dev = comm.preferred_device();
   // Gathered into temporary full buffers (Other: they live only while the file is written).
   Tensor params = Tensor::empty({n}, dt, dev), m = Tensor::empty({n}, dt, dev), v = Tensor::empty({n}, dt, dev);
-  std::vector<Tensor> my_params;
-  if (z.stage == 3) my_params = packed_views(z.shard_params, z.pieces);
+  std::vector<Tensor> my_params;  // the file holds the f32 master in the mixed recipe
+  if (z.master.defined()) my_params = packed_views(z.master, z.pieces);
+  else if (z.stage == 3) my_params = packed_views(z.shard_params, z.pieces);
   for (size_t u = 0; u < z.units.size(); ++u) {
     const ShardRange unit = z.units[u], piece = z.pieces[u];
     Tensor pu = params.view(unit.begin, {unit.count}), mu = m.view(unit.begin, {unit.count}),
            vu = v.view(unit.begin, {unit.count});
-    comm.all_gather(pu, z.stage == 3 ? my_params[u] : z.full_params.view(piece.begin, {piece.count}));
+    comm.all_gather(pu, !my_params.empty() ? my_params[u] : z.full_params.view(piece.begin, {piece.count}));
     comm.all_gather(mu, z.opts[u].m());
     comm.all_gather(vu, z.opts[u].v());
   }
@@ -269,12 +300,17 @@ TrainState load_zero_checkpoint(const std::string& path, ZeroState& z, const Uni
   GPT model(runner.config(), 0, dev, dt);
   AdamW opt(runner.layout(), z.opts.front().config(), dt, dev);
   const TrainState st = load_checkpoint(path, model, opt);
-  if (z.full_params.defined()) z.full_params.copy_from(model.params());
-  std::vector<Tensor> my_params;
+  // The working parameters from the file's (f32 in the mixed recipe: rounded into the bf16 copy).
+  auto working = [](const Tensor& t, DType want) { return t.dtype() == want ? t : t.cast(want); };
+  if (z.full_params.defined()) z.full_params.copy_from(working(model.params(), z.full_params.dtype()));
+  std::vector<Tensor> my_params, my_master;
   if (z.stage == 3) my_params = packed_views(z.shard_params, z.pieces);
+  if (z.master.defined()) my_master = packed_views(z.master, z.pieces);
   for (size_t u = 0; u < z.pieces.size(); ++u) {
     const ShardRange p = z.pieces[u];
-    if (z.stage == 3) my_params[u].copy_from(model.params().view(p.begin, {p.count}));
+    const Tensor file = model.params().view(p.begin, {p.count});
+    if (z.master.defined()) my_master[u].copy_from(file);
+    if (z.stage == 3) my_params[u].copy_from(working(file, my_params[u].dtype()));
     z.opts[u].m().copy_from(opt.m().view(p.begin, {p.count}));
     z.opts[u].v().copy_from(opt.v().view(p.begin, {p.count}));
     z.opts[u].set_t(opt.t());

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "comm/trace_gather.hpp"
+#include "core/half.hpp"
 #include "core/trace.hpp"
 
 namespace sgpt::commtest {
@@ -433,6 +435,154 @@ void check_trace(Communicator& c) {
   rec.clear();
   rec.set_enabled(was);
   c.barrier();
+}
+
+}  // namespace sgpt::commtest
+
+namespace sgpt::commtest {
+
+namespace {
+
+// bf16 values with full 8-bit significands and mixed signs and magnitudes (2^-2 .. 2^2), different
+// on every rank, so that sums of them round: rank r's element i. Returned as the exact doubles.
+std::vector<double> bf16_values(int64_t n, int r) {
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = std::sin(1.37 * double(i) + 0.71 * double(r) + 0.3) * std::ldexp(1.0, int(i % 5) - 2);
+    v[static_cast<std::size_t>(i)] = bf16_to_f32(f32_to_bf16(static_cast<float>(x)));
+  }
+  return v;
+}
+
+Tensor bf16_tensor(const std::vector<double>& v, Device dev) {
+  return Tensor::from(v, {static_cast<int64_t>(v.size())}).cast(DType::BF16).to(dev);
+}
+
+// One combine of a bf16 reduction: the f32 sum of two bf16 values, rounded to nearest even.
+double bf16_add(double a, double b) {
+  return bf16_to_f32(f32_to_bf16(static_cast<float>(a) + static_cast<float>(b)));
+}
+
+// The bound of a bf16 sum over p ranks against the exact (f64) sum: p - 1 combines, each rounding
+// its partial sum (at most the sum of magnitudes) by at most half an ulp: u = 2^-8 relative (8 significant bits).
+double bf16_sum_bound(double abs_sum, int p) { return (p - 1) * std::ldexp(1.0, -8) * abs_sum; }
+
+// Checks `got` (bf16, this rank's shard [begin, begin + count) of the reduction) against the f64
+// sum of every rank's bf16_values: exact at p = 1, the single rounded combine at p = 2, within
+// bf16_sum_bound otherwise; Avg divides and rounds once more. Reports at most 5 elements.
+void expect_bf16_reduced(Communicator& c, const Tensor& got, int64_t n, ShardRange sh, ReduceOp op,
+                         const std::string& at) {
+  const int p = c.size();
+  std::vector<std::vector<double>> all;
+  for (int r = 0; r < p; ++r) all.push_back(bf16_values(n, r));
+  const std::vector<double> g = got.to_vector();
+  ASSERT_EQ(static_cast<int64_t>(g.size()), sh.count) << at;
+  int bad = 0;
+  for (int64_t j = 0; j < sh.count && bad < 5; ++j) {
+    const auto i = static_cast<std::size_t>(sh.begin + j);
+    double exact = 0, mag = 0;
+    for (int r = 0; r < p; ++r) exact += all[static_cast<std::size_t>(r)][i], mag += std::abs(all[static_cast<std::size_t>(r)][i]);
+    double want = exact, tol = bf16_sum_bound(mag, p);
+    if (p == 2) want = bf16_add(all[0][i], all[1][i]), tol = 0;  // one combine: exactly one rounding
+    if (op == ReduceOp::Avg) {
+      want /= p;
+      tol = tol / p + std::ldexp(1.0, -8) * (std::abs(want) + tol / p);  // the division rounds once more
+      if (p <= 2) want = bf16_to_f32(f32_to_bf16(static_cast<float>(want))), tol = 0;  // exact divisions
+    }
+    const double err = std::abs(g[static_cast<std::size_t>(j)] - want);
+    if (err > tol) {
+      ++bad;
+      ADD_FAILURE() << at << " element " << i << ": got " << g[static_cast<std::size_t>(j)] << ", want " << want
+                    << " within " << tol << " (exact f64 sum " << exact << ")";
+    }
+  }
+}
+
+}  // namespace
+
+// bf16 collectives (ZeRO's 16-bit parameters and gradients): moved exactly, reduced in f32 with one
+// rounding per combine (see communicator.hpp), counted at 2 bytes per element, in place and async
+// too, with counts that do not divide by the group size. An f16 tensor is still a clear error.
+void check_bf16(Communicator& c) {
+  const Device dev = c.preferred_device();
+  const int p = c.size(), r = c.rank();
+  for (int64_t n : kCounts) {
+    const std::string at = where(c, DType::BF16, n);
+    const std::vector<double> mine = bf16_values(n, r);
+    const ShardRange sh = shard_range(n, p, r);
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg}) {
+      const std::string ato = at + " " + reduce_op_name(op);
+      c.reset_stats();
+      Tensor t = bf16_tensor(mine, dev);
+      c.all_reduce(t, op);
+      expect_bf16_reduced(c, t, n, ShardRange{0, n}, op, ato + " all_reduce");
+      // Every rank holds the same bits (compared with rank 0's, moved exactly by a broadcast).
+      Tensor r0 = t.to(dev);
+      c.broadcast(r0, 0);
+      EXPECT_EQ(r0.to_vector(), t.to_vector()) << ato << " all_reduce: ranks disagree";
+      // reduce_scatter into a separate output and in place (the output a view of the input).
+      Tensor in = bf16_tensor(mine, dev), out = Tensor::empty({sh.count}, DType::BF16, dev);
+      c.reduce_scatter(out, in, op);
+      expect_bf16_reduced(c, out, n, sh, op, ato + " reduce_scatter");
+      EXPECT_EQ(in.to_vector(), mine) << ato << " reduce_scatter: the input must be untouched";
+      Tensor buf = bf16_tensor(mine, dev);
+      Tensor view = buf.view(sh.begin, {sh.count});
+      c.reduce_scatter(view, buf, op);
+      EXPECT_EQ(view.to_vector(), out.to_vector()) << ato << " reduce_scatter in place";
+      // The payload: numel x 2 bytes per call.
+      EXPECT_EQ(c.stats()[OpKind::AllReduce], (OpStats{1, 2 * n})) << ato;
+      EXPECT_EQ(c.stats()[OpKind::ReduceScatter], (OpStats{2, 4 * n})) << ato;
+    }
+    // all_gather moves bits: exact, from a separate input and in place.
+    std::vector<double> full;
+    for (int q = 0; q < p; ++q) {
+      const std::vector<double> v = bf16_values(n, q);
+      const ShardRange s = shard_range(n, p, q);
+      full.insert(full.end(), v.begin() + s.begin, v.begin() + s.begin + s.count);
+    }
+    c.reset_stats();
+    Tensor g = Tensor::zeros({n}, DType::BF16, dev);
+    const Tensor part = bf16_tensor(std::vector<double>(mine.begin() + sh.begin, mine.begin() + sh.begin + sh.count), dev);
+    c.all_gather(g, part);
+    EXPECT_EQ(g.to_vector(), full) << at << " all_gather";
+    Tensor g2 = bf16_tensor(mine, dev);
+    Tensor own = g2.view(sh.begin, {sh.count});
+    c.all_gather(g2, own);
+    EXPECT_EQ(g2.to_vector(), full) << at << " all_gather in place";
+    EXPECT_EQ(c.stats()[OpKind::AllGather], (OpStats{2, 4 * n})) << at;
+  }
+  // The async forms, several in flight.
+  const int64_t n = 1001;
+  const std::vector<double> mine = bf16_values(n, r);
+  const ShardRange sh = shard_range(n, p, r);
+  Tensor a = bf16_tensor(mine, dev), b = bf16_tensor(mine, dev), rs = Tensor::empty({sh.count}, DType::BF16, dev);
+  Tensor gathered = Tensor::empty({n}, DType::BF16, dev), t_sync = bf16_tensor(mine, dev);
+  Tensor g_sync = Tensor::empty({n}, DType::BF16, dev);
+  const Tensor part = b.view(sh.begin, {sh.count}).to(dev);
+  c.reset_stats();
+  Work w1 = c.all_reduce_async(a, ReduceOp::Sum);
+  Work w2 = c.reduce_scatter_async(rs, b, ReduceOp::Sum);
+  Work w3 = c.all_gather_async(gathered, part);
+  w3.wait();
+  w2.wait();
+  w1.wait();
+  c.all_reduce(t_sync, ReduceOp::Sum);
+  c.all_gather(g_sync, part);
+  EXPECT_EQ(a.to_vector(), t_sync.to_vector()) << where(c, DType::BF16, n) << " async all_reduce = blocking one";
+  EXPECT_EQ(gathered.to_vector(), g_sync.to_vector()) << where(c, DType::BF16, n) << " async all_gather";
+  expect_bf16_reduced(c, rs, n, sh, ReduceOp::Sum, where(c, DType::BF16, n) + " async reduce_scatter");
+  EXPECT_EQ(c.stats()[OpKind::AllReduce], (OpStats{2, 4 * n}));
+  EXPECT_EQ(c.stats()[OpKind::ReduceScatter], (OpStats{1, 2 * n}));
+  EXPECT_EQ(c.stats()[OpKind::AllGather], (OpStats{2, 4 * n}));
+  // fp16 has no reduction here: a clear error naming the dtype, on every rank.
+  Tensor h = Tensor::zeros({3}, DType::F16, dev);
+  try {
+    c.all_reduce(h);
+    ADD_FAILURE() << where(c, DType::F16, 3) << " an f16 all_reduce must be an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has dtype f16"), std::string::npos) << e.what();
+  }
+  c.reset_stats();
 }
 
 }  // namespace sgpt::commtest

@@ -2,7 +2,8 @@
 // The collective test suite, written once over a Communicator& and run by every backend:
 // test_comm_mpi.cpp calls each check on the MPI world (1-4 processes), test_comm_threads.cpp on
 // run_threads groups of 1-4 threads. Values are small integers (also in f32), so every sum is
-// exact whatever order a backend adds in.
+// exact whatever order a backend adds in; check_bf16 is the exception (bf16 sums round, so it
+// compares with an f64 reference within a stated number of bf16 roundings).
 
 #include "comm/communicator.hpp"
 
@@ -19,6 +20,7 @@ void check_async(Communicator& c);
 void check_accounting(Communicator& c);
 void check_mismatch(Communicator& c);
 void check_trace(Communicator& c);
+void check_bf16(Communicator& c);
 
 /// Every check above, in order (used as one list by both test binaries).
 #define SGPT_COMM_SUITE(X)                  \
@@ -32,6 +34,7 @@ void check_trace(Communicator& c);
   X(Async, check_async)                     \
   X(Accounting, check_accounting)           \
   X(Mismatch, check_mismatch)               \
-  X(Trace, check_trace)
+  X(Trace, check_trace)                     \
+  X(Bf16, check_bf16)
 
 }  // namespace sgpt::commtest

@@ -1,12 +1,13 @@
 // Per-op timing of the CUDA backend at GPT-2 shapes (default: 124M, B=8, T=1024), with CUDA
 // events, and an estimate of one training step as the sum of the ops it runs.
 //
-//   bench_cuda_ops [--B 8] [--T 1024] [--reps 20] [--model] [--detail] [--bf16]
+//   bench_cuda_ops [--B 8] [--T 1024] [--reps 20] [--model] [--detail] [--bf16] [--storage bf16]
 //
 // --model also times whole forward+backward steps of the GPT-2 124M model (common/model);
 // --detail adds rows (not counted in the step) that break the matmul backward down and sweep
 // the attention chunk size (cuda::set_attention_chunk_heads); --bf16 runs the products with bf16
-// operands (MatmulPrecision::BF16).
+// operands (MatmulPrecision::BF16); --storage bf16 stores activations, gradients and weights in
+// bf16 (the optimizer's parameter and moments, and lse, stay f32: lesson 05's recipe).
 
 #include <cmath>
 #include <cstdio>
@@ -29,12 +30,14 @@ using namespace sgpt;
 
 namespace {
 
-Tensor randn_gpu(const Shape& s, double scale, uint64_t seed) {
+DType g_storage = DType::F32;  // --storage
+
+Tensor randn_gpu(const Shape& s, double scale, uint64_t seed, DType dt = g_storage) {
   Tensor t = Tensor::empty(s);
   float* p = t.data<float>();
   uint64_t key = rng::stream_key(seed, "bench");
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(scale * rng::normal(key, i));
-  return t.to(Device::CUDA);
+  return t.cast(dt).to(Device::CUDA);
 }
 
 Tensor randint_gpu(const Shape& s, int hi, uint64_t seed) {
@@ -44,7 +47,7 @@ Tensor randint_gpu(const Shape& s, int hi, uint64_t seed) {
   return t.to(Device::CUDA);
 }
 
-Tensor zeros_gpu(const Shape& s) { return Tensor::zeros(s, DType::F32, Device::CUDA); }
+Tensor zeros_gpu(const Shape& s, DType dt = g_storage) { return Tensor::zeros(s, dt, Device::CUDA); }
 
 struct Row {
   std::string op, shape;
@@ -78,8 +81,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--model")) model = true;
     else if (!std::strcmp(argv[i], "--detail")) detail = true;
     else if (!std::strcmp(argv[i], "--bf16")) cuda::set_matmul_precision(cuda::MatmulPrecision::BF16);
+    else if (!std::strcmp(argv[i], "--storage") && i + 1 < argc) g_storage = !std::strcmp(argv[++i], "bf16") ? DType::BF16 : DType::F32;
     else {
-      std::fprintf(stderr, "usage: %s [--B 8] [--T 1024] [--reps 20] [--model] [--detail] [--bf16]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--B 8] [--T 1024] [--reps 20] [--model] [--detail] [--bf16] [--storage bf16]\n", argv[0]);
       return 2;
     }
   }
@@ -91,8 +95,12 @@ int main(int argc, char** argv) {
   const int64_t N = (int64_t)B * T;
   const int64_t P = 124475904;  // GPT-2 124M parameters with Vp = 50304
   const cudaDeviceProp& prop = cuda::device_properties();
-  std::printf("device: %s (%d SMs), B=%d T=%d C=%d NH=%d V=%d Vp=%d L=%d, TF32 matmuls, %d reps\n", prop.name,
-              prop.multiProcessorCount, B, T, C, NH, V, Vp, L, reps);
+  const char* products = g_storage == DType::BF16                                    ? "bf16 storage and products"
+                         : cuda::matmul_precision() == cuda::MatmulPrecision::BF16 ? "f32 storage, bf16 products"
+                         : cuda::matmul_precision() == cuda::MatmulPrecision::FP32 ? "FP32 products"
+                                                                                   : "TF32 products";
+  std::printf("device: %s (%d SMs), B=%d T=%d C=%d NH=%d V=%d Vp=%d L=%d, %s, %d reps\n", prop.name,
+              prop.multiProcessorCount, B, T, C, NH, V, Vp, L, products, reps);
 
   Tensor tok = randint_gpu({B, T}, V, 1), tgt = randint_gpu({B, T}, V, 2);
   Tensor x = randn_gpu({B, T, C}, 1.0, 3), x2 = randn_gpu({B, T, C}, 1.0, 4), dx = zeros_gpu({B, T, C});
@@ -143,14 +151,16 @@ int main(int argc, char** argv) {
   // Two T x T x HS products, counted in full (unmasked) so the TFLOP/s column compares variants.
   double att_flop = 4.0 * B * NH * (double)T * T * (C / NH);
   // The model runs the fused attention; the unfused rows (batched GEMMs + softmax) compare.
-  Tensor lse = zeros_gpu({B, NH, T});
+  Tensor lse = zeros_gpu({B, NH, T}, DType::F32);
   add("attention_fused_forward", "BxNHxT", L, false, att_flop, [&] { cuda::attention_fused_forward(x2, lse, qkv, NH); });
   add("attention_fused_backward", "BxNHxT", L, false, 2 * att_flop,
       [&] { cuda::attention_fused_backward(dqkv, x, qkv, x2, lse, NH); });
-  add("  (unfused) attention_forward", "BxNHxTxT", 0, true, att_flop, [&] { cuda::attention_forward(x2, att, qkv, NH); });
-  add("  (unfused) attention_backward", "BxNHxTxT", 0, true, 2 * att_flop,
-      [&] { cuda::attention_backward(dqkv, x, qkv, att, NH); });
-  if (detail) {
+  if (g_storage == DType::F32) {  // (bf16 storage: the unfused path runs on f32 copies; not timed)
+    add("  (unfused) attention_forward", "BxNHxTxT", 0, true, att_flop, [&] { cuda::attention_forward(x2, att, qkv, NH); });
+    add("  (unfused) attention_backward", "BxNHxTxT", 0, true, 2 * att_flop,
+        [&] { cuda::attention_backward(dqkv, x, qkv, att, NH); });
+  }
+  if (detail && g_storage == DType::F32) {
     for (auto [g, qb] : {std::pair{0, 1}, std::pair{0, 2}, std::pair{0, 4}, std::pair{0, 8}, std::pair{12, 1},
                          std::pair{12, 4}, std::pair{4, 1}}) {
       cuda::set_attention_chunk_heads(g);
@@ -175,7 +185,8 @@ int main(int argc, char** argv) {
   logits = Tensor();
   probs = Tensor();
   {
-    Tensor p = randn_gpu({P}, 0.02, 30), g = randn_gpu({P}, 0.001, 31), m = zeros_gpu({P}), v = zeros_gpu({P});
+    Tensor p = randn_gpu({P}, 0.02, 30, DType::F32), g = randn_gpu({P}, 0.001, 31), m = zeros_gpu({P}, DType::F32),
+           v = zeros_gpu({P}, DType::F32);
     AdamWConfig cfg;
     int64_t t = 0;
     add("sum_of_squares (grads)", "124M", 1, false, 0, [&] { (void)cuda::sum_of_squares(g); });
@@ -204,7 +215,7 @@ int main(int argc, char** argv) {
   if (model) {
     att = Tensor();
     GPTConfig cfg = gpt_config("d12");
-    GPT g(cfg, 1, Device::CUDA, DType::F32);
+    GPT g(cfg, 1, Device::CUDA, g_storage);
     double loss = g.forward(tok, tgt);
     g.zero_grad();
     g.backward();

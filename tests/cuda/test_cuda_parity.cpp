@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/rng.hpp"
@@ -643,6 +644,285 @@ TEST_F(CudaParity, WholeModelBF16Matmuls) {
               c.name().c_str(), loss_g, loss_c, le);
   EXPECT_LE(le, 1e-3);
   expect_close("model bf16 matmuls all grads", c, gpu_model.grads(), cpu_model.grads(), 5e-2);
+}
+#endif
+#endif
+
+#if SGPT_WITH_CUDA
+// ---- bf16 storage --------------------------------------------------------------------------------
+//
+// Every op with bf16 tensors on the GPU ("compute in f32, round on store") against the f64 CPU
+// reference from the same bf16-rounded inputs (outputs that the op reads back, such as the
+// LayerNorm statistics and the probabilities, are the GPU's own bf16 values, widened). Tolerances:
+// a bf16 store rounds to 8 significant bits, a relative error of at most 2^-8 (3.9e-3: half an ulp
+// at the bottom of a binade) per element and about 1.1e-3 in the relative norm of many elements;
+// where one element dominates the norm (the target column of dlogits, ~1/(B*T)), the norm error
+// reaches that bound (3.8e-3 measured on an H200). An op whose output is rounded once
+// (element-wise, the matmuls from bf16 operands with f32 accumulation, the reductions) is held to
+// 5e-3, two roundings to 1e-2; the fused attention rounds P and dS to bf16 inside as well (as
+// AttentionFusedBF16: 1e-2, 2e-2); f32 outputs of bf16 inputs (an f32 accumulator += bf16, AdamW's
+// f32 master) are f32 arithmetic on exact inputs: 1e-6; sums of squares in double: 1e-12.
+
+namespace {
+constexpr double kBf16Tol = 5e-3;
+
+Tensor bf16_gpu(const Tensor& t) { return t.cast(DType::BF16).to(Device::CUDA); }     // rounded, on the GPU
+Tensor bf16_ref(const Tensor& t) { return t.cast(DType::BF16).cast(DType::F64); }      // rounded, widened
+Tensor gpu_as_f64(const Tensor& g) { return g.to(Device::CPU).cast(DType::F64); }       // a GPU result, widened
+Tensor bf16_empty(const Shape& s) { return Tensor::empty(s, DType::BF16, Device::CUDA); }
+}  // namespace
+
+TEST_F(CudaParity, BF16EncoderLayerNormGeluResidual) {
+  for (const Case& c : kCases) {
+    const int maxT = c.T + 3;
+    Shape s{c.B, c.T, c.C}, s4{c.B, c.T, 4 * c.C};
+    Tensor tok = randint({c.B, c.T}, c.V), tok_g = gpu(tok);
+    Tensor wte = randn({c.Vp, c.C}), wpe = randn({maxT, c.C});
+    Tensor out_r = Tensor::empty(s, DType::F64), out_g = bf16_empty(s);
+    encoder_forward(out_r, tok, bf16_ref(wte), bf16_ref(wpe));
+    encoder_forward(out_g, tok_g, bf16_gpu(wte), bf16_gpu(wpe));
+    expect_close("bf16 encoder_forward out", c, out_g, out_r, kBf16Tol);
+    Tensor dout = randn(s), dwte = randn({c.Vp, c.C}), dwpe = randn({maxT, c.C});
+    Tensor dwte_r = bf16_ref(dwte), dwpe_r = bf16_ref(dwpe), dwte_g = bf16_gpu(dwte), dwpe_g = bf16_gpu(dwpe);
+    encoder_backward(dwte_r, dwpe_r, bf16_ref(dout), tok);
+    encoder_backward(dwte_g, dwpe_g, bf16_gpu(dout), tok_g);
+    expect_close("bf16 encoder_backward dwte", c, dwte_g, dwte_r, kBf16Tol);
+    expect_close("bf16 encoder_backward dwpe", c, dwpe_g, dwpe_r, kBf16Tol);
+
+    Tensor x = randn(s, 2.0), w = randn({c.C}), b = randn({c.C});
+    float* px = x.data<float>();
+    for (int64_t i = 0; i < x.numel(); ++i) px[i] += 3.0f;
+    Tensor ln_r = Tensor::empty(s, DType::F64), mean_r = Tensor::empty({c.B, c.T}, DType::F64),
+           rstd_r = Tensor::empty({c.B, c.T}, DType::F64);
+    Tensor x64 = bf16_ref(x), w64 = bf16_ref(w), b64 = bf16_ref(b);
+    layernorm_forward(ln_r, mean_r, rstd_r, x64, w64, b64);
+    Tensor ln_g = bf16_empty(s), mean_g = bf16_empty({c.B, c.T}), rstd_g = bf16_empty({c.B, c.T});
+    Tensor x_g = bf16_gpu(x), w_g = bf16_gpu(w), b_g = bf16_gpu(b);
+    layernorm_forward(ln_g, mean_g, rstd_g, x_g, w_g, b_g);
+    expect_close("bf16 layernorm_forward out", c, ln_g, ln_r, kBf16Tol);
+    expect_close("bf16 layernorm_forward mean", c, mean_g, mean_r, kBf16Tol);
+    expect_close("bf16 layernorm_forward rstd", c, rstd_g, rstd_r, kBf16Tol);
+    Tensor dln = randn(s), dinp = randn(s), dw = randn({c.C}), db = randn({c.C});
+    Tensor dinp_r = bf16_ref(dinp), dw_r = bf16_ref(dw), db_r = bf16_ref(db);
+    layernorm_backward(dinp_r, dw_r, db_r, bf16_ref(dln), x64, w64, gpu_as_f64(mean_g), gpu_as_f64(rstd_g));
+    Tensor dinp_g = bf16_gpu(dinp), dw_g = bf16_gpu(dw), db_g = bf16_gpu(db);
+    layernorm_backward(dinp_g, dw_g, db_g, bf16_gpu(dln), x_g, w_g, mean_g, rstd_g);
+    expect_close("bf16 layernorm_backward dinp", c, dinp_g, dinp_r, kBf16Tol);
+    expect_close("bf16 layernorm_backward dweight", c, dw_g, dw_r, kBf16Tol);
+    expect_close("bf16 layernorm_backward dbias", c, db_g, db_r, kBf16Tol);
+
+    Tensor h = randn(s4, 2.0), h64 = bf16_ref(h), h_g = bf16_gpu(h);
+    Tensor gl_r = Tensor::empty(s4, DType::F64), gl_g = bf16_empty(s4);
+    gelu_forward(gl_r, h64);
+    gelu_forward(gl_g, h_g);
+    expect_close("bf16 gelu_forward out", c, gl_g, gl_r, kBf16Tol);
+    Tensor dh = randn(s4), dgl = randn(s4);
+    Tensor dh_r = bf16_ref(dh), dh_g = bf16_gpu(dh);
+    gelu_backward(dh_r, h64, bf16_ref(dgl));
+    gelu_backward(dh_g, h_g, bf16_gpu(dgl));
+    expect_close("bf16 gelu_backward dinp", c, dh_g, dh_r, kBf16Tol);
+
+    Tensor a = randn(s), a_r = bf16_ref(a), a_g = bf16_gpu(a), r_r = Tensor::empty(s, DType::F64), r_g = bf16_empty(s);
+    residual_forward(r_r, a_r, x64);
+    residual_forward(r_g, a_g, x_g);
+    expect_close("bf16 residual_forward out", c, r_g, r_r, kBf16Tol);
+    residual_backward(a_r, dinp_r, bf16_ref(dout));
+    residual_backward(a_g, dinp_g, bf16_gpu(dout));
+    expect_close("bf16 residual_backward da", c, a_g, a_r, kBf16Tol);
+  }
+}
+
+TEST_F(CudaParity, BF16Matmul) {
+  for (const Case& c : kCases) {
+    const int64_t N = (int64_t)c.B * c.T;
+    for (auto [C, OC, bias] : {std::tuple{c.C, 3 * c.C, true}, std::tuple{4 * c.C, c.C, true},
+                                std::tuple{c.C, c.Vp, false}}) {
+      std::string nm = " " + std::to_string(N) + "x" + std::to_string(C) + "->" + std::to_string(OC);
+      Tensor x = randn({N, C}), w = randn({OC, C}, 0.05), b = bias ? randn({OC}) : Tensor();
+      Tensor x64 = bf16_ref(x), w64 = bf16_ref(w), b64 = bias ? bf16_ref(b) : Tensor();
+      Tensor x_g = bf16_gpu(x), w_g = bf16_gpu(w), b_g = bias ? bf16_gpu(b) : Tensor();
+      Tensor out_r = Tensor::empty({N, OC}, DType::F64), out_g = bf16_empty({N, OC});
+      matmul_forward(out_r, x64, w64, b64);
+      matmul_forward(out_g, x_g, w_g, b_g);
+      expect_close("bf16 matmul_forward out" + nm, c, out_g, out_r, kBf16Tol);
+      Tensor dout = randn({N, OC}), dinp = randn({N, C}), dw = randn({OC, C}), db = randn({OC});
+      Tensor dinp_r = bf16_ref(dinp), dw_r = bf16_ref(dw), db_r = bias ? bf16_ref(db) : Tensor();
+      Tensor dinp_g = bf16_gpu(dinp), dw_g = bf16_gpu(dw), db_g = bias ? bf16_gpu(db) : Tensor();
+      matmul_backward(dinp_r, dw_r, db_r, bf16_ref(dout), x64, w64);
+      matmul_backward(dinp_g, dw_g, db_g, bf16_gpu(dout), x_g, w_g);
+      expect_close("bf16 matmul_backward dinp" + nm, c, dinp_g, dinp_r, kBf16Tol);
+      expect_close("bf16 matmul_backward dweight" + nm, c, dw_g, dw_r, kBf16Tol);
+      if (bias) expect_close("bf16 matmul_backward dbias" + nm, c, db_g, db_r, kBf16Tol);
+    }
+  }
+}
+
+// bf16 qkv, out, dout, dqkv read and written in place by the mma.sync kernels (HS = 32, 64, 128:
+// no packing pass; HS = 12, 20, 48: packed from bf16), lse f32.
+TEST_F(CudaParity, BF16AttentionFused) {
+  const std::vector<Case> cases = {{2, 37, 48, 4, 1, 1},    {2, 128, 768, 12, 1, 1}, {1, 255, 64, 2, 1, 1},
+                                   {2, 200, 256, 2, 1, 1},  {3, 1, 64, 4, 1, 1},     {1, 300, 80, 4, 1, 1},
+                                   {1, 65, 384, 6, 1, 1},   {2, 130, 128, 1, 1, 1}};
+  for (const Case& c : cases) {
+    Shape sq{c.B, c.T, 3 * c.C}, so{c.B, c.T, c.C}, sl{c.B, c.NH, c.T};
+    Tensor qkv = randn(sq), qkv64 = bf16_ref(qkv), qkv_g = bf16_gpu(qkv);
+    Tensor out_r = Tensor::empty(so, DType::F64), att_r = Tensor::empty({c.B, c.NH, c.T, c.T}, DType::F64);
+    attention_forward(out_r, att_r, qkv64, c.NH);
+    Tensor out_g = bf16_empty(so), lse_g = gpu_nan(sl);
+    attention_fused_forward(out_g, lse_g, qkv_g, c.NH);
+    expect_close("bf16 attention_fused_forward out", c, out_g, out_r, 1e-2);
+    expect_close("bf16 attention_fused_forward lse", c, lse_g, lse_reference(qkv.cast(DType::BF16).cast(DType::F32), c.NH),
+                 1e-2);
+    Tensor dout = randn(so), dqkv = randn(sq);
+    Tensor dqkv_r = bf16_ref(dqkv), dqkv_g = bf16_gpu(dqkv);
+    attention_backward(dqkv_r, bf16_ref(dout), qkv64, att_r, c.NH);
+    attention_fused_backward(dqkv_g, bf16_gpu(dout), qkv_g, out_g, lse_g, c.NH);
+    expect_close("bf16 attention_fused_backward dqkv", c, dqkv_g, dqkv_r, 2e-2);
+    if (c.T > 1) {
+      Tensor d0_r = Tensor::zeros(sq, DType::F64), d0_g = Tensor::zeros(sq, DType::BF16, Device::CUDA);
+      attention_backward(d0_r, bf16_ref(dout), qkv64, att_r, c.NH);
+      attention_fused_backward(d0_g, bf16_gpu(dout), qkv_g, out_g, lse_g, c.NH);
+      const char* names[3] = {"bf16 attention_fused_backward dq", "bf16 attention_fused_backward dk",
+                              "bf16 attention_fused_backward dv"};
+      for (int p = 0; p < 3; ++p) expect_close(names[p], c, qkv_part(d0_g, p), qkv_part(d0_r, p), 2e-2);
+    }
+  }
+}
+
+TEST_F(CudaParity, BF16SoftmaxCrossEntropy) {
+  std::vector<Case> cases = kCases;
+  cases.push_back({1, 3, 8, 1, 59999, 60000});
+  for (const Case& c : cases) {
+    Shape s{c.B, c.T, c.Vp};
+    Tensor logits = randn(s, 3.0), tgt = randint({c.B, c.T}, c.V), tgt_g = gpu(tgt);
+    Tensor losses_r = Tensor::empty({c.B, c.T}, DType::F64), probs_r = Tensor::empty(s, DType::F64);
+    softmax_crossentropy_forward(losses_r, probs_r, bf16_ref(logits), tgt, c.V);
+    Tensor losses_g = bf16_empty({c.B, c.T}), probs_g = bf16_gpu(logits);
+    softmax_crossentropy_forward(losses_g, probs_g, probs_g, tgt_g, c.V);  // in place, as the model does
+    expect_close("bf16 softmax_ce_forward losses", c, losses_g, losses_r, kBf16Tol);
+    expect_close("bf16 softmax_ce_forward probs", c, probs_g, probs_r, kBf16Tol);
+    const double dloss = 1.0 / (c.B * c.T);
+    Tensor dlogits_r = Tensor::empty(s, DType::F64);
+    softmax_crossentropy_backward(dlogits_r, gpu_as_f64(probs_g), tgt, dloss, c.V);
+    softmax_crossentropy_backward(probs_g, probs_g, tgt_g, dloss, c.V);
+    expect_close("bf16 softmax_ce_backward dlogits", c, probs_g, dlogits_r, kBf16Tol);
+  }
+}
+
+TEST_F(CudaParity, BF16OptimizerAndMixedPrecisionHelpers) {
+  for (int64_t n : {int64_t(7), int64_t(1001), (int64_t(1) << 20) + 3}) {
+    Case c{0, 0, 0, 0, 0, 0};
+    std::string nm = " n=" + std::to_string(n);
+    Tensor x = randn({n}), y = randn({n});
+    // bf16 += bf16; f32 += bf16 (lesson 05's f32 gradient accumulator).
+    Tensor y_r = bf16_ref(y), y_g = bf16_gpu(y), x_g = bf16_gpu(x);
+    axpy_(y_r, -0.37, bf16_ref(x));
+    axpy_(y_g, -0.37, x_g);
+    expect_close("bf16 axpy_" + nm, c, y_g, y_r, kBf16Tol);
+    Tensor acc_r = f64(y), acc_g = gpu(y);
+    axpy_(acc_r, 1.0, bf16_ref(x));
+    axpy_(acc_g, 1.0, x_g);
+    expect_close("f32 += bf16 axpy_" + nm, c, acc_g, acc_r, 1e-6);
+    scale_(y_r, 1.7);
+    scale_(y_g, 1.7);
+    expect_close("bf16 scale_" + nm, c, y_g, y_r, 2 * kBf16Tol);  // two roundings: axpy_, then scale_
+    const double s_r = sum_of_squares(bf16_ref(x)), s_g = sum_of_squares(x_g);
+    EXPECT_LE(std::abs(s_g - s_r) / s_r, 1e-12) << "bf16 sum_of_squares" << nm;
+    // copy_cast: the same bits as the CPU's rounding, both ways; count_nonfinite counts exactly.
+    Tensor xb = bf16_empty({n});
+    copy_cast(xb, gpu(x));
+    EXPECT_EQ(rel_err(xb, bf16_ref(x)), 0.0) << "copy_cast f32 -> bf16" << nm;
+    Tensor back = Tensor::empty({n}, DType::F32, Device::CUDA);
+    copy_cast(back, xb);
+    EXPECT_EQ(rel_err(back, bf16_ref(x)), 0.0) << "copy_cast bf16 -> f32" << nm;
+    EXPECT_EQ(count_nonfinite(xb), 0);
+    Tensor bad = x.cast(DType::F32);  // a copy
+    bad.data<float>()[n / 2] = INFINITY;
+    bad.data<float>()[n - 1] = NAN;
+    const int64_t want = n / 2 == n - 1 ? 1 : 2;
+    EXPECT_EQ(count_nonfinite(gpu(bad)), want) << nm;
+    EXPECT_EQ(count_nonfinite(bf16_gpu(bad)), want) << nm;
+    EXPECT_EQ(count_nonfinite(bad), want) << nm;
+  }
+  // AdamW as lesson 05 runs it: f32 master, f32 moments, bf16 gradients (grad_scale unscales);
+  // and a bf16 parameter (rounded after each of the 3 steps: 3 roundings).
+  for (int64_t n : {int64_t(7), int64_t(1) << 20}) {
+    for (bool bf16_param : {false, true}) {
+      Case c{0, 0, 0, 0, 0, 0};
+      std::string nm = std::string(" n=") + std::to_string(n) + (bf16_param ? " bf16 param" : " f32 master");
+      Tensor p = randn({n}), m = Tensor::zeros({n}), v = Tensor::zeros({n});
+      Tensor p_r = bf16_param ? bf16_ref(p) : f64(p), m_r = f64(m), v_r = f64(v);
+      Tensor p_g = bf16_param ? bf16_gpu(p) : gpu(p), m_g = gpu(m), v_g = gpu(v);
+      AdamWConfig cfg;
+      cfg.lr = 1e-2;
+      cfg.grad_scale = 1.0 / 1024;
+      for (int t = 1; t <= 3; ++t) {
+        Tensor g = randn({n}, 0.1 * 1024);
+        if (bf16_param) p_r = gpu_as_f64(p_g);  // the GPU's rounded parameter is the next step's input
+        adamw_update(p_r, bf16_ref(g), m_r, v_r, cfg, t, true);
+        adamw_update(p_g, bf16_gpu(g), m_g, v_g, cfg, t, true);
+      }
+      expect_close("adamw_update param" + nm, c, p_g, p_r, bf16_param ? kBf16Tol : 1e-6);
+      expect_close("adamw_update m" + nm, c, m_g, m_r, 1e-6);
+      expect_close("adamw_update v" + nm, c, v_g, v_r, 1e-6);
+    }
+  }
+}
+
+// f32 and bf16 mixed in one call (no kernel of its own: f32 copies, F32Stage) gives what the
+// same call gives with every tensor bf16-rounded first, within one rounding.
+TEST_F(CudaParity, BF16MixedWithF32) {
+  const Case& c = kCases[0];
+  const int64_t N = (int64_t)c.B * c.T;
+  Tensor x = randn({N, c.C}), w = randn({3 * c.C, c.C}, 0.05), b = randn({3 * c.C});
+  Tensor out_r = Tensor::empty({N, 3 * c.C}, DType::F64), out_g = bf16_empty({N, 3 * c.C});
+  matmul_forward(out_r, bf16_ref(x), f64(w), f64(b));
+  matmul_forward(out_g, bf16_gpu(x), gpu(w), gpu(b));  // bf16 activations, f32 weights
+  expect_close("mixed matmul_forward (bf16 x, f32 W)", c, out_g, out_r, 1e-2);  // + f32 W used in TF32
+  Shape s{c.B, c.T, c.C};
+  Tensor h = randn(s), g_r = Tensor::empty(s, DType::F64), g_g = Tensor::empty(s, DType::F32, Device::CUDA);
+  gelu_forward(g_r, bf16_ref(h));
+  gelu_forward(g_g, bf16_gpu(h));  // bf16 in, f32 out
+  expect_close("mixed gelu_forward (bf16 in, f32 out)", c, g_g, g_r, 5e-6);
+  Tensor bad_f16 = Tensor::zeros(s, DType::F16, Device::CUDA);
+  EXPECT_THROW(gelu_forward(g_g, bad_f16), Error);  // the GPU takes f32 and bf16 only: a clear error
+}
+
+#ifdef SGPT_TEST_HAVE_MODEL
+// One training step of a bf16 GPT (parameters, gradients, activations bf16; lse f32) against the
+// f64 CPU step from the same bf16-rounded parameters, and against the f32 GPU step.
+TEST_F(CudaParity, WholeModelBF16Storage) {
+  GPTConfig cfg = gpt_config("d12");
+  cfg.n_layer = 2;
+  cfg.max_seq_len = 128;
+  const int B = 2, T = 64;
+  GPT f32_model(cfg, 42, Device::CUDA, DType::F32);
+  GPT bf_model(cfg, 42, Device::CUDA, DType::BF16);
+  GPT cpu_model(cfg, 42, Device::CPU, DType::F64);
+  copy_cast(bf_model.params(), f32_model.params());
+  cpu_model.params().copy_from(gpu_as_f64(bf_model.params()));
+  f32_model.params().copy_from(bf_model.params().to(Device::CPU).cast(DType::F32).to(Device::CUDA));
+  Tensor tok = randint({B, T}, cfg.vocab_size), tgt = randint({B, T}, cfg.vocab_size);
+  double loss_c = cpu_model.forward(tok, tgt);
+  double loss_b = bf_model.forward(tok.to(Device::CUDA), tgt.to(Device::CUDA));
+  double loss_f = f32_model.forward(tok.to(Device::CUDA), tgt.to(Device::CUDA));
+  for (GPT* m : {&cpu_model, &bf_model, &f32_model}) {
+    m->zero_grad();
+    m->backward();
+  }
+  EXPECT_EQ(bf_model.block_caches()[0].lse.dtype(), DType::F32);
+  EXPECT_EQ(bf_model.block_caches()[0].qkv.dtype(), DType::BF16);
+  Case c{B, T, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.padded_vocab_size};
+  const double le = std::abs(loss_b - loss_c) / std::abs(loss_c);
+  std::printf("[parity] %-34s %-32s loss %.6f vs %.6f (f64) vs %.6f (f32 GPU) rel.err %.2e (tol 5e-3)\n",
+              "model bf16 storage loss", c.name().c_str(), loss_b, loss_c, loss_f, le);
+  EXPECT_LE(le, 5e-3);
+  const double gn_b = std::sqrt(sum_of_squares(bf_model.grads())), gn_c = std::sqrt(sum_of_squares(cpu_model.grads()));
+  std::printf("[parity] %-34s %-32s norm %.6f vs %.6f rel.err %.2e (tol 2e-2)\n", "model bf16 storage grad norm",
+              c.name().c_str(), gn_b, gn_c, std::abs(gn_b - gn_c) / gn_c);
+  EXPECT_LE(std::abs(gn_b - gn_c) / gn_c, 2e-2);
+  expect_close("model bf16 storage all grads", c, bf_model.grads(), cpu_model.grads(), 1e-1);
+  expect_close("model bf16 storage vs f32 GPU grads", c, bf_model.grads(), gpu_as_f64(f32_model.grads()), 1e-1);
 }
 #endif
 #endif

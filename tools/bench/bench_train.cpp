@@ -5,17 +5,20 @@
 //   scalegpt-bench-train --model d12 --batch 4 --seq-len 64 --vocab 50257        # llm.c's CPU setting
 //   scalegpt-bench-train --device cuda --model d12 --batch 16 --seq-len 1024 --vocab 50257
 //   ... --device cuda --attention unfused --matmul tf32     # the earlier CUDA path, to compare
+//   ... --device cuda --dtype bf16      # bf16 storage: lesson 05's MixedPrecisionTrainer (f32 master)
 
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <memory>
 
 #include "core/main.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/profile.hpp"
+#include "mixed_precision.hpp"
 #include "model/generate.hpp"
 #include "optim/optim.hpp"
 #if SGPT_WITH_CUDA
@@ -27,7 +30,7 @@ extern "C" void openblas_set_num_threads(int);
 using namespace sgpt;
 
 int main(int argc, char** argv) {
-  std::string model_name = "d12", device_name_arg = "cpu", attention = "fused", matmul = "tf32";
+  std::string model_name = "d12", device_name_arg = "cpu", attention = "fused", matmul = "tf32", dtype = "f32";
   int64_t B = 4, T = 64, steps = 5, warmup = 1, vocab = 50257;
   int threads = 0;
   double peak_tflops = 0;
@@ -50,6 +53,11 @@ int main(int argc, char** argv) {
   app.add_option("--matmul", matmul, "CUDA products (linear layers, fused attention): tf32, bf16 (bf16 operands, f32 accumulation) or fp32")
       ->check(CLI::IsMember({"tf32", "bf16", "fp32"}))
       ->capture_default_str();
+  app.add_option("--dtype", dtype,
+                 "f32, or bf16: bf16 parameters, gradients and activations with an f32 master and f32 AdamW "
+                 "moments (lesson 05's MixedPrecisionTrainer, no loss scaling)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   return run_guarded("scalegpt-bench-train", [&] {
     if (threads > 0) {
@@ -64,7 +72,8 @@ int main(int argc, char** argv) {
                                  : matmul == "fp32" ? cuda::MatmulPrecision::FP32
                                                     : cuda::MatmulPrecision::TF32);
 #endif
-      std::printf("CUDA: %s attention, %s products\n", attention.c_str(), matmul.c_str());
+      std::printf("CUDA: %s attention, %s products\n", attention.c_str(),
+                  dtype == "bf16" ? "bf16 (bf16 storage)" : matmul.c_str());
     }
     GPTConfig cfg = gpt_config(model_name);
     cfg.set_vocab(static_cast<int>(vocab));
@@ -79,8 +88,21 @@ int main(int argc, char** argv) {
                 peak_tflops > 0 ? "given" : dev == Device::CPU ? "measured: best of 5 SGEMMs 2048^3" : "bf16 dense, H100/H200 SXM");
 
     MemoryTracker::instance().reset_peak();
-    GPT model(cfg, 1337, dev);
-    AdamW opt(model.layout(), AdamWConfig{}, DType::F32, dev);
+    const bool bf16 = dtype == "bf16";
+    std::printf("dtype %s%s\n", dtype.c_str(), bf16 ? " (f32 master and AdamW moments: lesson 05's recipe)" : "");
+    // f32: the model and AdamW directly; bf16: lesson 05's trainer (its model is the bf16 working copy).
+    std::unique_ptr<GPT> f32_model;
+    std::unique_ptr<AdamW> f32_opt;
+    std::unique_ptr<lesson05::MixedPrecisionTrainer> mixed;
+    if (bf16) {
+      lesson05::Recipe recipe;
+      recipe.precision = lesson05::Precision::BF16;
+      mixed = std::make_unique<lesson05::MixedPrecisionTrainer>(cfg, 1337, recipe, AdamWConfig{}, dev);
+    } else {
+      f32_model = std::make_unique<GPT>(cfg, 1337, dev);
+      f32_opt = std::make_unique<AdamW>(f32_model->layout(), AdamWConfig{}, DType::F32, dev);
+    }
+    GPT& model = bf16 ? mixed->model() : *f32_model;
     std::vector<int32_t> xs(B * T), ys(B * T);
     const uint64_t key = rng::stream_key(1, "bench tokens");
     for (int64_t i = 0; i < B * T; ++i) {
@@ -89,11 +111,17 @@ int main(int argc, char** argv) {
     }
     Tensor x = Tensor::from(xs, {B, T}).to(dev), y = Tensor::from(ys, {B, T}).to(dev);
     auto step = [&](int64_t s) {
-      model.zero_grad();
-      double loss = model.forward(x, y);
-      model.backward();
-      clip_grad_norm(model.grads(), 1.0);
-      opt.step(model.params(), model.grads(), lr_at(s, 10, 1000, 6e-4, 6e-5));
+      const double lr = lr_at(s, 10, 1000, 6e-4, 6e-5);
+      double loss = 0;
+      if (bf16) {
+        loss = mixed->step(x, y, B, lr, 1.0).loss;
+      } else {
+        model.zero_grad();
+        loss = model.forward(x, y);
+        model.backward();
+        clip_grad_norm(model.grads(), 1.0);
+        f32_opt->step(model.params(), model.grads(), lr);
+      }
       device_synchronize(dev);
       return loss;
     };
@@ -113,6 +141,7 @@ int main(int argc, char** argv) {
     const double N = double(model.layout().numel()), C = cfg.n_embd, L = cfg.n_layer, Vp = cfg.padded_vocab_size;
     const double BT = double(B * T);
     const bool fused = attention_fused_available(dev, cfg.n_embd / cfg.n_head);
+    const double w = bf16 ? 2.0 : 4.0;  // bytes of a parameter, gradient or activation
     const double act = L * double(block_cache_numel(cfg, B, T, fused))  // per-block caches
                        + BT * C                                   // embedding output
                        + (BT * C + 2 * BT + BT * Vp + BT + BT * C)  // head: lnf, stats, logits, losses, dlnf
@@ -121,16 +150,20 @@ int main(int argc, char** argv) {
                        + 2 * BT                                   // tokens, targets (i32)
                        // CUDA attention-backward scratch: datt [B,NH,T,T], or D [B,NH,T] when fused
                        + (dev == Device::CUDA ? double(cfg.n_head) * BT * (fused ? 1.0 : double(T)) : 0.0);
+    // Always 4 bytes: lse [B,NH,T] per layer and the backward's D (fused), tokens and targets.
+    const double f32_act = (fused ? (L + 1) * double(cfg.n_head) * BT : 0.0) + 2 * BT;
+    const double act_bytes = (act - f32_act) * w + f32_act * 4;
     auto& mt = MemoryTracker::instance();
-    std::printf("\nmemory (MiB)     measured peak   formula   formula terms (elements x 4 bytes)\n");
-    auto row = [&](MemCategory c, double formula, const char* terms) {
+    std::printf("\nmemory (MiB)     measured peak   formula   formula terms (elements x %d bytes%s)\n", int(w),
+                bf16 ? "; master, m, v, lse, D, tokens x 4" : "");
+    auto row = [&](MemCategory c, double formula_bytes, const char* terms) {
       std::printf("  %-14s %12.2f %9.2f   %s\n", category_name(c), mt.stats(c, dev).peak / 1048576.0,
-                  formula * 4 / 1048576.0, terms);
+                  formula_bytes / 1048576.0, terms);
     };
-    row(MemCategory::Parameters, N, "N");
-    row(MemCategory::Gradients, N, "N");
-    row(MemCategory::OptimizerState, 2 * N, "2N (AdamW m, v)");
-    row(MemCategory::Activations, act,
+    row(MemCategory::Parameters, N * w, "N");
+    row(MemCategory::Gradients, N * w, "N");
+    row(MemCategory::OptimizerState, (bf16 ? 3 : 2) * N * 4, bf16 ? "3N (f32 master, AdamW m, v)" : "2N (AdamW m, v)");
+    row(MemCategory::Activations, act_bytes,
         fused ? "L(16BTC + 4BT + NH*B*T) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T (fused: lse, D)"
         : dev == Device::CUDA
             ? "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T^2 (CUDA scratch)"

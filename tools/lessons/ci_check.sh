@@ -32,7 +32,17 @@ python3 "$ROOT/tools/lessons/make_stubs.py" --check
 python3 "$ROOT/tools/lessons/check_index.py"
 
 step "2/8 red team: hostile submissions score zero, the grader ends, nothing leaks or survives"
-python3 "$ROOT/grading/redteam/run.py" --course "$ROOT" --out "$OUT/redteam" --jobs "$JOBS"
+# 12 attack classes: the lint tricks, forge, tamper_leak, compile_trick, detached, resources,
+# job_memory, ring_deadlock, library_call (lesson 01), library_call_03, _05, _10. As root every one
+# runs (none skipped): the count is one per cases/ folder plus the lint tricks.
+python3 "$ROOT/grading/redteam/run.py" --course "$ROOT" --out "$OUT/redteam" --jobs "$JOBS" > "$OUT/redteam.txt" 2>&1 \
+  || { cat "$OUT/redteam.txt"; exit 1; }
+cat "$OUT/redteam.txt"
+if [ "$(id -u)" = 0 ]; then
+  n=$(( $(find "$ROOT/grading/redteam/cases" -mindepth 1 -maxdepth 1 -type d | wc -l) + 1 ))
+  grep -q "^redteam: $n/$n attack classes defeated" "$OUT/redteam.txt" \
+    || { echo "red team: expected $n/$n attack classes defeated"; exit 1; }
+fi
 
 step "3/8 solutions: full marks, every lesson test passes"
 python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --run-dir "$OUT/instructor" \

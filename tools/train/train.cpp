@@ -701,7 +701,7 @@ int main(int argc, char** argv) {
   app.add_option("--plan-gpus", o.plan_gpus, "--plan: GPUs to plan for (default: this job's ranks)");
   app.add_option("--plan-gpus-per-node", o.plan_gpus_per_node, "--plan: GPUs per node")->capture_default_str();
   app.add_option("--plan-memory-gb", o.plan_memory_gb, "--plan: memory per GPU in GB")->capture_default_str();
-  app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32, needs --untie-embeddings)")
+  app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32 or --dtype bf16, needs --untie-embeddings)")
       ->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   app.add_option("--comm-timeout", o.comm_timeout,

@@ -2,8 +2,9 @@
 // Every rank trains on its own rows as with data parallelism, but keeps only its shard of the
 // optimizer state (stage 1), of the gradients (2) and of the parameters (3); the model runs unit by
 // unit (common/parallel/unit_runner.hpp), which needs an untied output layer (--untie-embeddings).
-// Trains in f32. Checkpoints are the consolidated single-device file (gathered on save), so a ZeRO run
-// resumes under any strategy and any number of ranks.
+// Trains in f32, or with --dtype bf16 in lesson 05's recipe (bf16 parameters and gradients, each rank's
+// pieces of the f32 master and moments). Checkpoints are the consolidated single-device file (gathered
+// on save; the f32 master in bf16), so a ZeRO run resumes under any strategy and any number of ranks.
 
 #include <memory>
 
@@ -15,13 +16,16 @@ namespace sgpt::train {
 
 namespace {
 
+// f32, or bf16 for lesson 05's recipe (the ZeRO state keeps the f32 master and moments).
+DType working_dtype(const std::string& dtype) { return dtype == "bf16" ? DType::BF16 : DType::F32; }
+
 class Zero final : public Strategy {
  public:
   Zero(const StrategySetup& s, std::shared_ptr<Communicator> world, int stage)
       : setup_(s),
         world_(std::move(world)),
-        runner_(s.cfg, DType::F32, s.device),
-        z_(lesson11::make_zero_state(runner_, *world_, stage, s.seed, s.adamw, DType::F32)) {}
+        runner_(s.cfg, working_dtype(s.dtype), s.device),
+        z_(lesson11::make_zero_state(runner_, *world_, stage, s.seed, s.adamw, working_dtype(s.dtype))) {}
 
   int data_rank() const override { return world_->rank(); }
   int data_ranks() const override { return world_->size(); }
@@ -57,14 +61,16 @@ class Zero final : public Strategy {
   }
 
   GPT* whole_model() override {
-    // A consolidated copy for sampling (collective at stage 3: the units are gathered).
+    // A consolidated f32 copy for sampling (collective when it is sharded: the units are gathered),
+    // from the f32 master in the bf16 recipe.
     Tensor full = z_.full_params;
-    if (z_.stage == 3) {
+    const Tensor& packed = z_.master.defined() ? z_.master : z_.shard_params;
+    if (z_.stage == 3 || z_.master.defined()) {
       full = Tensor::empty({runner_.layout().numel()}, DType::F32, world_->preferred_device());
       int64_t at = 0;
       for (size_t u = 0; u < z_.units.size(); ++u) {
         Tensor out = full.view(z_.units[u].begin, {z_.units[u].count});
-        world_->all_gather(out, z_.shard_params.view(at, {z_.pieces[u].count}));
+        world_->all_gather(out, packed.view(at, {z_.pieces[u].count}));
         at += z_.pieces[u].count;
       }
     }
@@ -91,7 +97,8 @@ class Zero final : public Strategy {
 
 std::unique_ptr<Strategy> make_zero(const StrategySetup& s, std::shared_ptr<Communicator> world, int stage) {
   SGPT_CHECK(world && world->size() > 1, "--zero ", stage, " needs several ranks: run under mpirun -np D (D >= 2)");
-  SGPT_CHECK(s.dtype == "f32", "--zero trains in f32 (lesson 11), got --dtype ", s.dtype);
+  SGPT_CHECK(s.dtype == "f32" || s.dtype == "bf16", "--zero trains in f32 or bf16 (lesson 11), got --dtype ",
+             s.dtype, " (fp16 would need loss scaling across the ranks)");
   SGPT_CHECK(!s.cfg.tied_embeddings, "--zero runs the model unit by unit, which needs an untied output layer: add "
              "--untie-embeddings (model '", s.cfg.name, "' ties wte and lm_head)");
   return std::make_unique<Zero>(s, std::move(world), stage);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/stage.hpp"
 #include "kernels/cuda_ops.hpp"
 
 namespace sgpt::cuda {
@@ -146,6 +147,12 @@ std::vector<int> query_blocks(int T) {
 }  // namespace
 
 void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head) {
+  if (!all_dtype(DType::F32, {&out, &att, &qkv})) {  // bf16 storage: f32 copies (the fused path is bf16's)
+    F32Stage s;
+    Tensor o = s.out(out, false), a = s.out(att, false);
+    cuda::attention_forward(o, a, s.in(qkv), n_head);
+    return s.store();
+  }
   int B = static_cast<int>(qkv.size(0)), T = static_cast<int>(qkv.size(1));
   int C = static_cast<int>(qkv.size(2) / 3), NH = n_head, HS = C / NH;
   if (B == 0 || T == 0) return;
@@ -218,6 +225,12 @@ void attention_forward(Tensor& out, Tensor& att, const Tensor& qkv, int n_head) 
 }
 
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& att, int n_head) {
+  if (!all_dtype(DType::F32, {&dqkv, &dout, &qkv, &att})) {  // bf16 storage: f32 copies
+    F32Stage s;
+    Tensor d = s.out(dqkv, true);
+    cuda::attention_backward(d, s.in(dout), s.in(qkv), s.in(att), n_head);
+    return s.store();
+  }
   int B = static_cast<int>(qkv.size(0)), T = static_cast<int>(qkv.size(1));
   int C = static_cast<int>(qkv.size(2) / 3), NH = n_head, HS = C / NH;
   if (B == 0 || T == 0) return;

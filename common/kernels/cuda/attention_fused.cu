@@ -1,4 +1,4 @@
-// Fused causal attention (CUDA, f32 storage, tensor cores with f32 accumulation): FlashAttention-2's
+// Fused causal attention (CUDA, f32 or bf16 storage, tensor cores with f32 accumulation): FlashAttention-2's
 // online softmax in the forward and recomputation in the backward, so the [B,NH,T,T] matrix is
 // never stored (Dao, 2023, "FlashAttention-2").
 //
@@ -10,7 +10,8 @@
 //             dq_i += scale sum_j ds_ij k_j;  dk_j += scale sum_i ds_ij q_i;
 //             dv_j += sum_i p_ij dout_i                                                      (+=)
 //
-// Two implementations of that contract, chosen by the matmul precision:
+// Storage: qkv, out, dout, dqkv all f32 or all bf16 (lse f32; other mixes run on f32 copies).
+// Two implementations of that contract, chosen by the matmul precision (bf16 storage: always mma):
 //  - TF32 (the default): WMMA fragments (16x16x8, f32 operands rounded to TF32). WMMA hides
 //    which fragment element belongs to which row, so every score tile goes through shared
 //    memory for the softmax.
@@ -36,6 +37,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/stage.hpp"
 #include "kernels/cuda_ops.hpp"
 
 namespace sgpt::cuda {
@@ -532,8 +534,8 @@ __device__ __forceinline__ void zero(float (&c)[N / 8][4]) {
 
 // dst row r (row stride ld) op= s * the warp's accumulator rows (16 rows from r0, HS columns,
 // rows below T); op is = or +=. Each lane writes pairs of columns (float2).
-template <int HSP, bool kAdd>
-__device__ __forceinline__ void store_rows(float* dst, int64_t ld, const float (&c)[HSP / 8][4], int r0, int T,
+template <int HSP, bool kAdd, class TO>
+__device__ __forceinline__ void store_rows(TO* dst, int64_t ld, const float (&c)[HSP / 8][4], int r0, int T,
                                            int HS, float s0, float s1) {
   const int lane = threadIdx.x % kWarp, g = lane / 4, t = lane % 4;
 #pragma unroll
@@ -541,34 +543,47 @@ __device__ __forceinline__ void store_rows(float* dst, int64_t ld, const float (
     const int r = r0 + g + 8 * h;
     if (r >= T) continue;
     const float s = h ? s1 : s0;
-    float* row = dst + r * ld;
+    TO* row = dst + r * ld;
 #pragma unroll
     for (int n = 0; n < HSP / 8; ++n) {
       const int col = n * 8 + 2 * t;
       if (col >= HS) continue;  // HS is a multiple of 4: col + 1 < HS too
       float2 v = make_float2(c[n][2 * h] * s, c[n][2 * h + 1] * s);
-      float2* d = reinterpret_cast<float2*>(row + col);
-      if constexpr (kAdd) {
-        const float2 o = *d;
-        v.x += o.x;
-        v.y += o.y;
+      if constexpr (std::is_same_v<TO, float>) {
+        float2* d = reinterpret_cast<float2*>(row + col);
+        if constexpr (kAdd) {
+          const float2 o = *d;
+          v.x += o.x;
+          v.y += o.y;
+        }
+        *d = v;
+      } else {  // bf16 storage: add in f32, round once
+        __nv_bfloat162* d = reinterpret_cast<__nv_bfloat162*>(row + col);
+        if constexpr (kAdd) {
+          const float2 o = __bfloat1622float2(*d);
+          v.x += o.x;
+          v.y += o.y;
+        }
+        *d = __floats2bfloat162_rn(v.x, v.y);
       }
-      *d = v;
     }
   }
 }
 
 // ---- packed bf16 inputs and asynchronous tile loads ----
 //
-// The kernels read bf16 copies of q, k, v and dout packed one head after another, [BNH, T, HSP]
-// with zero columns past HS ("pack" kernels below, once per call, in the matmuls' cast scratch),
-// so a tile is contiguous 16-byte chunks: cp.async copies them to shared memory while the warps
-// compute on the previous tile (two buffers).
+// The kernels read q, k, v and dout as bf16 rows of HSP columns, each row contiguous 16-byte
+// chunks that cp.async copies to shared memory while the warps compute on the previous tile
+// (two buffers). With f32 storage (or a head size that needs padding) they are bf16 copies packed
+// one head after another, [BNH, T, HSP] with zero columns past HS ("pack" kernels below, once
+// per call, in the matmuls' cast scratch); with bf16 storage and HS = HSP the kernels read qkv
+// and dout where they are (rows 3C and C apart), and no pass precedes them.
 
 using bf16 = __nv_bfloat16;
 
-// qkv [B,T,3C] f32 -> packed [3][B*NH][T][HSP] bf16 (q, k, v), zeros past HS. 4 columns a thread.
-__global__ void pack_qkv_kernel(bf16* __restrict__ dst, const float* __restrict__ qkv, int B, int T, int C, int NH,
+// qkv [B,T,3C] (f32 or bf16) -> packed [3][B*NH][T][HSP] bf16 (q, k, v), zeros past HS. 4 columns a thread.
+template <class TI>
+__global__ void pack_qkv_kernel(bf16* __restrict__ dst, const TI* __restrict__ qkv, int B, int T, int C, int NH,
                                 int HS, int HSP) {
   const int V = HSP / 4;
   const int64_t n = 3 * (int64_t)B * NH * T * V;
@@ -579,7 +594,7 @@ __global__ void pack_qkv_kernel(bf16* __restrict__ dst, const float* __restrict_
     const int64_t b = row / ((int64_t)T * NH) % B;
     const int which = static_cast<int>(row / ((int64_t)T * NH * B));
     float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (c < HS) v = *reinterpret_cast<const float4*>(qkv + (b * T + t) * 3 * C + which * C + h * HS + c);
+    if (c < HS) v = load4(qkv + (b * T + t) * 3 * C + which * C + h * HS + c);
     uint2 o;
     o.x = pack(v.x, v.y);
     o.y = pack(v.z, v.w);
@@ -587,22 +602,24 @@ __global__ void pack_qkv_kernel(bf16* __restrict__ dst, const float* __restrict_
   }
 }
 
-// D[bh, t] = dout[b,t,h,:] . out[b,t,h,:] and dout packed as [B*NH][T][HSP] bf16; one warp per (b, t, h).
-__global__ void row_dot_pack_kernel(float* __restrict__ D, bf16* __restrict__ dpack, const float* __restrict__ dout,
-                                    const float* __restrict__ out, int64_t rows, int T, int NH, int HS, int HSP) {
+// D[bh, t] = dout[b,t,h,:] . out[b,t,h,:] and (when dpack is not null) dout packed as [B*NH][T][HSP]
+// bf16; one warp per (b, t, h). dout and out f32 or bf16 (TD).
+template <class TD>
+__global__ void row_dot_pack_kernel(float* __restrict__ D, bf16* __restrict__ dpack, const TD* __restrict__ dout,
+                                    const TD* __restrict__ out, int64_t rows, int T, int NH, int HS, int HSP) {
   const int64_t r = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (r >= rows) return;
-  const float* a = dout + r * HS;  // rows of [B,T,NH,HS] are (b, t, h) in order
-  const float* o = out + r * HS;
+  const TD* a = dout + r * HS;  // rows of [B,T,NH,HS] are (b, t, h) in order
+  const TD* o = out + r * HS;
   const int64_t bt = r / NH, b = bt / T;
   const int h = static_cast<int>(r % NH), t = static_cast<int>(bt % T);
   const int64_t prow = (b * NH + h) * T + t;
   float s = 0.f;
   for (int d = lane; d < HSP; d += kWarp) {
-    const float x = d < HS ? a[d] : 0.f;
-    if (d < HS) s += x * o[d];
-    dpack[prow * HSP + d] = __float2bfloat16_rn(x);
+    const float x = d < HS ? ld(a + d) : 0.f;
+    if (d < HS) s += x * ld(o + d);
+    if (dpack) dpack[prow * HSP + d] = __float2bfloat16_rn(x);
   }
   s = warp_sum(s);
   if (lane == 0) D[prow] = s;
@@ -619,17 +636,17 @@ __device__ __forceinline__ void cp_async_wait() {  // all but the N most recent 
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-// Starts copying rows r0..r0+ROWS-1 of a packed head (src: its row 0, row stride HSP) to dst
-// (row stride HSP + 8); rows past T become zeros. All threads of the block.
+// Starts copying rows r0..r0+ROWS-1 of a head (src: its row 0, row stride ld) to dst (row stride
+// HSP + 8); rows past T become zeros. All threads of the block.
 template <int HSP, int ROWS>
-__device__ __forceinline__ void load_async(bf16* dst, const bf16* src, int r0, int T) {
+__device__ __forceinline__ void load_async(bf16* dst, const bf16* src, int64_t ld, int r0, int T) {
   constexpr int LD = HSP + 8, V = HSP / 8;
   static_assert(ROWS * V % kThreads == 0, "tile not a whole number of 16-byte chunks per thread");
 #pragma unroll
   for (int it = 0; it < ROWS * V / kThreads; ++it) {
     const int idx = threadIdx.x + it * kThreads, r = idx / V, c = idx % V * 8;
     const bool ok = r0 + r < T;
-    cp_async16(dst + r * LD + c, src + (int64_t)(ok ? r0 + r : 0) * HSP + c, ok);
+    cp_async16(dst + r * LD + c, src + (int64_t)(ok ? r0 + r : 0) * ld + c, ok);
   }
 }
 
@@ -639,14 +656,18 @@ constexpr int kBq = HSP > 64 ? 32 : 64;      // query tile of the dk, dv kernel 
 template <int HSP>
 constexpr int kTileElems = kRows * (HSP + 8);
 
-// Inputs of the kernels: packed heads (see pack_qkv_kernel), row bh of [BNH, T, HSP] each.
+// Inputs of the kernels: where head (b, h) of q, k, v starts (p + b sb + h sh, rows ld apart) and
+// likewise for dout (dsb, dsh, dld): packed heads (see pack_qkv_kernel) or qkv and dout in place.
 struct Packed {
   const bf16 *q, *k, *v, *dout;
-  __device__ const bf16* head(const bf16* p, int bh, int T, int HSP) const { return p + (int64_t)bh * T * HSP; }
+  int64_t sb, sh, ld, dsb, dsh, dld;
+  int NH;
+  __device__ const bf16* head(const bf16* p, int bh) const { return p + (bh / NH) * sb + (bh % NH) * sh; }
+  __device__ const bf16* dhead(int bh) const { return dout + (bh / NH) * dsb + (bh % NH) * dsh; }
 };
 
-template <int HSP>
-__global__ void __launch_bounds__(kThreads, HSP <= 64 ? 4 : 1) forward_kernel(float* __restrict__ out, float* __restrict__ lse, Packed in,
+template <int HSP, class TO>
+__global__ void __launch_bounds__(kThreads, HSP <= 64 ? 4 : 1) forward_kernel(TO* __restrict__ out, float* __restrict__ lse, Packed in,
                                                            int T, int C, int NH, int HS, float scale) {
   constexpr int LD = HSP + 8;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -656,10 +677,11 @@ __global__ void __launch_bounds__(kThreads, HSP <= 64 ? 4 : 1) forward_kernel(fl
   const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int qt = gridDim.y - 1 - blockIdx.y, q0 = qt * kRows;  // the longest rows start first
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t = lane % 4;
-  const bf16 *q = in.head(in.q, bh, T, HSP), *k = in.head(in.k, bh, T, HSP), *v = in.head(in.v, bh, T, HSP);
-  load_async<HSP, kRows>(Qs, q, q0, T);
-  load_async<HSP, kRows>(Ks, k, 0, T);
-  load_async<HSP, kRows>(Vs, v, 0, T);
+  const bf16 *q = in.head(in.q, bh), *k = in.head(in.k, bh), *v = in.head(in.v, bh);
+  const int64_t ld = in.ld;
+  load_async<HSP, kRows>(Qs, q, ld, q0, T);
+  load_async<HSP, kRows>(Ks, k, ld, 0, T);
+  load_async<HSP, kRows>(Vs, v, ld, 0, T);
   cp_async_commit();
   uint32_t qa[HSP / 16][4];
   float o[HSP / 8][4];
@@ -670,8 +692,8 @@ __global__ void __launch_bounds__(kThreads, HSP <= 64 ? 4 : 1) forward_kernel(fl
   for (int kt = 0; kt <= qt; ++kt) {
     const int k0 = kt * kRows, buf = kt & 1;
     if (kt < qt) {  // prefetch the next key tile into the other buffer
-      load_async<HSP, kRows>(Ks + (buf ^ 1) * kTileElems<HSP>, k, k0 + kRows, T);
-      load_async<HSP, kRows>(Vs + (buf ^ 1) * kTileElems<HSP>, v, k0 + kRows, T);
+      load_async<HSP, kRows>(Ks + (buf ^ 1) * kTileElems<HSP>, k, ld, k0 + kRows, T);
+      load_async<HSP, kRows>(Vs + (buf ^ 1) * kTileElems<HSP>, v, ld, k0 + kRows, T);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -739,8 +761,8 @@ __global__ void __launch_bounds__(kThreads, HSP <= 64 ? 4 : 1) forward_kernel(fl
 }
 
 // dq of 64 queries: sums over the key tiles up to the diagonal, recomputing S and dP.
-template <int HSP>
-__global__ void __launch_bounds__(kThreads) backward_dq_kernel(float* __restrict__ dqkv, Packed in,
+template <int HSP, class TO>
+__global__ void __launch_bounds__(kThreads) backward_dq_kernel(TO* __restrict__ dqkv, Packed in,
                                                                const float* __restrict__ lse,
                                                                const float* __restrict__ D, int T, int C, int NH,
                                                                int HS, float scale) {
@@ -753,11 +775,12 @@ __global__ void __launch_bounds__(kThreads) backward_dq_kernel(float* __restrict
   const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int qt = gridDim.y - 1 - blockIdx.y, q0 = qt * kRows;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t = lane % 4;
-  const bf16 *k = in.head(in.k, bh, T, HSP), *v = in.head(in.v, bh, T, HSP);
-  load_async<HSP, kRows>(Qs, in.head(in.q, bh, T, HSP), q0, T);
-  load_async<HSP, kRows>(dOs, in.head(in.dout, bh, T, HSP), q0, T);
-  load_async<HSP, kRows>(Ks, k, 0, T);
-  load_async<HSP, kRows>(Vs, v, 0, T);
+  const bf16 *k = in.head(in.k, bh), *v = in.head(in.v, bh);
+  const int64_t ld = in.ld;
+  load_async<HSP, kRows>(Qs, in.head(in.q, bh), ld, q0, T);
+  load_async<HSP, kRows>(dOs, in.dhead(bh), in.dld, q0, T);
+  load_async<HSP, kRows>(Ks, k, ld, 0, T);
+  load_async<HSP, kRows>(Vs, v, ld, 0, T);
   cp_async_commit();
   const int i0 = q0 + warp * 16 + g;
   float ls[2], Ds[2];
@@ -774,8 +797,8 @@ __global__ void __launch_bounds__(kThreads) backward_dq_kernel(float* __restrict
   for (int kt = 0; kt <= qt; ++kt) {
     const int k0 = kt * kRows, buf = kt & 1;
     if (kt < qt) {
-      load_async<HSP, kRows>(Ks + (buf ^ 1) * kTileElems<HSP>, k, k0 + kRows, T);
-      load_async<HSP, kRows>(Vs + (buf ^ 1) * kTileElems<HSP>, v, k0 + kRows, T);
+      load_async<HSP, kRows>(Ks + (buf ^ 1) * kTileElems<HSP>, k, ld, k0 + kRows, T);
+      load_async<HSP, kRows>(Vs + (buf ^ 1) * kTileElems<HSP>, v, ld, k0 + kRows, T);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -814,8 +837,8 @@ __global__ void __launch_bounds__(kThreads) backward_dq_kernel(float* __restrict
 }
 
 // dk, dv of 64 keys: sums over the query tiles from the diagonal to the end.
-template <int HSP>
-__global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(float* __restrict__ dqkv, Packed in,
+template <int HSP, class TO>
+__global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(TO* __restrict__ dqkv, Packed in,
                                                                  const float* __restrict__ lse,
                                                                  const float* __restrict__ D, int T, int C, int NH,
                                                                  int HS, float scale) {
@@ -830,7 +853,8 @@ __global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(float* __restri
   const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int k0 = blockIdx.y * kRows;  // low key tiles see the most queries: first
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, g = lane / 4, t = lane % 4;
-  const bf16 *q = in.head(in.q, bh, T, HSP), *dO = in.head(in.dout, bh, T, HSP);
+  const bf16 *q = in.head(in.q, bh), *dO = in.dhead(bh);
+  const int64_t ld = in.ld, dld = in.dld;
   auto stats = [&](int q0, int buf) {  // plain loads; the barrier before their use publishes them
     for (int r = threadIdx.x; r < BQ; r += kThreads) {
       const bool ok = q0 + r < T;
@@ -838,10 +862,10 @@ __global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(float* __restri
       Ds[buf * BQ + r] = ok ? D[(int64_t)bh * T + q0 + r] : 0.f;
     }
   };
-  load_async<HSP, kRows>(Ks, in.head(in.k, bh, T, HSP), k0, T);
-  load_async<HSP, kRows>(Vs, in.head(in.v, bh, T, HSP), k0, T);
-  load_async<HSP, BQ>(Qs, q, k0, T);
-  load_async<HSP, BQ>(dOs, dO, k0, T);
+  load_async<HSP, kRows>(Ks, in.head(in.k, bh), ld, k0, T);
+  load_async<HSP, kRows>(Vs, in.head(in.v, bh), ld, k0, T);
+  load_async<HSP, BQ>(Qs, q, ld, k0, T);
+  load_async<HSP, BQ>(dOs, dO, dld, k0, T);
   cp_async_commit();
   stats(k0, 0);
   const float sl = scale * kLog2e;
@@ -853,8 +877,8 @@ __global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(float* __restri
   for (int q0 = k0, it = 0; q0 < T; q0 += BQ, ++it) {
     const int buf = it & 1;
     if (q0 + BQ < T) {  // prefetch the next query tile into the other buffer
-      load_async<HSP, BQ>(Qs + (buf ^ 1) * QT, q, q0 + BQ, T);
-      load_async<HSP, BQ>(dOs + (buf ^ 1) * QT, dO, q0 + BQ, T);
+      load_async<HSP, BQ>(Qs + (buf ^ 1) * QT, q, ld, q0 + BQ, T);
+      load_async<HSP, BQ>(dOs + (buf ^ 1) * QT, dO, dld, q0 + BQ, T);
       cp_async_commit();
       stats(q0 + BQ, buf ^ 1);
       cp_async_wait<1>();
@@ -930,29 +954,50 @@ Dims dims_of(const Tensor& qkv, int n_head) {
   return d;
 }
 
-// bf16 copies of q, k, v packed per head into the CastA scratch (mma kernels' input).
-template <int HSP>
-mma::Packed pack_qkv(const float* qkv, const Dims& d) {
+// The mma kernels' inputs q, k, v: with bf16 storage and HS = HSP, qkv where it is; otherwise
+// bf16 copies packed per head into the CastA scratch.
+template <int HSP, class TS>
+mma::Packed qkv_input(const TS* qkv, const Dims& d) {
+  mma::Packed in{};
+  in.NH = d.NH;
+  if (std::is_same_v<TS, __nv_bfloat16> && d.HS == HSP) {
+    const auto* p = reinterpret_cast<const mma::bf16*>(qkv);
+    in.q = p;
+    in.k = p + d.C;
+    in.v = p + 2 * d.C;
+    in.sb = (int64_t)d.T * 3 * d.C;
+    in.sh = d.HS;
+    in.ld = 3 * (int64_t)d.C;
+    return in;
+  }
   const int64_t head = (int64_t)d.B * d.NH * d.T * HSP;
   auto* p = static_cast<mma::bf16*>(scratch(Scratch::CastA, 2 * 3 * head, MemCategory::Other));
   const int threads = 256;
-  mma::pack_qkv_kernel<<<grid_for(3 * head / 4, threads), threads, 0, current_stream()>>>(p, qkv, d.B, d.T, d.C, d.NH,
-                                                                                         d.HS, HSP);
+  mma::pack_qkv_kernel<TS><<<grid_for(3 * head / 4, threads), threads, 0, current_stream()>>>(p, qkv, d.B, d.T, d.C,
+                                                                                             d.NH, d.HS, HSP);
   SGPT_CUDA_LAUNCH_CHECK("pack_qkv_kernel");
-  return {p, p + head, p + 2 * head, nullptr};
+  in.q = p;
+  in.k = p + head;
+  in.v = p + 2 * head;
+  in.sb = (int64_t)d.NH * d.T * HSP;
+  in.sh = (int64_t)d.T * HSP;
+  in.ld = HSP;
+  return in;
 }
 
-template <int HSP, class E>
-void forward_launch(float* out, float* lse, const float* qkv, const Dims& d) {
-  if constexpr (!kF32<E>) {  // bf16: the mma.sync kernel on packed inputs
+// E: the operand type of the products (float: TF32 WMMA; bf16: mma.sync); TS: the storage type.
+template <int HSP, class E, class TS>
+void forward_launch(TS* out, float* lse, const TS* qkv, const Dims& d) {
+  if constexpr (!kF32<E>) {  // bf16: the mma.sync kernel
     constexpr int bytes = mma::kFwdBytes<HSP>;
-    static const bool once = (allow_smem(mma::forward_kernel<HSP>, bytes), true);
+    static const bool once = (allow_smem(mma::forward_kernel<HSP, TS>, bytes), true);
     (void)once;
-    const mma::Packed in = pack_qkv<HSP>(qkv, d);
+    const mma::Packed in = qkv_input<HSP>(qkv, d);
     dim3 grid(d.B * d.NH, ceil_div(d.T, mma::kRows));
-    mma::forward_kernel<HSP><<<grid, kThreads, bytes, current_stream()>>>(out, lse, in, d.T, d.C, d.NH, d.HS, d.scale);
+    mma::forward_kernel<HSP, TS><<<grid, kThreads, bytes, current_stream()>>>(out, lse, in, d.T, d.C, d.NH, d.HS,
+                                                                             d.scale);
     SGPT_CUDA_LAUNCH_CHECK("attention_fused_forward (mma)");
-  } else {  // TF32: the WMMA kernels above
+  } else if constexpr (std::is_same_v<TS, float>) {  // TF32: the WMMA kernels above
     constexpr int bytes = FwdSmem<HSP, E>::bytes;
     static const bool once = (allow_smem(attention_fused_forward_kernel<HSP, E>, bytes), true);
     (void)once;
@@ -963,31 +1008,42 @@ void forward_launch(float* out, float* lse, const float* qkv, const Dims& d) {
   }
 }
 
-template <int HSP, class E>
-void backward_launch(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                     const Dims& d) {
+template <int HSP, class E, class TS>
+void backward_launch(TS* dqkv, const TS* dout, const TS* qkv, const TS* out, const float* lse, const Dims& d) {
   const int64_t rows = (int64_t)d.B * d.T * d.NH;
   float* D = static_cast<float*>(scratch(Scratch::Attention, sizeof(float) * rows, MemCategory::Activations));
   const int threads = 256;
-  if constexpr (!kF32<E>) {  // bf16: the mma.sync kernels on packed inputs
+  if constexpr (!kF32<E>) {  // bf16: the mma.sync kernels
     constexpr int dkdv = mma::kDkdvBytes<HSP>, dq = mma::kDqBytes<HSP>;
-    static const bool once =
-        (allow_smem(mma::backward_dkdv_kernel<HSP>, dkdv), allow_smem(mma::backward_dq_kernel<HSP>, dq), true);
+    static const bool once = (allow_smem(mma::backward_dkdv_kernel<HSP, TS>, dkdv),
+                              allow_smem(mma::backward_dq_kernel<HSP, TS>, dq), true);
     (void)once;
-    mma::Packed in = pack_qkv<HSP>(qkv, d);
-    auto* dp = static_cast<mma::bf16*>(scratch(Scratch::CastB, 2 * rows * HSP, MemCategory::Other));
-    mma::row_dot_pack_kernel<<<ceil_div(rows * kWarp, threads), threads, 0, current_stream()>>>(D, dp, dout, out, rows,
-                                                                                               d.T, d.NH, d.HS, HSP);
+    mma::Packed in = qkv_input<HSP>(qkv, d);
+    const bool direct = std::is_same_v<TS, __nv_bfloat16> && d.HS == HSP;  // dout read in place
+    mma::bf16* dp = direct ? nullptr
+                           : static_cast<mma::bf16*>(scratch(Scratch::CastB, 2 * rows * HSP, MemCategory::Other));
+    mma::row_dot_pack_kernel<TS><<<ceil_div(rows * kWarp, threads), threads, 0, current_stream()>>>(
+        D, dp, dout, out, rows, d.T, d.NH, d.HS, HSP);
     SGPT_CUDA_LAUNCH_CHECK("row_dot_pack_kernel");
-    in.dout = dp;
+    if (direct) {
+      in.dout = reinterpret_cast<const mma::bf16*>(dout);
+      in.dsb = (int64_t)d.T * d.C;
+      in.dsh = d.HS;
+      in.dld = d.C;
+    } else {
+      in.dout = dp;
+      in.dsb = (int64_t)d.NH * d.T * HSP;
+      in.dsh = (int64_t)d.T * HSP;
+      in.dld = HSP;
+    }
     dim3 grid(d.B * d.NH, ceil_div(d.T, mma::kRows));
-    mma::backward_dkdv_kernel<HSP><<<grid, kThreads, dkdv, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS,
-                                                                              d.scale);
+    mma::backward_dkdv_kernel<HSP, TS><<<grid, kThreads, dkdv, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH,
+                                                                                  d.HS, d.scale);
     SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dkdv (mma)");
-    mma::backward_dq_kernel<HSP><<<grid, kThreads, dq, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS,
-                                                                          d.scale);
+    mma::backward_dq_kernel<HSP, TS><<<grid, kThreads, dq, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS,
+                                                                              d.scale);
     SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dq (mma)");
-  } else {  // TF32: the WMMA kernels above
+  } else if constexpr (std::is_same_v<TS, float>) {  // TF32: the WMMA kernels above
     attention_row_dot_kernel<<<ceil_div(rows * kWarp, threads), threads, 0, current_stream()>>>(D, dout, out, rows, d.T,
                                                                                                d.NH, d.HS);
     SGPT_CUDA_LAUNCH_CHECK("attention_row_dot_kernel");
@@ -1005,18 +1061,21 @@ void backward_launch(float* dqkv, const float* dout, const float* qkv, const flo
   }
 }
 
-// Calls f.template operator()<HSP, E>() for the padded head size and the operand type.
+// Calls f.template operator()<HSP, E, TS>() for the padded head size, the operand type E and the
+// storage type TS (bf16 storage always takes bf16 operands).
 template <class F>
-void dispatch(const Dims& d, F&& f) {
-  const bool bf16 = matmul_precision() == MatmulPrecision::BF16;
-  auto by_hsp = [&](auto e) {
+void dispatch(const Dims& d, DType storage, F&& f) {
+  const bool bf16 = storage == DType::BF16 || matmul_precision() == MatmulPrecision::BF16;
+  auto by_hsp = [&](auto e, auto ts) {
     using E = decltype(e);
-    if (d.HS <= 32) f.template operator()<32, E>();
-    else if (d.HS <= 64) f.template operator()<64, E>();
-    else f.template operator()<128, E>();
+    using TS = decltype(ts);
+    if (d.HS <= 32) f.template operator()<32, E, TS>();
+    else if (d.HS <= 64) f.template operator()<64, E, TS>();
+    else f.template operator()<128, E, TS>();
   };
-  if (bf16) by_hsp(__nv_bfloat16{});
-  else by_hsp(float{});
+  if (storage == DType::BF16) by_hsp(__nv_bfloat16{}, __nv_bfloat16{});
+  else if (bf16) by_hsp(__nv_bfloat16{}, float{});
+  else by_hsp(float{}, float{});
 }
 
 void check_aligned(const char* op, const void* p, const char* name) {
@@ -1027,30 +1086,50 @@ void check_aligned(const char* op, const void* p, const char* name) {
 
 bool attention_fused_supported(int head_size) { return head_size > 0 && head_size % 4 == 0 && head_size <= 128; }
 
+// Storage: qkv, out (and dout, dqkv) all f32 or all bf16; lse f32. Other mixes run on f32 copies.
 void attention_fused_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int n_head) {
   const Dims d = dims_of(qkv, n_head);
   if (d.B == 0 || d.T == 0) return;
+  if (!all_dtype(qkv.dtype(), {&out}) || lse.dtype() != DType::F32) {
+    F32Stage s;
+    if (all_dtype(qkv.dtype(), {&out})) {  // only lse needs a copy
+      Tensor l = s.out(lse, false);
+      cuda::attention_fused_forward(out, l, qkv, n_head);
+      return s.store();
+    }
+    Tensor o = s.out(out, false), l = s.out(lse, false);
+    cuda::attention_fused_forward(o, l, s.in(qkv), n_head);
+    return s.store();
+  }
   check_aligned("attention_fused_forward", qkv.raw(), "qkv");
   check_aligned("attention_fused_forward", out.raw(), "out");
-  float* o = out.data<float>();
   float* l = lse.data<float>();
-  const float* q = qkv.data<float>();
-  dispatch(d, [&]<int HSP, class E>() { forward_launch<HSP, E>(o, l, q, d); });
+  dispatch(d, qkv.dtype(), [&]<int HSP, class E, class TS>() {
+    forward_launch<HSP, E, TS>(ptr<TS>(out), l, ptr<TS>(qkv), d);
+  });
 }
 
 void attention_fused_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out,
                               const Tensor& lse, int n_head) {
   const Dims d = dims_of(qkv, n_head);
   if (d.B == 0 || d.T == 0) return;
+  if (!all_dtype(qkv.dtype(), {&dqkv, &dout, &out}) || lse.dtype() != DType::F32) {
+    F32Stage s;
+    if (all_dtype(qkv.dtype(), {&dqkv, &dout, &out})) {  // only lse needs a copy
+      cuda::attention_fused_backward(dqkv, dout, qkv, out, s.in(lse), n_head);
+      return;
+    }
+    Tensor g = s.out(dqkv, true);
+    cuda::attention_fused_backward(g, s.in(dout), s.in(qkv), s.in(out), s.in(lse), n_head);
+    return s.store();
+  }
   check_aligned("attention_fused_backward", dqkv.raw(), "dqkv");
   check_aligned("attention_fused_backward", dout.raw(), "dout");
   check_aligned("attention_fused_backward", qkv.raw(), "qkv");
-  float* g = dqkv.data<float>();
-  const float* dy = dout.data<float>();
-  const float* q = qkv.data<float>();
-  const float* o = out.data<float>();
   const float* l = lse.data<float>();
-  dispatch(d, [&]<int HSP, class E>() { backward_launch<HSP, E>(g, dy, q, o, l, d); });
+  dispatch(d, qkv.dtype(), [&]<int HSP, class E, class TS>() {
+    backward_launch<HSP, E, TS>(ptr<TS>(dqkv), ptr<TS>(dout), ptr<TS>(qkv), ptr<TS>(out), l, d);
+  });
 }
 
 }  // namespace sgpt::cuda

@@ -1,4 +1,5 @@
-// Fused softmax + cross-entropy over the (padded) vocabulary (CUDA, f32).
+// Fused softmax + cross-entropy over the (padded) vocabulary (CUDA, f32 or bf16 storage; the
+// softmax and the loss are computed in f32, probabilities and losses rounded on store).
 //
 // Contract (ops.hpp): logits, probs, dlogits [N,Vp] (N = B*T; only the first V columns are real),
 // targets i32 [N] in [0,V), losses [N].
@@ -9,9 +10,12 @@
 // by the same thread; the target logit is read before the block's first barrier).
 // One block per row; online (max, sum) in one pass, then the write pass; 16-byte accesses when
 // Vp % 4 == 0 and the rows are aligned, and then the row is kept in shared memory between the
-// passes if it fits (so the logits are read from memory once). A target outside [0,V) gives a NaN loss.
+// passes if it fits (so the logits are read from memory once; as f32, so a bf16 row caches at the
+// same size). A target outside [0,V) gives a NaN loss. Kernels templated on the storage type T of
+// logits, probs, dlogits and losses (all f32 or all bf16); other mixes run on f32 copies.
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/stage.hpp"
 #include "kernels/cuda_ops.hpp"
 
 namespace sgpt::cuda {
@@ -33,26 +37,25 @@ __device__ __forceinline__ void online(MaxSum& a, float x) {
 
 // CACHE (needs VEC): the row is kept in shared memory between the two passes (Vp floats of
 // dynamic shared memory), so logits are read from memory once.
-template <bool VEC, bool CACHE, int THREADS>
-__global__ void __launch_bounds__(THREADS) softmax_ce_forward_kernel(float* __restrict__ losses, float* probs,
-                                                                     const float* logits,
+template <class T, bool VEC, bool CACHE, int THREADS>
+__global__ void __launch_bounds__(THREADS) softmax_ce_forward_kernel(T* __restrict__ losses, T* probs,
+                                                                     const T* logits,
                                                                      const int* __restrict__ targets, int V, int Vp) {
   extern __shared__ float4 row_cache[];
   __shared__ MaxSum buf[THREADS / kWarp];
   int64_t row = blockIdx.x;
-  const float* x = logits + row * Vp;
-  float* p = probs + row * Vp;
+  const T* x = logits + row * Vp;
+  T* p = probs + row * Vp;
   int tgt = targets[row];
   float x_tgt = 0.f;
-  if (threadIdx.x == 0 && tgt >= 0 && tgt < V) x_tgt = x[tgt];  // before any write of this row
+  if (threadIdx.x == 0 && tgt >= 0 && tgt < V) x_tgt = ld(x + tgt);  // before any write of this row
 
   MaxSum ms{-INFINITY, 0.f};
   if (VEC) {
-    const float4* x4 = reinterpret_cast<const float4*>(x);
     int n4 = Vp / 4;
 #pragma unroll 4
     for (int g = threadIdx.x; g < n4; g += THREADS) {
-      float4 v = x4[g];
+      float4 v = load4(x + 4 * g);
       if (CACHE) row_cache[g] = v;
       int j = 4 * g;
       if (j + 3 < V) {
@@ -67,7 +70,7 @@ __global__ void __launch_bounds__(THREADS) softmax_ce_forward_kernel(float* __re
       }
     }
   } else {
-    for (int j = threadIdx.x; j < V; j += THREADS) online(ms, x[j]);
+    for (int j = threadIdx.x; j < V; j += THREADS) online(ms, ld(x + j));
   }
   ms = warp_maxsum(ms);
   int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
@@ -78,51 +81,48 @@ __global__ void __launch_bounds__(THREADS) softmax_ce_forward_kernel(float* __re
   float inv = 1.f / ms.s;
 
   if (threadIdx.x == 0)
-    losses[row] = (tgt >= 0 && tgt < V) ? logf(ms.s) + ms.m - x_tgt : __int_as_float(0x7fc00000);
+    st(losses + row, (tgt >= 0 && tgt < V) ? logf(ms.s) + ms.m - x_tgt : __int_as_float(0x7fc00000));
   if (VEC) {
-    const float4* x4 = reinterpret_cast<const float4*>(x);
-    float4* p4 = reinterpret_cast<float4*>(p);
     int n4 = Vp / 4;
 #pragma unroll 4
     for (int g = threadIdx.x; g < n4; g += THREADS) {
-      float4 v = CACHE ? row_cache[g] : x4[g];  // each thread re-reads only what it cached itself
+      float4 v = CACHE ? row_cache[g] : load4(x + 4 * g);  // each thread re-reads only what it cached itself
       int j = 4 * g;
       float4 o;
       o.x = j < V ? __expf(v.x - ms.m) * inv : 0.f;
       o.y = j + 1 < V ? __expf(v.y - ms.m) * inv : 0.f;
       o.z = j + 2 < V ? __expf(v.z - ms.m) * inv : 0.f;
       o.w = j + 3 < V ? __expf(v.w - ms.m) * inv : 0.f;
-      p4[g] = o;
+      store4(p + 4 * g, o);
     }
   } else {
-    for (int j = threadIdx.x; j < Vp; j += THREADS) p[j] = j < V ? __expf(x[j] - ms.m) * inv : 0.f;
+    for (int j = threadIdx.x; j < Vp; j += THREADS) st(p + j, j < V ? __expf(ld(x + j) - ms.m) * inv : 0.f);
   }
 }
 
-template <bool VEC>
-__global__ void __launch_bounds__(kThreads) softmax_ce_backward_kernel(float* dlogits, const float* probs,
+template <class T, bool VEC>
+__global__ void __launch_bounds__(kThreads) softmax_ce_backward_kernel(T* dlogits, const T* probs,
                                                                        const int* __restrict__ targets, float dloss,
                                                                        int V, int Vp) {
   int64_t row = blockIdx.x;
-  const float* p = probs + row * Vp;
-  float* d = dlogits + row * Vp;
+  const T* p = probs + row * Vp;
+  T* d = dlogits + row * Vp;
   int tgt = targets[row];
   if (VEC) {
-    const float4* p4 = reinterpret_cast<const float4*>(p);
-    float4* d4 = reinterpret_cast<float4*>(d);
     int n4 = Vp / 4;
     for (int g = threadIdx.x; g < n4; g += kThreads) {
-      float4 v = p4[g];
+      float4 v = load4(p + 4 * g);
       int j = 4 * g;
       float4 o;
       o.x = j < V ? (v.x - (j == tgt ? 1.f : 0.f)) * dloss : 0.f;
       o.y = j + 1 < V ? (v.y - (j + 1 == tgt ? 1.f : 0.f)) * dloss : 0.f;
       o.z = j + 2 < V ? (v.z - (j + 2 == tgt ? 1.f : 0.f)) * dloss : 0.f;
       o.w = j + 3 < V ? (v.w - (j + 3 == tgt ? 1.f : 0.f)) * dloss : 0.f;
-      d4[g] = o;
+      store4(d + 4 * g, o);
     }
   } else {
-    for (int j = threadIdx.x; j < Vp; j += kThreads) d[j] = j < V ? (p[j] - (j == tgt ? 1.f : 0.f)) * dloss : 0.f;
+    for (int j = threadIdx.x; j < Vp; j += kThreads)
+      st(d + j, j < V ? (ld(p + j) - (j == tgt ? 1.f : 0.f)) * dloss : 0.f);
   }
 }
 
@@ -134,28 +134,37 @@ void softmax_crossentropy_forward(Tensor& losses, Tensor& probs, const Tensor& l
   int64_t N = logits.numel() / Vp;
   if (N == 0) return;
   SGPT_CHECK(N <= INT32_MAX, "softmax_crossentropy_forward: too many rows (", N, ")");
-  float* p = probs.data<float>();
-  const float* x = logits.data<float>();
-  bool vec = Vp % 4 == 0 && aligned16(p) && aligned16(x);
-  std::size_t row_bytes = sizeof(float) * static_cast<std::size_t>(Vp);
-  // Keep the row in shared memory when it fits (GPT-2: 50304 floats = 197 KiB of the 227 KiB).
-  bool cache = vec && row_bytes + 4096 <= static_cast<std::size_t>(device_properties().sharedMemPerBlockOptin);
-  if (cache) {
-    auto kernel = softmax_ce_forward_kernel<true, true, kCacheThreads>;
-    static std::size_t configured = 0;
-    if (configured < row_bytes) {
-      SGPT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(row_bytes)));
-      configured = row_bytes;
-    }
-    kernel<<<static_cast<unsigned>(N), kCacheThreads, row_bytes, current_stream()>>>(
-        losses.data<float>(), p, x, targets.data<int32_t>(), vocab_size, Vp);
-  } else {
-    auto kernel = vec ? softmax_ce_forward_kernel<true, false, kThreads> : softmax_ce_forward_kernel<false, false, kThreads>;
-    kernel<<<static_cast<unsigned>(N), kThreads, 0, current_stream()>>>(losses.data<float>(), p, x,
-                                                                        targets.data<int32_t>(), vocab_size, Vp);
+  if (!all_dtype(logits.dtype(), {&losses, &probs})) {
+    F32Stage s;
+    Tensor x = s.in(logits), l = s.out(losses, false), p = s.out(probs, false);  // in() first: probs may alias logits
+    cuda::softmax_crossentropy_forward(l, p, x, targets, vocab_size);
+    return s.store();
   }
-  SGPT_CUDA_LAUNCH_CHECK("softmax_ce_forward_kernel");
+  by_storage(logits.dtype(), [&]<class T>() {
+    T* p = ptr<T>(probs);
+    const T* x = ptr<T>(logits);
+    T* l = ptr<T>(losses);
+    const int* tg = targets.data<int32_t>();
+    bool vec = Vp % 4 == 0 && aligned4(p) && aligned4(x);
+    std::size_t row_bytes = sizeof(float) * static_cast<std::size_t>(Vp);
+    // Keep the row in shared memory when it fits (GPT-2: 50304 floats = 197 KiB of the 227 KiB).
+    bool cache = vec && row_bytes + 4096 <= static_cast<std::size_t>(device_properties().sharedMemPerBlockOptin);
+    if (cache) {
+      auto kernel = softmax_ce_forward_kernel<T, true, true, kCacheThreads>;
+      static std::size_t configured = 0;
+      if (configured < row_bytes) {
+        SGPT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(row_bytes)));
+        configured = row_bytes;
+      }
+      kernel<<<static_cast<unsigned>(N), kCacheThreads, row_bytes, current_stream()>>>(l, p, x, tg, vocab_size, Vp);
+    } else {
+      auto kernel = vec ? softmax_ce_forward_kernel<T, true, false, kThreads>
+                        : softmax_ce_forward_kernel<T, false, false, kThreads>;
+      kernel<<<static_cast<unsigned>(N), kThreads, 0, current_stream()>>>(l, p, x, tg, vocab_size, Vp);
+    }
+    SGPT_CUDA_LAUNCH_CHECK("softmax_ce_forward_kernel");
+  });
 }
 
 void softmax_crossentropy_backward(Tensor& dlogits, const Tensor& probs, const Tensor& targets, double dloss,
@@ -164,13 +173,21 @@ void softmax_crossentropy_backward(Tensor& dlogits, const Tensor& probs, const T
   int64_t N = probs.numel() / Vp;
   if (N == 0) return;
   SGPT_CHECK(N <= INT32_MAX, "softmax_crossentropy_backward: too many rows (", N, ")");
-  float* d = dlogits.data<float>();
-  const float* p = probs.data<float>();
-  bool vec = Vp % 4 == 0 && aligned16(p) && aligned16(d);
-  auto kernel = vec ? softmax_ce_backward_kernel<true> : softmax_ce_backward_kernel<false>;
-  kernel<<<static_cast<unsigned>(N), kThreads, 0, current_stream()>>>(d, p, targets.data<int32_t>(),
-                                                                      static_cast<float>(dloss), vocab_size, Vp);
-  SGPT_CUDA_LAUNCH_CHECK("softmax_ce_backward_kernel");
+  if (!all_dtype(probs.dtype(), {&dlogits})) {
+    F32Stage s;
+    Tensor p = s.in(probs), d = s.out(dlogits, false);
+    cuda::softmax_crossentropy_backward(d, p, targets, dloss, vocab_size);
+    return s.store();
+  }
+  by_storage(probs.dtype(), [&]<class T>() {
+    T* d = ptr<T>(dlogits);
+    const T* p = ptr<T>(probs);
+    bool vec = Vp % 4 == 0 && aligned4(p) && aligned4(d);
+    auto kernel = vec ? softmax_ce_backward_kernel<T, true> : softmax_ce_backward_kernel<T, false>;
+    kernel<<<static_cast<unsigned>(N), kThreads, 0, current_stream()>>>(d, p, targets.data<int32_t>(),
+                                                                        static_cast<float>(dloss), vocab_size, Vp);
+    SGPT_CUDA_LAUNCH_CHECK("softmax_ce_backward_kernel");
+  });
 }
 
 }  // namespace sgpt::cuda

@@ -1,4 +1,5 @@
-// Optimizer-side ops (CUDA, f32 storage): sum_of_squares (for the gradient norm) and AdamW.
+// Optimizer-side ops (CUDA, f32 or bf16 storage): sum_of_squares (for the gradient norm), AdamW,
+// and the mixed-precision helpers copy_cast (f32 <-> bf16) and count_nonfinite.
 //
 // Contract (ops.hpp), tensors of n elements:
 //   sum_of_squares(x) = sum x_i^2, accumulated in double; returned to the host (this waits for
@@ -6,9 +7,14 @@
 //   adamw_update (t >= 1, in place on param, m, v), g = grad_scale * grad:
 //     m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m/(1-b1^t);  vhat = v/(1-b2^t)
 //     param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)      (wd only if `decay`)
-//   One fused kernel; the bias corrections are computed once on the host in double.
+//   One fused kernel; the bias corrections are computed once on the host in double. Its
+//   storage types: param and grad each f32 or bf16 (lesson 05: f32 master, bf16 gradients), m
+//   and v f32; bf16 moments run on f32 copies (F32Stage).
+//   copy_cast(dst, src): dst = src, rounded to nearest even into bf16 or widened (exact) into f32.
+//   count_nonfinite(x): the number of inf and NaN elements (returned to the host; waits).
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/stage.hpp"
 #include "kernels/cuda_ops.hpp"
 
 #include <cmath>
@@ -20,22 +26,31 @@ using namespace detail;
 
 constexpr int kSsqThreads = 512;
 
+// MODE 0: sum of squares (double); MODE 1: count of inf/NaN elements (as a double).
+template <int MODE>
+__device__ __forceinline__ double reduce_term(float x) {
+  if constexpr (MODE == 0)
+    return (double)x * x;
+  else
+    return isfinite(x) ? 0.0 : 1.0;
+}
+
+template <class T, int MODE>
 __global__ void __launch_bounds__(kSsqThreads)
-    sum_of_squares_partial_kernel(double* __restrict__ partial, const float* __restrict__ x, int64_t n, bool vec) {
+    sum_of_squares_partial_kernel(double* __restrict__ partial, const T* __restrict__ x, int64_t n, bool vec) {
   __shared__ double buf[kWarp];
   double s = 0.0;
   int64_t stride = (int64_t)gridDim.x * blockDim.x;
   int64_t start = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (vec) {
-    const float4* x4 = reinterpret_cast<const float4*>(x);
     int64_t n4 = n / 4;
     for (int64_t i = start; i < n4; i += stride) {
-      float4 v = x4[i];
-      s += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
+      float4 v = load4(x + 4 * i);
+      s += reduce_term<MODE>(v.x) + reduce_term<MODE>(v.y) + reduce_term<MODE>(v.z) + reduce_term<MODE>(v.w);
     }
-    for (int64_t i = n4 * 4 + start; i < n; i += stride) s += (double)x[i] * x[i];
+    for (int64_t i = n4 * 4 + start; i < n; i += stride) s += reduce_term<MODE>(ld(x + i));
   } else {
-    for (int64_t i = start; i < n; i += stride) s += (double)x[i] * x[i];
+    for (int64_t i = start; i < n; i += stride) s += reduce_term<MODE>(ld(x + i));
   }
   s = block_sum(s, buf);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
@@ -62,41 +77,42 @@ __device__ __forceinline__ void adamw_one(float& p, float g, float& m, float& v,
   p -= a.lr * (mhat / (sqrtf(vhat) + a.eps) + a.wd * p);
 }
 
-__global__ void adamw_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+template <class TP, class TG>
+__global__ void adamw_kernel(TP* __restrict__ p, const TG* __restrict__ g, float* __restrict__ m,
                              float* __restrict__ v, int64_t n, bool vec, AdamWArgs a) {
   int64_t stride = (int64_t)gridDim.x * blockDim.x;
   int64_t start = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   int64_t done = 0;
   if (vec) {
     int64_t n4 = n / 4;
-    float4* p4 = reinterpret_cast<float4*>(p);
-    const float4* g4 = reinterpret_cast<const float4*>(g);
     float4* m4 = reinterpret_cast<float4*>(m);
     float4* v4 = reinterpret_cast<float4*>(v);
     for (int64_t i = start; i < n4; i += stride) {
-      float4 P = p4[i], G = g4[i], M = m4[i], Vv = v4[i];
+      float4 P = load4(p + 4 * i), G = load4(g + 4 * i), M = m4[i], Vv = v4[i];
       adamw_one(P.x, G.x, M.x, Vv.x, a);
       adamw_one(P.y, G.y, M.y, Vv.y, a);
       adamw_one(P.z, G.z, M.z, Vv.z, a);
       adamw_one(P.w, G.w, M.w, Vv.w, a);
-      p4[i] = P;
+      store4(p + 4 * i, P);
       m4[i] = M;
       v4[i] = Vv;
     }
     done = n4 * 4;
   }
-  for (int64_t i = done + start; i < n; i += stride) adamw_one(p[i], g[i], m[i], v[i], a);
+  for (int64_t i = done + start; i < n; i += stride) {
+    float P = ld(p + i);
+    adamw_one(P, ld(g + i), m[i], v[i], a);
+    st(p + i, P);
+  }
 }
 
-}  // namespace
-
-double sum_of_squares(const Tensor& x) {
-  int64_t n = x.numel();
+// Sum (MODE 0: of squares; 1: of non-finite flags) of x's n elements in double, to the host.
+template <int MODE, class T>
+double reduce_to_host(const T* px, int64_t n) {
   if (n == 0) return 0.0;
-  const float* px = x.data<float>();
   int parts = std::min(grid_for(n, kSsqThreads), 4 * sm_count());
   double* buf = static_cast<double*>(scratch(Scratch::Reduce, sizeof(double) * (parts + 1), MemCategory::Other));
-  sum_of_squares_partial_kernel<<<parts, kSsqThreads, 0, current_stream()>>>(buf + 1, px, n, aligned16(px));
+  sum_of_squares_partial_kernel<T, MODE><<<parts, kSsqThreads, 0, current_stream()>>>(buf + 1, px, n, aligned4(px));
   SGPT_CUDA_LAUNCH_CHECK("sum_of_squares_partial_kernel");
   sum_of_squares_final_kernel<<<1, kSsqThreads, 0, current_stream()>>>(buf, buf + 1, parts);
   SGPT_CUDA_LAUNCH_CHECK("sum_of_squares_final_kernel");
@@ -104,6 +120,29 @@ double sum_of_squares(const Tensor& x) {
   SGPT_CUDA_CHECK(cudaMemcpyAsync(host, buf, sizeof(double), cudaMemcpyDeviceToHost, current_stream()));
   synchronize();
   return *host;
+}
+
+}  // namespace
+
+double sum_of_squares(const Tensor& x) {
+  double r = 0.0;
+  by_storage(x.dtype(), [&]<class T>() { r = reduce_to_host<0>(ptr<T>(x), x.numel()); });
+  return r;
+}
+
+int64_t count_nonfinite(const Tensor& x) {
+  double r = 0.0;
+  by_storage(x.dtype(), [&]<class T>() { r = reduce_to_host<1>(ptr<T>(x), x.numel()); });
+  return static_cast<int64_t>(r);
+}
+
+void copy_cast(Tensor& dst, const Tensor& src) {
+  const int64_t n = src.numel();
+  if (dst.dtype() == src.dtype()) return dst.copy_from(src);
+  if (dst.dtype() == DType::BF16)
+    f32_to_bf16(ptr<bf16>(dst), ptr<float>(src), n);
+  else
+    bf16_to_f32(ptr<float>(dst), ptr<bf16>(src), n);
 }
 
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg, int64_t t,
@@ -120,14 +159,25 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
   a.inv_bc1 = static_cast<float>(1.0 / (1.0 - std::pow(cfg.beta1, static_cast<double>(t))));
   a.inv_bc2 = static_cast<float>(1.0 / (1.0 - std::pow(cfg.beta2, static_cast<double>(t))));
   a.gs = static_cast<float>(cfg.grad_scale);
-  float* pp = param.data<float>();
-  const float* pg = grad.data<float>();
+  if (!all_dtype(DType::F32, {&m, &v})) {  // bf16 moments: f32 copies
+    F32Stage s;
+    Tensor mm = s.out(m, true), vv = s.out(v, true);
+    cuda::adamw_update(param, grad, mm, vv, cfg, t, decay);
+    return s.store();
+  }
   float* pm = m.data<float>();
   float* pv = v.data<float>();
-  bool vec = aligned16(pp) && aligned16(pg) && aligned16(pm) && aligned16(pv);
-  const int threads = 256;
-  adamw_kernel<<<grid_for(vec ? (n + 3) / 4 : n, threads), threads, 0, current_stream()>>>(pp, pg, pm, pv, n, vec, a);
-  SGPT_CUDA_LAUNCH_CHECK("adamw_kernel");
+  by_storage(param.dtype(), [&]<class TP>() {
+    by_storage(grad.dtype(), [&]<class TG>() {
+      TP* pp = ptr<TP>(param);
+      const TG* pg = ptr<TG>(grad);
+      bool vec = aligned4(pp) && aligned4(pg) && aligned16(pm) && aligned16(pv);
+      const int threads = 256;
+      adamw_kernel<TP, TG><<<grid_for(vec ? (n + 3) / 4 : n, threads), threads, 0, current_stream()>>>(pp, pg, pm, pv,
+                                                                                                       n, vec, a);
+      SGPT_CUDA_LAUNCH_CHECK("adamw_kernel");
+    });
+  });
 }
 
 }  // namespace sgpt::cuda

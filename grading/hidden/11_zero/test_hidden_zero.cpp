@@ -1,5 +1,6 @@
 // Lesson 11 hidden tests: units smaller than the number of ranks (empty pieces), and five steps of
-// every stage with three layers, three micro-batches and another seed.
+// every stage with three layers, three micro-batches and another seed, in f64 against data
+// parallelism and in mixed precision against lesson 05's recipe.
 
 #include <gtest/gtest.h>
 
@@ -26,5 +27,17 @@ TEST(HiddenZero, TinyUnitsWithEmptyPieces) {
 TEST(HiddenZero, FiveStepsThreeMicroBatchesOtherSeed) {
   on_groups([](Communicator& c) {
     for (int stage = 1; stage <= 3; ++stage) expect_matches_dp(c, stage, 5, 24, 3, 77, tiny_config(3), where(c) + " hidden");
+  });
+}
+
+TEST(HiddenZero, MixedFiveStepsThreeLayersOtherSeed) {
+  on_groups([](Communicator& c) {
+    const int d = c.size();
+    for (int stage = 1; stage <= 3; ++stage) {
+      const std::string at = where(c) + " hidden mixed stage " + std::to_string(stage);
+      const MixedDiff w = mixed_vs_one_device(c, stage, 5, 24, 3, 55, tiny_config(3), at);
+      const int64_t k_run = (24 / d) % 3 == 0 ? 3 : 1;
+      expect_mixed_close(w, d == 1 && (stage == 1 || k_run == 1), d, 5, at);
+    }
   });
 }

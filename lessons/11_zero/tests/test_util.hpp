@@ -90,19 +90,6 @@ inline void dirty_zero(ZeroState& z) {
     if (t->defined() && t->numel() > 0) sgpt::testing::make_dirty(*t, 0.5, 7);
 }
 
-// Every parameter of a ZeRO state (gathered: one all_gather per unit at stage 3), counted in the
-// accounting, so call it outside a counted window.
-inline Tensor gathered_params(ZeroState& z, Communicator& c, int64_t numel) {
-  if (z.stage < 3) return z.full_params;
-  Tensor full = Tensor::empty({numel}, z.shard_params.dtype());
-  int64_t at = 0;
-  for (std::size_t u = 0, n = z.units.size(); u < n; ++u) {
-    Tensor out = full.view(z.units[u].begin, {z.units[u].count});
-    c.all_gather(out, z.shard_params.view(at, {z.pieces[u].count}));
-    at += z.pieces[u].count;
-  }
-  return full;
-}
 
 // This rank's pieces, computed here from the rule (independently of owned_pieces).
 inline int64_t owned_elements(const std::vector<ShardRange>& units, int d, int r) {
@@ -112,6 +99,57 @@ inline int64_t owned_elements(const std::vector<ShardRange>& units, int d, int r
 }
 
 using sgpt::testing::expect_clear_error;
+
+// The whole buffer from a tensor that holds this rank's pieces packed (shard_params, or the f32
+// master of the mixed recipe): one all_gather per unit, counted in the accounting.
+inline Tensor gather_packed(const ZeroState& z, Communicator& c, const Tensor& packed, int64_t numel) {
+  Tensor full = Tensor::empty({numel}, packed.dtype());
+  int64_t at = 0;
+  for (std::size_t u = 0; u < z.units.size(); ++u) {
+    Tensor out = full.view(z.units[u].begin, {z.units[u].count});
+    c.all_gather(out, packed.view(at, {z.pieces[u].count}));
+    at += z.pieces[u].count;
+  }
+  return full;
+}
+
+// Every parameter of a ZeRO state (gathered: one all_gather per unit at stage 3), counted in the
+// accounting, so call it outside a counted window.
+inline Tensor gathered_params(ZeroState& z, Communicator& c, int64_t numel) {
+  return z.stage < 3 ? z.full_params : gather_packed(z, c, z.shard_params, numel);
+}
+
+// Lesson 05's bf16 recipe on one device, written with the library (the reference of the mixed
+// tests): a bf16 GPT is the working copy (its parameters and gradients), an f32 buffer the master
+// weights, one AdamW with f32 moments over the master; the norm of the bf16 gradient; clipping as
+// AdamW's grad_scale (16-bit gradients are not rescaled in place); after the update the working
+// copy is the master rounded to bf16.
+struct MixedOneDevice {
+  GPT model;
+  Tensor master;
+  AdamW opt;
+  MixedOneDevice(const GPTConfig& cfg, uint64_t seed, const AdamWConfig& ac)
+      : model(cfg, seed, Device::CPU, DType::BF16),
+        master(Tensor::empty({model.layout().numel()}, DType::F32, Device::CPU, MemCategory::OptimizerState)),
+        opt(model.layout(), ac, DType::F32, Device::CPU) {
+    init_parameters(master, model.layout(), seed);
+  }
+  // One step on (x, y) in micro-batches of `mbs` rows; returns {mean loss, norm before clipping}.
+  std::pair<double, double> step(const Tensor& x, const Tensor& y, int64_t mbs, double lr, double clip) {
+    const int64_t micro = x.size(0) / mbs;
+    model.zero_grad();
+    double total = 0;
+    for (int64_t j = 0; j < micro; ++j) {
+      total += model.forward(x.slice(j * mbs, (j + 1) * mbs), y.slice(j * mbs, (j + 1) * mbs));
+      model.backward(1.0 / double(micro));
+    }
+    const double g = grad_norm(model.grads());
+    const double clip_scale = (clip <= 0 || g <= clip) ? 1.0 : clip / (g + 1e-6);
+    opt.step(master, model.grads(), lr, clip_scale);
+    model.params().copy_from(master.cast(DType::BF16));
+    return {total / double(micro), g};
+  }
+};
 
 // Trains `steps` steps of stage `stage` next to data parallelism on the same rows, from dirty
 // gradients and a warmed-up optimizer, and checks losses, norms and parameters after every step.
@@ -145,6 +183,85 @@ inline void expect_matches_dp(Communicator& c, int stage, int steps, int64_t gbs
       EXPECT_TRUE(identical_on_all_ranks(c, z.full_params)) << st << " replicas drifted apart";
     }
   }
+}
+
+// The learning rate and clipping limit of the mixed tests (clipping active: norms here are ~1).
+constexpr double kMixedLr = 3e-3, kMixedClip = 0.05;
+
+// The worst differences of one run against the single-device recipe (over all steps).
+struct MixedDiff {
+  double master = 0;   // f32 master weights, absolute
+  double working = 0;  // bf16 working copy, absolute
+  double working_excess = 0;  // bf16 working copy, beyond one bf16 ulp of the reference value
+  double loss = 0;     // relative
+  double norm = 0;     // relative
+};
+
+inline double ulp_bf16(double x) {  // the spacing of bf16 values at |x| (normal range)
+  const double a = std::max(std::abs(x), 1e-30);
+  return std::ldexp(1.0, std::ilogb(a) - 7);
+}
+
+// `steps` steps of `stage` in the mixed recipe next to lesson 05's recipe on one device, from the
+// same dirty start; `k` micro-batches per rank (1 when it does not divide). Checks the invariants
+// (working copy = rounding of the master; identical replicas) and returns the worst differences.
+inline MixedDiff mixed_vs_one_device(Communicator& c, int stage, int steps, int64_t gbs, int64_t k, uint64_t seed,
+                              const GPTConfig& cfg, const std::string& at) {
+  const int p = c.size(), r = c.rank();
+  const int64_t b = gbs / p, mbs = b % k == 0 ? b / k : b;
+  AdamWConfig ac;
+  ac.weight_decay = 0.1;
+  UnitRunner runner(cfg, DType::BF16);
+  ZeroState z = make_zero_state(runner, c, stage, seed, ac, DType::BF16);
+  MixedOneDevice one(cfg, seed, ac);
+  dirty_zero(z);
+  dirty_optimizer(one.opt, 0);
+  sgpt::testing::make_dirty(one.model.grads(), 0.5, 7);
+  const int64_t n = one.model.layout().numel();
+  MixedDiff worst;
+  for (int step = 0; step < steps; ++step) {
+    auto [gx, gy] = global_batch(gbs, cfg.vocab_size, 90 + uint64_t(step));
+    const StepStats s = zero_step(z, runner, c, rows_of(gx, r, p), rows_of(gy, r, p), mbs, kMixedLr, kMixedClip);
+    const auto [loss, norm] = one.step(gx, gy, mbs, kMixedLr, kMixedClip);
+    const std::string st = at + " stage " + std::to_string(stage) + " step " + std::to_string(step) +
+                           " micro-batch " + std::to_string(mbs);
+    EXPECT_TRUE(z.master.defined() && z.master.dtype() == DType::F32) << st << ": the mixed state keeps an f32 master";
+    if (!z.master.defined()) return MixedDiff{INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    const Tensor master = gather_packed(z, c, z.master, n);
+    const Tensor working = stage < 3 ? z.full_params : gather_packed(z, c, z.shard_params, n);
+    EXPECT_EQ(working.dtype(), DType::BF16) << st << ": the working copy is bf16";
+    const std::vector<double> zm = master.to_vector(), om = one.master.to_vector(), zw = working.to_vector(),
+                              ow = one.model.params().to_vector(), rounded = master.cast(DType::BF16).to_vector();
+    EXPECT_EQ(zw, rounded) << st << ": the working copy must be the master rounded to bf16";
+    worst.master = std::max(worst.master, max_diff(zm, om));
+    worst.working = std::max(worst.working, max_diff(zw, ow));
+    for (size_t i = 0; i < zw.size() && i < ow.size(); ++i)
+      worst.working_excess = std::max(worst.working_excess, std::abs(zw[i] - ow[i]) - ulp_bf16(ow[i]));
+    worst.loss = std::max(worst.loss, std::abs(s.loss - loss) / loss);
+    worst.norm = std::max(worst.norm, std::abs(s.grad_norm - norm) / norm);
+    if (stage < 3) {
+      EXPECT_TRUE(identical_on_all_ranks(c, z.full_params)) << st << " replicas drifted apart";
+    }
+  }
+  return worst;
+}
+
+// The checks of the mixed tests (the tolerance is derived in test_zero_mixed.cpp's file comment):
+// bit for bit when `exact` (d = 1 where the rounding is the single device's); else, after `steps`
+// steps on d ranks, the master within 0.05·lr per step, the working copy within that beyond one
+// bf16 ulp, the loss within 1e-3 and the norm within (d + 1)·2^-8, relative.
+inline void expect_mixed_close(const MixedDiff& w, bool exact, int d, int steps, const std::string& at) {
+  if (exact) {
+    EXPECT_EQ(w.master, 0.0) << at << ": at d = 1 the master must equal lesson 05's bit for bit";
+    EXPECT_EQ(w.working, 0.0) << at << ": the working copy too";
+    EXPECT_LE(w.loss, 1e-15) << at;
+    EXPECT_LE(w.norm, 1e-12) << at << " (only the order of the f64 sum of squares differs)";
+    return;
+  }
+  EXPECT_LE(w.master, 0.05 * kMixedLr * steps) << at << ": master weights vs lesson 05's recipe";
+  EXPECT_LE(w.working_excess, 0.05 * kMixedLr * steps) << at << ": working copy beyond one bf16 ulp";
+  EXPECT_LE(w.loss, 1e-3) << at << " loss";
+  EXPECT_LE(w.norm, (d + 1) * std::ldexp(1.0, -8)) << at << " gradient norm";
 }
 
 }  // namespace lesson11_test
