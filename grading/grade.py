@@ -380,6 +380,26 @@ def tail(text, n=4000):
     return text if len(text) <= n else "...\n" + text[-n:]
 
 
+def build_errors(text, n=4000):
+    """A failed build's output for people: from its first failed step on (the compiler's first
+    message is the one that helps), without ninja's FAILED lines and the commands (object paths
+    and flags), cut to about n characters; the whole tail when no step is marked FAILED."""
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("FAILED:")), None)
+    if first is None:
+        return tail(text, n)
+    keep, skip_command = [], False
+    for line in lines[first:]:
+        if line.startswith("FAILED:"):
+            skip_command = True  # ninja prints the command that failed on the next line
+        elif skip_command:
+            skip_command = False
+        else:
+            keep.append(line)
+    out = "\n".join(keep)
+    return out if len(out) <= n else out[:n] + "\n... (cut)"
+
+
 def ctest_tests(bdir):
     """ctest's own list of tests (no test binary runs: graded builds register binaries, not discovered
     tests): {binary name: [{"np": n, "command": [...], "timeout": s, "env": {...}}]}."""
@@ -593,7 +613,8 @@ def main():
         shutil.rmtree(run_dir / "tests", ignore_errors=True)
         shutil.rmtree(run_dir / "logs", ignore_errors=True)
     os.chmod(run_dir, 0o755)
-    t_start = time.time()
+    t_start = a.t_start = time.time()
+    a.grading_dir = run_dir
     try:
         status = grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of, test_rx, ident,
                        run_dir)
@@ -732,13 +753,19 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
             (bdir / "lessons" / d / tgt).unlink(missing_ok=True)
         for o in lint_objects(bdir, d, num):
             o.unlink()
-        r = sandbox.run(["ninja", "-C", str(bdir), "-j", str(a.jobs), "-k", "0"] + targets
-                        + ([f"lesson{num}_lint"] if f"lesson{num}_lint" in lint_targets else []), bdir,
-                        sandbox.base_env(), limits["compile_s"],
-                        {"AS": 8 << 30, "NPROC": 4096, "NOFILE": 4096, "FSIZE": 2 << 30, "CORE": 0}, umask=0o022)
-        build_out[num] = r["output"] + ("\n(the compile timed out)" if r["timed_out"] else "")
+        # One target at a time: the public tests' (visible) output never shows the hidden build's.
+        # The lint objects (grading/lint.py) are built with the public tests.
         for tgt in targets:
+            lint_target = [f"lesson{num}_lint"] if tgt == targets[0] and f"lesson{num}_lint" in lint_targets else []
+            r = sandbox.run(["ninja", "-C", str(bdir), "-j", str(a.jobs), "-k", "0", tgt] + lint_target, bdir,
+                            sandbox.base_env(), limits["compile_s"],
+                            {"AS": 8 << 30, "NPROC": 4096, "NOFILE": 4096, "FSIZE": 2 << 30, "CORE": 0},
+                            umask=0o022)
             built[tgt] = (bdir / "lessons" / d / tgt).exists() and not r["timed_out"]
+            build_out[tgt] = r["output"] + ("\n(the compile timed out)" if r["timed_out"] else "")
+            if not built[tgt] and not r["timed_out"] and "FAILED:" not in r["output"]:
+                # Killed from outside (e.g. another grader on this machine ended the grading user's processes).
+                build_out[tgt] += f"\n(the build ended with status {r['rc']} before any step failed)"
     if ident:
         subprocess.run(["chown", "-R", "0:0", str(bdir)], check=True)
         subprocess.run(["chmod", "-R", "go-w", str(bdir)], check=True)
@@ -809,7 +836,7 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
                 vs = verdicts[t["name"]]
                 if t["name"] in why:
                     r["why"] = why[t["name"]]
-                    r["output"] = (f"lesson {num}: the {group} tests did not compile/link:\n" + tail(build_out[num])
+                    r["output"] = (f"lesson {num}: the {group} tests did not compile/link:\n" + build_errors(build_out[target])
                                    if why[t["name"]] == "build failed" else "\n".join(sandbox_bad))
                 elif not vs:
                     r["why"] = "not run"
@@ -834,7 +861,7 @@ def grade(a, course, points, points_file, hidden_src, lessons, limits, limit_of,
                         r["status"], r["score"], r["why"] = "failed", 0, "forbidden call"
                         r["output"] = task_hits[0] + "\n\n" + r["output"]
                 results.append(r)
-    report(a, lessons, results, points)
+    report(a, lessons, results, points, notes)
 
     status = 0
     for p in problems:
@@ -884,7 +911,17 @@ def atomic_write(path, text):
     os.replace(tmp, path)
 
 
-def report(a, lessons, results, points):
+def for_people(text, run_dir):
+    """Paths of the grading folder written as the student knows them: the staged submission's files
+    as lessons/..., the course copy's relative to the repository, the rest relative to the folder."""
+    if not run_dir:
+        return text
+    # The whole path, or its tail from where sgpt's error messages shorten a file's path (check.cpp).
+    at = r"[^\s\"'`]*" + re.escape(pathlib.Path(run_dir).name) + "/"
+    return re.sub(at, "", re.sub(at + "course/", "", re.sub(at + "submission/", "lessons/", text)))
+
+
+def report(a, lessons, results, points, notes=()):
     total = sum(r["score"] for r in results)
     max_total = sum(r["max_score"] for r in results)
     log("")
@@ -949,15 +986,37 @@ def report(a, lessons, results, points):
         atomic_write(a.junit, "\n".join(parts) + "\n")
         log(f"wrote {a.junit}")
     if a.results:  # last: Gradescope reads it once we exit
-        gs = {"score": total, "visibility": "visible", "stdout_visibility": "visible", "tests": []}
-        for r in results:
-            if r["max_score"] == 0:
-                continue
+        # Gradescope's format (grading/README.md): hidden tests are shown once the grades are published
+        # (until then Gradescope hides the total score too), and so is our stdout, which lists them.
+        graded = [r for r in results if r["max_score"] > 0]
+        any_hidden = any(r["group"] == "hidden" for r in graded)
+        summary = list(f"note: {n}" for n in notes)
+        for l in lessons:
+            pub = [r for r in graded if r["lesson"] == l["number"] and r["group"] == "public"]
+            hid = [r for r in graded if r["lesson"] == l["number"] and r["group"] == "hidden"]
+            line = (f"lesson {l['number']} ({l['title']}): public tests "
+                    f"{sum(r['score'] for r in pub)}/{sum(r['max_score'] for r in pub)} points")
+            if hid:
+                line += (f"; {len(hid)} hidden test(s) worth {sum(r['max_score'] for r in hid)} point(s), "
+                         "shown when the grades are published")
+            summary.append(line)
+            broken = next((r for r in pub if r["why"] == "build failed"), None)
+            if broken:
+                summary.append(broken["output"])
+        rd = getattr(a, "grading_dir", None)
+        gs = {"score": total, "output": for_people("\n".join(summary) + "\n", rd), "visibility": "visible",
+              "stdout_visibility": "after_published" if any_hidden else "visible", "tests": []}
+        if getattr(a, "t_start", None):
+            gs["execution_time"] = int(time.time() - a.t_start)
+        count = {}
+        for r in graded:
+            key = (int(r["lesson"]), int(r["task"]))
+            count[key] = count.get(key, 0) + 1
             gs["tests"].append({
                 "name": f"lesson {r['lesson']} task {r['task']}: {r['name']}" + (" (hidden)" if r["group"] == "hidden" else ""),
-                "number": f"{int(r['lesson'])}.{r['task']}",
+                "number": f"{key[0]}.{key[1]}.{count[key]}",
                 "score": r["score"], "max_score": r["max_score"], "status": r["status"],
-                "output": f"{r['why']}\n\n{r.get('output', '')}",
+                "output": for_people(f"{r['why']}\n\n{r.get('output', '')}", rd),
                 "visibility": "after_published" if r["group"] == "hidden" else "visible"})
         atomic_write(a.results, json.dumps(gs, indent=1))
         log(f"wrote {a.results}")

@@ -7,12 +7,8 @@
 # rank goes on from a 1x2x4 grid's checkpoint, both ending where the uninterrupted run ends. Bad
 # layouts stop every rank with an error naming the problem, and --plan prints the planner's layouts.
 set -uo pipefail
-train=$1
-compare=$2
-shift 2
-mpi=("$@")  # the mpiexec prefix without -np
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train compare -- "$@"
 fails=0
 common=(--model nano --seq-len 32 --steps 8 --eval-every 4 --eval-batches 2 --sample-tokens 0 -q --log-every 1
         --synthetic-bytes 50000 --untie-embeddings)

@@ -4,11 +4,8 @@
 # float rounding (the mean gradient is summed in another order). Twice: with lesson 06's one
 # all-reduce after backward, and with lesson 07's buckets of 16 KiB overlapped with backward.
 set -euo pipefail
-train=$1
-shift
-mpi=("$@")  # the mpiexec prefix without -np
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train -- "$@"
 common=(--model nano --seq-len 32 --steps 12 --eval-every 6 --eval-batches 2 --sample-tokens 0 -q --log-every 1
         --synthetic-bytes 50000)
 "$train" "${common[@]}" --batch 4 -o "$dir/one" > "$dir/one.log" 2>&1

@@ -2,9 +2,8 @@
 # scalegpt-train --dtype: bf16 (lesson 05's recipe, fp32 master) resumes bit for bit, follows the
 # f32 run, and an unknown dtype is a clear error.
 set -euo pipefail
-train=$1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train -- "$@"
 common=(--model nano --batch 4 --seq-len 32 --steps 8 --eval-every 8 --eval-batches 2 --sample-tokens 0 -q
         --synthetic-bytes 50000)
 "$train" "${common[@]}" --dtype bf16 -o "$dir/once" > "$dir/once.log" 2>&1

@@ -2,9 +2,8 @@
 # Each bad input must fail with exit code 1 and a message that names the problem, before any
 # training step; and a write that fails must be an error naming the file, never "wrote ...".
 set -uo pipefail
-train=$1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train -- "$@"
 fails=0
 out_dir="$dir/out"
 expect() {  # expect "message" args...   (runs with -o $out_dir)
@@ -44,6 +43,10 @@ expect "--batch must be at least 1" --batch -4
 expect "--seq-len must be at least 1 token" --seq-len -1
 expect "--steps must be at least 1" --steps 0
 expect "--steps must be at least 1" --steps -5
+expect "--loss-scale and --loss-scale-window apply to --dtype fp16 only, but --dtype is bf16" --dtype bf16 --loss-scale 1024
+expect "--loss-scale and --loss-scale-window apply to --dtype fp16 only, but --dtype is f32" --loss-scale-window 4
+for s in nan inf 0 -2; do expect "--loss-scale must be a finite number > 0" --dtype fp16 --loss-scale "$s"; done
+expect "--loss-scale-window must be at least 1 step" --dtype fp16 --loss-scale-window 0
 expect "--stop-at 1 must be a step between 1 and --steps - 1 = 0" --stop-at 1
 expect "--stop-at 0 must be a step between" --steps 5 --stop-at 0
 expect "--min-lr-frac must be in [0, 1]" --min-lr-frac 1.5

@@ -5,11 +5,8 @@
 # that does not divide the heads or (with --sequence-parallel) the sequence, and flags that belong
 # to another technique.
 set -uo pipefail
-train=$1
-shift
-mpi=("$@")  # the mpiexec prefix without -np
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train -- "$@"
 fails=0
 common=(--model nano --batch 4 --steps 4 --sample-tokens 0 -q --synthetic-bytes 20000 -o "$dir/run")
 check() {  # check NAME NP PATTERN FLAGS...: fails, every rank prints PATTERN, no step ran

@@ -3,11 +3,8 @@
 # flag; a rank that stops taking part ends the whole job after --comm-timeout, with a message that
 # names the waiting rank and the operation, instead of hanging it.
 set -uo pipefail
-train=$1
-shift
-mpi=("$@")  # the mpiexec prefix without -np
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train -- "$@"
 fails=0
 common=(--model nano --batch 2 --seq-len 16 --steps 6 --eval-every 3 --eval-batches 2 --sample-tokens 0 -q
         --synthetic-bytes 20000 -o "$dir/run")

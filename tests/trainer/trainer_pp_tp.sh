@@ -8,13 +8,8 @@
 # data-parallel checkpoint (2 ranks x 2 rows), one rank from a 1f1b checkpoint, --tp with sequence
 # parallelism from a plain --tp one, and one rank from that.
 set -euo pipefail
-train=$1
-compare=$2
-mode=$3
-shift 3
-mpi=("$@")  # the mpiexec prefix without -np
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train compare mode -- "$@"
 common=(--model nano --seq-len 32 --steps 8 --eval-every 4 --eval-batches 2 --sample-tokens 0 -q
         --log-every 1 --synthetic-bytes 50000 --untie-embeddings)
 run() {  # run NAME NP FLAGS...: trains into $dir/NAME, the log in $dir/NAME.log

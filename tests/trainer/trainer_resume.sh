@@ -5,9 +5,8 @@
 # Then a resumed run is killed at step 7: the lines it logged stay on disk, the next resume drops
 # the ones past the checkpoint's step only, and orphan temporary files of the killed writer go.
 set -euo pipefail
-train=$1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train -- "$@"
 common=(--model nano --batch 4 --seq-len 32 --steps 8 --eval-every 4 --eval-batches 2 --sample-tokens 0 -q
         --synthetic-bytes 50000)
 "$train" "${common[@]}" -o "$dir/once" > "$dir/once.log" 2>&1

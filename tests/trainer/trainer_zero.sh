@@ -6,11 +6,8 @@
 # --dtype bf16 (lesson 11's mixed recipe) must train like one rank with --dtype bf16 (lesson 05's),
 # within bf16 rounding (the bf16 reduce-scatter rounds once per combine: 1e-3 relative).
 set -euo pipefail
-train=$1
-shift
-mpi=("$@")  # the mpiexec prefix without -np
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+source "$(dirname "$0")/common.sh"
+trainer_args train -- "$@"
 common=(--model nano --untie-embeddings --seq-len 32 --steps 12 --eval-every 6 --eval-batches 2 --sample-tokens 0 -q
         --log-every 1 --synthetic-bytes 50000)
 compare() {  # metrics label [reference metrics] [relative tolerance]

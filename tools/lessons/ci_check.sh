@@ -12,7 +12,11 @@
 #   4. the student release (make release): holds no solutions/hidden tests/solution text; built as
 #      it ships (from its stubs, with the hidden tests added) every graded test fails: zero points;
 #      a one-lesson Gradescope autograder is exported
-#   5. Doxygen of common/ with WARN_AS_ERROR (set SGPT_CI_DOCS_WARN_ONLY=1 to report and go on)
+#   5. that autograder run as Gradescope runs it (tools/lessons/check_gradescope.py, root only): its
+#      setup.sh, then run_autograder on the reference (full marks), the stubs, a compile error and
+#      an empty submission (zero), each results.json checked against Gradescope's format
+#   6. the release goes green; 7. README commands; 8. Doxygen of common/ with WARN_AS_ERROR (set
+#      SGPT_CI_DOCS_WARN_ONLY=1 to report and go on)
 # Build folders are under build/ci-lessons/; every grading run starts from a new copy of the course.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,11 +27,11 @@ mkdir -p "$OUT"
 start=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - start )) s] $*"; }
 
-step "1/7 stubs and index"
+step "1/8 stubs and index"
 python3 "$ROOT/tools/lessons/make_stubs.py" --check
 python3 "$ROOT/tools/lessons/check_index.py"
 
-step "2/7 red team: hostile submissions score zero, the grader ends, nothing leaks or survives"
+step "2/8 red team: hostile submissions score zero, the grader ends, nothing leaks or survives"
 # 12 attack classes: the lint tricks, forge, tamper_leak, compile_trick, detached, resources,
 # job_memory, ring_deadlock, library_call (lesson 01), library_call_03, _05, _10. As root every one
 # runs (none skipped): the count is one per cases/ folder plus the lint tricks.
@@ -40,7 +44,7 @@ if [ "$(id -u)" = 0 ]; then
     || { echo "red team: expected $n/$n attack classes defeated"; exit 1; }
 fi
 
-step "3/7 solutions: full marks, every lesson test passes"
+step "3/8 solutions: full marks, every lesson test passes"
 python3 "$ROOT/grading/grade.py" --course "$ROOT" --submission "$ROOT/solutions" --run-dir "$OUT/instructor" \
   --jobs "$JOBS" --strict --expect full --results "$OUT/solutions-results.json" --junit "$OUT/solutions-junit.xml" \
   > "$OUT/solutions-grade.txt" || { cat "$OUT/solutions-grade.txt"; exit 1; }
@@ -52,7 +56,7 @@ ctest --test-dir "$OUT/instructor/build" -L lessons --output-on-failure -j "$JOB
   || { cat "$OUT/lessons-ctest.txt"; exit 1; }
 grep "tests passed" "$OUT/lessons-ctest.txt"
 
-step "4/7 student release: exported, clean, builds, zero points on stubs"
+step "4/8 student release: exported, clean, builds, zero points on stubs"
 python3 "$ROOT/tools/lessons/export_release.py" --out "$OUT/release" --autograder --lessons 04
 python3 "$ROOT/tools/lessons/check_release.py" --release "$OUT/release/scalegpt-student"
 # The one-lesson autograder holds lesson 04's hidden tests, no other lesson's, and grades lesson 04.
@@ -74,13 +78,20 @@ grep "^Score" "$OUT/stubs-grade.txt"
 cmake --build "$OUT/release-grade/build" -j "$JOBS" --target lessons > "$OUT/release-lessons-build.txt"
 echo "release: lessons, drivers and tests compile"
 
-step "5/7 the release goes green: solutions copied in, its whole suite passes, its grader gives full marks"
+step "5/8 Gradescope: the one-lesson autograder's setup.sh and run_autograder in a temporary root"
+if [ "$(id -u)" = 0 ]; then
+  python3 "$ROOT/tools/lessons/check_gradescope.py" --lesson 04 --out "$OUT/gradescope"
+else
+  echo "skipped: setup.sh and the grader's sandbox need root"
+fi
+
+step "6/8 the release goes green: solutions copied in, its whole suite passes, its grader gives full marks"
 sh "$ROOT/tools/lessons/check_release_green.sh" "$OUT/release-green"
 
-step "6/7 README commands marked <!-- ci: run --> work as written"
+step "7/8 README commands marked <!-- ci: run --> work as written"
 python3 "$ROOT/tools/lessons/check_readme_commands.py"
 
-step "7/7 docs (Doxygen, warnings are errors)"
+step "8/8 docs (Doxygen, warnings are errors)"
 # From the course tree itself (as `make docs`; the graded build's copy lives under build/, which
 # Doxygen excludes), configured without tests: nothing is compiled.
 cmake -S "$ROOT" -B "$OUT/docs" -G Ninja -DSCALEGPT_BUILD_TESTS=OFF > "$OUT/docs-configure.txt"

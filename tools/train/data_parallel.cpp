@@ -64,7 +64,7 @@ std::unique_ptr<Strategy> make_data_parallel(const StrategySetup& s, std::shared
                                              int64_t bucket_kib) {
   SGPT_CHECK(world && world->size() > 1, "internal: data parallelism needs a world of several ranks");
   // Throws for bf16/fp16 on several ranks (data parallelism trains in f32).
-  make_mixed_precision_run(s.dtype, s.cfg, s.seed, s.adamw, s.device, world->size());
+  make_mixed_precision_run(s, world->size());
   return std::make_unique<DataParallel>(s, std::move(world), bucket_kib);
 }
 

@@ -52,7 +52,7 @@ class MixedPrecision final : public Strategy {
 }  // namespace
 
 std::unique_ptr<Strategy> make_single_device(const StrategySetup& s) {
-  if (auto mp = make_mixed_precision_run(s.dtype, s.cfg, s.seed, s.adamw, s.device, 1))
+  if (auto mp = make_mixed_precision_run(s, 1))
     return std::make_unique<MixedPrecision>(std::move(mp));
   return std::make_unique<SingleDevice>(s);
 }

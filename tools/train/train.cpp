@@ -76,6 +76,8 @@ struct Options {
   std::string resume;
   std::string device = "cpu";
   std::string dtype = "f32";
+  double loss_scale = 65536;         // fp16: the dynamic loss scale's first value (lesson 05)
+  int64_t loss_scale_window = 2000;  // fp16: good steps in a row before the scale doubles
   int threads = 0;
   int sample_tokens = 300;
   std::string prompt = "The ";
@@ -140,6 +142,8 @@ std::vector<FlagInfo> flag_table(const Options& o) {
       {"--resume", o.resume, true, false},
       {"--device", o.device, true, false},
       {"--dtype", o.dtype, true, true},
+      {"--loss-scale", num(o.loss_scale), true, true},  // resume: the checkpoint's scale goes on
+      {"--loss-scale-window", i(o.loss_scale_window), true, true},
       {"--bucket-kib", std::to_string(o.bucket_kib), true, false},
       {"--zero", i(o.zero), true, false},  // resume: any strategy resumes any checkpoint
       // The layout may change when resuming: checkpoints hold the consolidated model.
@@ -190,6 +194,10 @@ void validate_flags(const Options& o) {
              o.checkpoint_every);
   SGPT_CHECK(o.stop_at == -1 || (o.stop_at >= 1 && o.stop_at < o.steps), "--stop-at ", o.stop_at,
              " must be a step between 1 and --steps - 1 = ", o.steps - 1, " (at --steps the run ends anyway)");
+  SGPT_CHECK(o.dtype == "fp16" || (!o.given.count("--loss-scale") && !o.given.count("--loss-scale-window")),
+             "--loss-scale and --loss-scale-window apply to --dtype fp16 only, but --dtype is ", o.dtype);
+  SGPT_CHECK(positive(o.loss_scale), "--loss-scale must be a finite number > 0, got ", o.loss_scale);
+  SGPT_CHECK(o.loss_scale_window >= 1, "--loss-scale-window must be at least 1 step, got ", o.loss_scale_window);
   SGPT_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '", o.device, "'");
   SGPT_CHECK(o.threads >= 0, "--threads must be >= 0 (0 = all cores), got ", o.threads);
   SGPT_CHECK(o.sample_tokens >= 0, "--sample-tokens must be >= 0, got ", o.sample_tokens);
@@ -481,6 +489,8 @@ int run(Options o, int argc, char** argv) {
     setup.adamw.weight_decay = o.weight_decay;
     setup.device = device;
     setup.dtype = o.dtype;
+    setup.loss_scale = o.loss_scale;
+    setup.loss_scale_window = o.loss_scale_window;
     setup.batch = o.batch;
     setup.seq_len = o.seq_len;
     if (o.given.count("--dp"))
@@ -660,6 +670,10 @@ int main(int argc, char** argv) {
   app.add_option("--resume", o.resume, "continue from a checkpoint (same flags otherwise)");
   app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   app.add_option("--dtype", o.dtype, "f32, or bf16/fp16 with fp32 master weights (lesson 05)")->capture_default_str();
+  app.add_option("--loss-scale", o.loss_scale, "fp16: the first dynamic loss scale (halved after an overflow)")
+      ->capture_default_str();
+  app.add_option("--loss-scale-window", o.loss_scale_window, "fp16: good steps in a row before the loss scale "
+                 "doubles")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (default: all cores)");
   app.add_option("--sample-tokens", o.sample_tokens, "tokens to sample at the end")->capture_default_str();
   app.add_option("--prompt", o.prompt, "prompt for the sample")->capture_default_str();
