@@ -40,7 +40,7 @@ StageActivationParts stage_activation_parts(const GPTConfig& cfg, const StageSpe
 }
 
 TPStage::TPStage(const GPTConfig& cfg, int num_stages, int stage, Communicator& tp, uint64_t seed, DType dtype,
-                 const AdamWConfig& opt)
+                 const AdamWConfig& opt, std::optional<ShardRange> optimizer_shard)
     : cfg_(cfg), tp_(&tp), t_size_(tp.size()), layout_(cfg), dtype_(dtype), opt_(opt) {
   SGPT_CHECK(!cfg.tied_embeddings, "TPStage: tied embeddings would need wte on the first stage and on the last; "
                                    "build the model with tied_embeddings = false");
@@ -51,10 +51,15 @@ TPStage::TPStage(const GPTConfig& cfg, int num_stages, int stage, Communicator& 
   block_numel_ = lesson10::tp_block_numel(cfg, t);  // checks that t divides the heads and 4C
   embed_numel_ = spec_.is_first() ? Vp * C + maxT * C : 0;
   const int64_t n = tp_stage_numel(cfg, spec_, t);
+  sharded_ = optimizer_shard.has_value();
+  shard_ = optimizer_shard.value_or(ShardRange{0, n});
+  SGPT_CHECK(shard_.begin >= 0 && shard_.count >= 0 && shard_.begin + shard_.count <= n, "TPStage ", spec_.stage,
+             ": the optimizer shard [", shard_.begin, ", ", shard_.begin + shard_.count,
+             ") is not inside this rank's buffer of ", n, " elements");
   params_ = Tensor::empty({n}, dtype, Device::CPU, MemCategory::Parameters);
   grads_ = Tensor::zeros({n}, dtype, Device::CPU, MemCategory::Gradients);
-  m_ = Tensor::zeros({n}, dtype, Device::CPU, MemCategory::OptimizerState);
-  v_ = Tensor::zeros({n}, dtype, Device::CPU, MemCategory::OptimizerState);
+  m_ = Tensor::zeros({shard_.count}, dtype, Device::CPU, MemCategory::OptimizerState);
+  v_ = Tensor::zeros({shard_.count}, dtype, Device::CPU, MemCategory::OptimizerState);
   // Initialise: the outer tensors are whole single-device tensors; each block is lesson 10's shard.
   auto init_whole = [&](const Tensor& view, const char* name) {
     Tensor v = view;
@@ -163,14 +168,26 @@ void TPStage::load_from_full(Tensor& dst, const Tensor& full) const {
   }
 }
 
+void TPStage::load_moments_from_full(const Tensor& full_m, const Tensor& full_v) {
+  Tensor whole = Tensor::empty({params_.numel()}, dtype_);  // scratch (Other), freed on return
+  load_from_full(whole, full_m);
+  m_.copy_from(whole.view(shard_.begin, {shard_.count}));
+  load_from_full(whole, full_v);
+  v_.copy_from(whole.view(shard_.begin, {shard_.count}));
+}
+
 void TPStage::optimizer_step(double lr) {
   TraceScope span("optimizer_step", TraceCategory::Compute);
   ++t_;
   AdamWConfig c = opt_;
   c.lr = lr;
+  // Each tensor's part inside the shard (all of it, unsharded); the moments start at the shard.
+  const int64_t lo = shard_.begin, hi = shard_.begin + shard_.count;
   for (const Segment& s : segments_) {
-    Tensor p = params_.view(s.begin, {s.numel}), m = m_.view(s.begin, {s.numel}), v = v_.view(s.begin, {s.numel});
-    adamw_update(p, grads_.view(s.begin, {s.numel}), m, v, c, t_, s.decay);
+    const int64_t b = std::max(s.begin, lo), e = std::min(s.begin + s.numel, hi);
+    if (b >= e) continue;
+    Tensor p = params_.view(b, {e - b}), m = m_.view(b - lo, {e - b}), v = v_.view(b - lo, {e - b});
+    adamw_update(p, grads_.view(b, {e - b}), m, v, c, t_, s.decay);
   }
 }
 
