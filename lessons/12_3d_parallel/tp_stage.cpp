@@ -41,7 +41,7 @@ StageActivationParts stage_activation_parts(const GPTConfig& cfg, const StageSpe
 
 TPStage::TPStage(const GPTConfig& cfg, int num_stages, int stage, Communicator& tp, uint64_t seed, DType dtype,
                  const AdamWConfig& opt, std::optional<ShardRange> optimizer_shard)
-    : cfg_(cfg), tp_(&tp), t_size_(tp.size()), layout_(cfg), dtype_(dtype), opt_(opt) {
+    : cfg_(cfg), tp_(&tp), t_size_(tp.size()), layout_(cfg), dtype_(dtype), opt_(opt), live_(str("TPStage ", stage)) {
   SGPT_CHECK(!cfg.tied_embeddings, "TPStage: tied embeddings would need wte on the first stage and on the last; "
                                    "build the model with tied_embeddings = false");
   SGPT_CHECK(dtype == DType::F32 || dtype == DType::F64, "TPStage: f32 or f64 only, got ", dtype_name(dtype));
@@ -192,11 +192,10 @@ void TPStage::optimizer_step(double lr) {
 }
 
 Tensor TPStage::forward(int mb, const Tensor& x, const Tensor& targets) {
-  SGPT_CHECK(!live_.count(mb), "TPStage ", spec_.stage, ": micro-batch ", mb, " is already in flight");
+  live_.check_free(mb);
   SGPT_CHECK(x.defined() && x.dim() >= 2, "TPStage ", spec_.stage, ": forward needs an input");
   const int64_t b = x.size(0), T = x.size(1), C = cfg_.n_embd;
-  TraceScope span("forward", TraceCategory::Compute,
-                  {{"microbatch", std::to_string(mb)}, {"stage", std::to_string(spec_.stage)}});
+  TraceScope span = microbatch_span("forward", mb, spec_.stage);
   auto act = [&](Shape s) { return Tensor::empty(s, dtype_, Device::CPU, MemCategory::Activations); };
   MicroBatch a;
   a.input = act({b, T, C});
@@ -229,25 +228,18 @@ Tensor TPStage::forward(int mb, const Tensor& x, const Tensor& targets) {
   } else {
     out = a.blocks.back().out;
   }
-  live_.emplace(mb, std::move(a));
-  peak_in_flight_ = std::max(peak_in_flight_, in_flight());
+  live_.add(mb, std::move(a));
   return out;
 }
 
 double TPStage::loss(int mb) const {
   SGPT_CHECK(spec_.is_last(), "TPStage ", spec_.stage, ": only the last stage has the loss");
-  auto it = live_.find(mb);
-  SGPT_CHECK(it != live_.end(), "TPStage ", spec_.stage, ": micro-batch ", mb, " is not in flight");
-  return it->second.loss;
+  return live_.at(mb).loss;
 }
 
 Tensor TPStage::backward(int mb, const Tensor& dout, double loss_scale) {
-  auto it = live_.find(mb);
-  SGPT_CHECK(it != live_.end(), "TPStage ", spec_.stage, ": backward of micro-batch ", mb,
-             ", which is not in flight (run its forward first, and each backward once)");
-  TraceScope span("backward", TraceCategory::Compute,
-                  {{"microbatch", std::to_string(mb)}, {"stage", std::to_string(spec_.stage)}});
-  MicroBatch& a = it->second;
+  MicroBatch& a = live_.for_backward(mb);
+  TraceScope span = microbatch_span("backward", mb, spec_.stage);
   const int64_t b = a.input.size(0), T = a.input.size(1), C = cfg_.n_embd;
   if (b != scratch_b_ || T != scratch_t_) {
     scratch_ = lesson10::TPScratch();
@@ -280,7 +272,7 @@ Tensor TPStage::backward(int mb, const Tensor& dout, double loss_scale) {
     dx = Tensor::empty({b, T, C}, dtype_, Device::CPU, MemCategory::Communication);
     dx.copy_from(dcur);
   }
-  live_.erase(it);
+  live_.erase(mb);
   return dx;
 }
 

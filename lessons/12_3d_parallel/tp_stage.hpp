@@ -14,7 +14,8 @@
 /// initialises those elements. Blocks run lesson 10's tp_block_forward / tp_block_backward (the
 /// reference version: this lesson links it); the embedding and the head run whole on every rank
 /// of the group, so their gradients are the whole gradient on every rank, like the replicated
-/// vectors of a block. The interface is PipelineStage's (lessons 08-09):
+/// vectors of a block. The interface is PipelineStage's (lessons 08-09), and so is the
+/// bookkeeping of the micro-batches in flight (model/in_flight.hpp):
 ///
 ///     Tensor y  = stage.forward(i, x, targets);    // keeps micro-batch i's activations
 ///     Tensor dx = stage.backward(i, dy, 1.0 / m);  // uses them, adds into grads(), frees them
@@ -27,7 +28,6 @@
 /// (freed); the [b,T,C] tensor a backward returns is Communication memory (it travels).
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <vector>
 
@@ -36,6 +36,7 @@
 #include "kernels/ops.hpp"
 #include "model/config.hpp"
 #include "model/gpt.hpp"
+#include "model/in_flight.hpp"
 #include "model/layout.hpp"
 #include "model/pipeline_stage.hpp"
 #include "tensor_parallel.hpp"
@@ -129,9 +130,9 @@ class TPStage {
   /// first stage).
   Tensor backward(int mb, const Tensor& dout, double loss_scale = 1.0);
   /// Micro-batches in flight now.
-  int in_flight() const { return static_cast<int>(live_.size()); }
+  int in_flight() const { return live_.size(); }
   /// The most micro-batches in flight at once so far.
-  int peak_in_flight() const { return peak_in_flight_; }
+  int peak_in_flight() const { return live_.peak(); }
 
  private:
   struct MicroBatch {
@@ -159,10 +160,9 @@ class TPStage {
   bool sharded_ = false;
   int64_t embed_numel_ = 0, block_numel_ = 0;
   std::vector<Segment> segments_;
-  std::map<int, MicroBatch> live_;
+  InFlight<MicroBatch> live_;
   lesson10::TPScratch scratch_;
   int64_t scratch_b_ = 0, scratch_t_ = 0;
-  int peak_in_flight_ = 0;
   int64_t t_ = 0;
 };
 

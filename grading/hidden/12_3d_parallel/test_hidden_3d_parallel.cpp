@@ -80,11 +80,7 @@ TEST(HiddenPlanner, OtherModelAndClusterByHand) {
 TEST(HiddenZero1In3D, FiveStepsOtherSeedOnTheWorld) {
   // ZeRO-1 on every grid of the world with data parallelism (8x1x1 on 8 ranks: one row each),
   // another seed and learning rate, five steps.
-  Run3D run;
-  run.cfg = zero_config();
-  run.zero1 = true;
-  run.seed = 29;
-  run.steps = 5;
+  Run3D run = zero1_run(29, 5);
   run.lr = 2e-2;
   run.run_reference();
   const int n = world().size() == 1 ? 8 : world().size();

@@ -176,6 +176,16 @@ struct Run3D {
   }
 };
 
+// A ZeRO-1 run (task 4) of zero_config()'s model.
+inline Run3D zero1_run(uint64_t seed = 7, int steps = 3) {
+  Run3D run;
+  run.cfg = zero_config();
+  run.zero1 = true;
+  run.seed = seed;
+  run.steps = steps;
+  return run;
+}
+
 // The planner's Job for the test model at the test batch.
 inline Job test_job(const Run3D& r) {
   Job j;

@@ -30,9 +30,7 @@ struct Peaks {
   ShardRange shard;
 };
 Peaks zero1_peaks(Communicator& world, const GridShape& s, int64_t mb) {
-  Run3D run;
-  run.cfg = zero_config();
-  run.zero1 = true;
+  const Run3D run = zero1_run();
   Grid g = make_grid(world, s);
   Peaks p{};
   {
@@ -74,9 +72,7 @@ TEST(Zero1In3D, ShardIsLessonElevensPieceOverTheDataParallelGroup) {
 }
 
 TEST(Zero1In3D, EqualsSingleDeviceOnGridsOf8Ranks) {
-  Run3D run;
-  run.cfg = zero_config();
-  run.zero1 = true;
+  Run3D run = zero1_run();
   run.run_reference();
   on_ranks(8, [&](Communicator& world) {
     for (const GridShape& s : zero_grids_of(8)) run.run_3d(world, s);
@@ -84,12 +80,8 @@ TEST(Zero1In3D, EqualsSingleDeviceOnGridsOf8Ranks) {
 }
 
 TEST(Zero1In3D, EqualsSingleDeviceOnGridsOf4RanksWithLargerMicroBatches) {
-  Run3D run;
-  run.cfg = zero_config();
-  run.zero1 = true;
-  run.mb = 2;
-  run.seed = 13;
-  run.steps = 4;
+  Run3D run = zero1_run(13, 4);
+  run.mb = 2;  // m = 8 / (dp * 2) micro-batches of 2 rows
   run.run_reference();
   on_ranks(4, [&](Communicator& world) {
     for (const GridShape& s : zero_grids_of(4)) run.run_3d(world, s);
@@ -117,14 +109,12 @@ TEST(Zero1In3D, OptimizerStateIsThisRanksShard) {
 TEST(Zero1In3D, PlannerMemoryEqualsTheTracker) {
   // The planner's ZeRO-1 row (task 3) against real ZeRO-1 runs: its optimizer bytes are the
   // largest shard's, ⌈Ψ/D⌉, which the dp group's first ranks hold; the rest is ZeRO 0's.
-  Run3D run;
-  run.cfg = zero_config();
-  const Job job = test_job(run);
+  const Job job = test_job(zero1_run());
   for (int n : {8, 4, 1})
     on_processes(n, [&](Communicator& world) {
       for (const GridShape& s : zero_grids_of(n))
         for (int64_t mb : {int64_t(1), int64_t(2)}) {
-          if (run.B % (s.dp * mb) != 0) continue;
+          if (job.global_batch % (s.dp * mb) != 0) continue;
           const Peaks p = zero1_peaks(world, s, mb);
           const GridCoord c = grid_coords(s, world.rank());
           const MemoryBreakdown want =
@@ -144,10 +134,7 @@ TEST(Zero1In3D, PlannerMemoryEqualsTheTracker) {
 }
 
 TEST(Zero1In3D, MovesWhatDataParallelMoves) {
-  Run3D run;
-  run.cfg = zero_config();
-  run.zero1 = true;
-  run.steps = 2;
+  Run3D run = zero1_run(7, 2);
   run.run_reference();
   on_ranks(8, [&](Communicator& world) {
     for (const GridShape& s : {GridShape{2, 2, 2}, GridShape{4, 2, 1}})
