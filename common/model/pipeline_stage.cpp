@@ -9,7 +9,7 @@
 namespace sgpt {
 
 PipelineStage::PipelineStage(const GPTConfig& cfg, const StageSpec& spec, uint64_t seed, DType dtype, Device device)
-    : cfg_(cfg), spec_(spec), layout_(cfg), dtype_(dtype), device_(device) {
+    : cfg_(cfg), spec_(spec), layout_(cfg), dtype_(dtype), device_(device), live_(str("pipeline stage ", spec.stage)) {
   const int p = spec.num_stages, r = spec.stage, L = cfg.n_layer;
   const std::string who = "pipeline stage " + std::to_string(r) + " of " + std::to_string(p);
   SGPT_CHECK(p >= 1 && r >= 0 && r < p, who, ": the stage index must lie in [0, ", p, ")");
@@ -78,12 +78,10 @@ Tensor PipelineStage::block_input(const MicroBatch& a, int i) const {
 }
 
 Tensor PipelineStage::forward(int mb, const Tensor& x, const Tensor& targets) {
-  SGPT_CHECK(!live_.count(mb), "pipeline stage ", spec_.stage, ": micro-batch ", mb,
-             " is already in flight (its backward has not run)");
+  live_.check_free(mb);
   SGPT_CHECK(x.defined() && x.dim() >= 2, "pipeline stage ", spec_.stage, ": forward needs an input");
   const int64_t b = x.size(0), T = x.size(1), C = cfg_.n_embd;
-  TraceScope span("forward", TraceCategory::Compute,
-                  {{"microbatch", std::to_string(mb)}, {"stage", std::to_string(spec_.stage)}});
+  TraceScope span = microbatch_span("forward", mb, spec_.stage);
   auto act = [&](Shape s) { return Tensor::empty(s, dtype_, device_, MemCategory::Activations); };
   MicroBatch a;
   a.input = act({b, T, C});
@@ -118,32 +116,21 @@ Tensor PipelineStage::forward(int mb, const Tensor& x, const Tensor& targets) {
   } else {
     out = a.blocks.back().out;
   }
-  live_.emplace(mb, std::move(a));
-  peak_in_flight_ = std::max(peak_in_flight_, in_flight());
+  live_.add(mb, std::move(a));
   ++forwards_;
   return out;
 }
 
-Shape PipelineStage::boundary_shape(int mb) const {
-  auto it = live_.find(mb);
-  SGPT_CHECK(it != live_.end(), "pipeline stage ", spec_.stage, ": micro-batch ", mb, " is not in flight");
-  return it->second.input.shape();
-}
+Shape PipelineStage::boundary_shape(int mb) const { return live_.at(mb).input.shape(); }
 
 double PipelineStage::loss(int mb) const {
   SGPT_CHECK(spec_.is_last(), "pipeline stage ", spec_.stage, ": only the last stage has the loss");
-  auto it = live_.find(mb);
-  SGPT_CHECK(it != live_.end(), "pipeline stage ", spec_.stage, ": micro-batch ", mb, " is not in flight");
-  return it->second.loss;
+  return live_.at(mb).loss;
 }
 
 Tensor PipelineStage::backward(int mb, const Tensor& dout, double loss_scale) {
-  auto it = live_.find(mb);
-  SGPT_CHECK(it != live_.end(), "pipeline stage ", spec_.stage, ": backward of micro-batch ", mb,
-             ", which is not in flight (run its forward first, and each backward once)");
-  TraceScope span("backward", TraceCategory::Compute,
-                  {{"microbatch", std::to_string(mb)}, {"stage", std::to_string(spec_.stage)}});
-  MicroBatch& a = it->second;
+  MicroBatch& a = live_.for_backward(mb);
+  TraceScope span = microbatch_span("backward", mb, spec_.stage);
   const int64_t b = a.input.size(0), T = a.input.size(1), C = cfg_.n_embd;
   if (b != scratch_b_ || T != scratch_t_) {
     scratch_ = make_block_grad_scratch(cfg_, b, T, dtype_, device_);
@@ -177,7 +164,7 @@ Tensor PipelineStage::backward(int mb, const Tensor& dout, double loss_scale) {
   } else {
     dx = dcur;
   }
-  live_.erase(it);
+  live_.erase(mb);
   ++backwards_;
   return dx;
 }

@@ -21,12 +21,12 @@
 /// schedule's real per-rank order back from the trace.
 
 #include <cstdint>
-#include <map>
 #include <vector>
 
 #include "core/tensor.hpp"
 #include "model/config.hpp"
 #include "model/gpt.hpp"
+#include "model/in_flight.hpp"
 #include "model/layout.hpp"
 
 namespace sgpt {
@@ -103,11 +103,11 @@ class PipelineStage {
   Shape boundary_shape(int mb) const;
 
   /// Micro-batches whose activations are alive now (forward done, backward not yet).
-  int in_flight() const { return static_cast<int>(live_.size()); }
+  int in_flight() const { return live_.size(); }
   /// The largest in_flight() since construction or reset_peak_in_flight().
-  int peak_in_flight() const { return peak_in_flight_; }
+  int peak_in_flight() const { return live_.peak(); }
   /// Sets the peak to the current value.
-  void reset_peak_in_flight() { peak_in_flight_ = in_flight(); }
+  void reset_peak_in_flight() { live_.reset_peak(); }
   /// Forwards and backwards run so far.
   int64_t forwards() const { return forwards_; }
   /// Backwards run so far.
@@ -136,10 +136,9 @@ class PipelineStage {
   DType dtype_;
   Device device_;
   Tensor params_, grads_;
-  std::map<int, MicroBatch> live_;
+  InFlight<MicroBatch> live_;
   BlockGradScratch scratch_;
   int64_t scratch_b_ = 0, scratch_t_ = 0;
-  int peak_in_flight_ = 0;
   int64_t forwards_ = 0, backwards_ = 0;
 };
 

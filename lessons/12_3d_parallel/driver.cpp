@@ -5,8 +5,9 @@
 // 1.5B on 64 GPUs and a 175B-class model on 512 and 1024 GPUs (H100-like nodes of 8: 80 GB,
 // 989 TFLOP/s dense bf16 peak, 400 TFLOP/s achieved, NVLink 450 GB/s, InfiniBand 50 GB/s).
 // Part 2 (under mpirun -np N): every grid of N ranks trains the micro model (f32) for a few
-// steps; each rank's tracker peak against the planner's prediction for its stage, and the
-// median step time.
+// steps, with plain data parallelism across the replicas and, where there are replicas, with
+// ZeRO-1 (task 4); each rank's tracker peak against the planner's prediction for its stage (the
+// optimizer state alone, and the total), and the median step time.
 //
 //   mpirun -np 8 --oversubscribe lesson12-3d-parallel [--model micro] [--rows 8] [--seq-len 32]
 //          [--micro-batch 1] [--steps 3] [--top 5]
@@ -14,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -109,9 +111,9 @@ int main(int argc, char** argv) {
         print_plans("175B-class on " + std::to_string(w / 8) + " nodes", big, c, top);
       }
       std::printf("\n# Part 2: %d CPU ranks (%s), model %s, f32, %lld rows x T=%lld, micro-batch %lld, median of %d "
-                  "steps\n%-10s %6s %12s %12s %10s\n",
+                  "steps\n%-10s %4s %6s %11s %11s %11s %11s %10s\n",
                   n, backend_name(world.backend()), model.c_str(), (long long)rows, (long long)seq_len, (long long)mb,
-                  steps, "grid", "stage", "pred (MiB)", "meas (MiB)", "step (ms)");
+                  steps, "grid", "ZeRO", "stage", "optim pred", "optim meas", "total pred", "total meas", "step (ms)");
     }
     GPTConfig cfg = gpt_config(model);
     cfg.tied_embeddings = false;
@@ -122,12 +124,15 @@ int main(int argc, char** argv) {
     job.precision = Precision::fp32();
     const Tensor x = testing::random_tokens(rows, seq_len, cfg.vocab_size, 1, "lesson12-driver-x");
     const Tensor y = testing::random_tokens(rows, seq_len, cfg.vocab_size, 1, "lesson12-driver-y");
-    for (const GridShape& s : grids(n, cfg)) {
-      if (rows % (s.dp * mb)) continue;
+    for (const GridShape& s : grids(n, cfg))
+    for (int zero : {0, 1}) {
+      if (rows % (s.dp * mb) || (zero == 1 && s.dp == 1)) continue;
       Grid g = make_grid(world, s);
-      double measured = 0, predicted = 0, ms = 0;
+      double measured = 0, predicted = 0, ms = 0, optim = 0, optim_pred = 0;
       {
-        TPStage st(cfg, s.pp, g.coord.pp, *g.tp, 1234, DType::F32);
+        std::optional<ShardRange> shard;
+        if (zero == 1) shard = zero1_shard(g, cfg);
+        TPStage st(cfg, s.pp, g.coord.pp, *g.tp, 1234, DType::F32, AdamWConfig(), shard);
         MemoryTracker::instance().reset_peak();
         train_step_3d(g, st, x, y, mb, 1e-4);  // warm-up
         std::vector<double> times;
@@ -139,21 +144,24 @@ int main(int argc, char** argv) {
         }
         ms = 1e3 * median(times);
         auto peak = [](MemCategory c) { return double(MemoryTracker::instance().stats(c).peak); };
-        measured = peak(MemCategory::Parameters) + peak(MemCategory::Gradients) +
-                   peak(MemCategory::OptimizerState) + peak(MemCategory::Activations);
-        predicted = double(predict_stage_memory(job, {s.dp, s.pp, s.tp, mb, 0, Recompute::None, Schedule::OneFOneB},
-                                                g.coord.pp).total());
+        optim = peak(MemCategory::OptimizerState);
+        measured = peak(MemCategory::Parameters) + peak(MemCategory::Gradients) + optim + peak(MemCategory::Activations);
+        const MemoryBreakdown pred =
+            predict_stage_memory(job, {s.dp, s.pp, s.tp, mb, zero, Recompute::None, Schedule::OneFOneB}, g.coord.pp);
+        predicted = double(pred.total());
+        optim_pred = double(pred.optimizer);
       }
-      // One line per stage, from the stage's first rank (every rank of a stage holds the same).
-      Tensor mine = Tensor::from(std::vector<double>{predicted, measured, ms}, {3});
-      Tensor all = Tensor::zeros({3 * int64_t(n)}, DType::F64);
+      // One line per stage, from the stage's first rank (every rank of a stage holds the same;
+      // under ZeRO-1 replica 0 holds the largest shard, the one the planner counts).
+      Tensor mine = Tensor::from(std::vector<double>{optim_pred, optim, predicted, measured, ms}, {5});
+      Tensor all = Tensor::zeros({5 * int64_t(n)}, DType::F64);
       world.all_gather(all, mine);
       if (rank == 0) {
         const std::vector<double> a = all.to_vector();
         for (int p = 0; p < s.pp; ++p) {
-          const int r = grid_rank(s, {0, p, 0});
-          std::printf("%-10s %6d %12.3f %12.3f %10.1f\n", s.str().c_str(), p, a[3 * r] / (1 << 20),
-                      a[3 * r + 1] / (1 << 20), a[3 * r + 2]);
+          const double* v = &a[size_t(5 * grid_rank(s, {0, p, 0}))];
+          std::printf("%-10s %4d %6d %11.3f %11.3f %11.3f %11.3f %10.1f\n", s.str().c_str(), zero, p, v[0] / (1 << 20),
+                      v[1] / (1 << 20), v[2] / (1 << 20), v[3] / (1 << 20), v[4]);
         }
       }
     }

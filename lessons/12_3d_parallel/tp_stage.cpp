@@ -40,8 +40,8 @@ StageActivationParts stage_activation_parts(const GPTConfig& cfg, const StageSpe
 }
 
 TPStage::TPStage(const GPTConfig& cfg, int num_stages, int stage, Communicator& tp, uint64_t seed, DType dtype,
-                 const AdamWConfig& opt)
-    : cfg_(cfg), tp_(&tp), t_size_(tp.size()), layout_(cfg), dtype_(dtype), opt_(opt) {
+                 const AdamWConfig& opt, std::optional<ShardRange> optimizer_shard)
+    : cfg_(cfg), tp_(&tp), t_size_(tp.size()), layout_(cfg), dtype_(dtype), opt_(opt), live_(str("TPStage ", stage)) {
   SGPT_CHECK(!cfg.tied_embeddings, "TPStage: tied embeddings would need wte on the first stage and on the last; "
                                    "build the model with tied_embeddings = false");
   SGPT_CHECK(dtype == DType::F32 || dtype == DType::F64, "TPStage: f32 or f64 only, got ", dtype_name(dtype));
@@ -51,10 +51,15 @@ TPStage::TPStage(const GPTConfig& cfg, int num_stages, int stage, Communicator& 
   block_numel_ = lesson10::tp_block_numel(cfg, t);  // checks that t divides the heads and 4C
   embed_numel_ = spec_.is_first() ? Vp * C + maxT * C : 0;
   const int64_t n = tp_stage_numel(cfg, spec_, t);
+  sharded_ = optimizer_shard.has_value();
+  shard_ = optimizer_shard.value_or(ShardRange{0, n});
+  SGPT_CHECK(shard_.begin >= 0 && shard_.count >= 0 && shard_.begin + shard_.count <= n, "TPStage ", spec_.stage,
+             ": the optimizer shard [", shard_.begin, ", ", shard_.begin + shard_.count,
+             ") is not inside this rank's buffer of ", n, " elements");
   params_ = Tensor::empty({n}, dtype, Device::CPU, MemCategory::Parameters);
   grads_ = Tensor::zeros({n}, dtype, Device::CPU, MemCategory::Gradients);
-  m_ = Tensor::zeros({n}, dtype, Device::CPU, MemCategory::OptimizerState);
-  v_ = Tensor::zeros({n}, dtype, Device::CPU, MemCategory::OptimizerState);
+  m_ = Tensor::zeros({shard_.count}, dtype, Device::CPU, MemCategory::OptimizerState);
+  v_ = Tensor::zeros({shard_.count}, dtype, Device::CPU, MemCategory::OptimizerState);
   // Initialise: the outer tensors are whole single-device tensors; each block is lesson 10's shard.
   auto init_whole = [&](const Tensor& view, const char* name) {
     Tensor v = view;
@@ -163,23 +168,34 @@ void TPStage::load_from_full(Tensor& dst, const Tensor& full) const {
   }
 }
 
+void TPStage::load_moments_from_full(const Tensor& full_m, const Tensor& full_v) {
+  Tensor whole = Tensor::empty({params_.numel()}, dtype_);  // scratch (Other), freed on return
+  load_from_full(whole, full_m);
+  m_.copy_from(whole.view(shard_.begin, {shard_.count}));
+  load_from_full(whole, full_v);
+  v_.copy_from(whole.view(shard_.begin, {shard_.count}));
+}
+
 void TPStage::optimizer_step(double lr) {
   TraceScope span("optimizer_step", TraceCategory::Compute);
   ++t_;
   AdamWConfig c = opt_;
   c.lr = lr;
+  // Each tensor's part inside the shard (all of it, unsharded); the moments start at the shard.
+  const int64_t lo = shard_.begin, hi = shard_.begin + shard_.count;
   for (const Segment& s : segments_) {
-    Tensor p = params_.view(s.begin, {s.numel}), m = m_.view(s.begin, {s.numel}), v = v_.view(s.begin, {s.numel});
-    adamw_update(p, grads_.view(s.begin, {s.numel}), m, v, c, t_, s.decay);
+    const int64_t b = std::max(s.begin, lo), e = std::min(s.begin + s.numel, hi);
+    if (b >= e) continue;
+    Tensor p = params_.view(b, {e - b}), m = m_.view(b - lo, {e - b}), v = v_.view(b - lo, {e - b});
+    adamw_update(p, grads_.view(b, {e - b}), m, v, c, t_, s.decay);
   }
 }
 
 Tensor TPStage::forward(int mb, const Tensor& x, const Tensor& targets) {
-  SGPT_CHECK(!live_.count(mb), "TPStage ", spec_.stage, ": micro-batch ", mb, " is already in flight");
+  live_.check_free(mb);
   SGPT_CHECK(x.defined() && x.dim() >= 2, "TPStage ", spec_.stage, ": forward needs an input");
   const int64_t b = x.size(0), T = x.size(1), C = cfg_.n_embd;
-  TraceScope span("forward", TraceCategory::Compute,
-                  {{"microbatch", std::to_string(mb)}, {"stage", std::to_string(spec_.stage)}});
+  TraceScope span = microbatch_span("forward", mb, spec_.stage);
   auto act = [&](Shape s) { return Tensor::empty(s, dtype_, Device::CPU, MemCategory::Activations); };
   MicroBatch a;
   a.input = act({b, T, C});
@@ -212,25 +228,18 @@ Tensor TPStage::forward(int mb, const Tensor& x, const Tensor& targets) {
   } else {
     out = a.blocks.back().out;
   }
-  live_.emplace(mb, std::move(a));
-  peak_in_flight_ = std::max(peak_in_flight_, in_flight());
+  live_.add(mb, std::move(a));
   return out;
 }
 
 double TPStage::loss(int mb) const {
   SGPT_CHECK(spec_.is_last(), "TPStage ", spec_.stage, ": only the last stage has the loss");
-  auto it = live_.find(mb);
-  SGPT_CHECK(it != live_.end(), "TPStage ", spec_.stage, ": micro-batch ", mb, " is not in flight");
-  return it->second.loss;
+  return live_.at(mb).loss;
 }
 
 Tensor TPStage::backward(int mb, const Tensor& dout, double loss_scale) {
-  auto it = live_.find(mb);
-  SGPT_CHECK(it != live_.end(), "TPStage ", spec_.stage, ": backward of micro-batch ", mb,
-             ", which is not in flight (run its forward first, and each backward once)");
-  TraceScope span("backward", TraceCategory::Compute,
-                  {{"microbatch", std::to_string(mb)}, {"stage", std::to_string(spec_.stage)}});
-  MicroBatch& a = it->second;
+  MicroBatch& a = live_.for_backward(mb);
+  TraceScope span = microbatch_span("backward", mb, spec_.stage);
   const int64_t b = a.input.size(0), T = a.input.size(1), C = cfg_.n_embd;
   if (b != scratch_b_ || T != scratch_t_) {
     scratch_ = lesson10::TPScratch();
@@ -263,7 +272,7 @@ Tensor TPStage::backward(int mb, const Tensor& dout, double loss_scale) {
     dx = Tensor::empty({b, T, C}, dtype_, Device::CPU, MemCategory::Communication);
     dx.copy_from(dcur);
   }
-  live_.erase(it);
+  live_.erase(mb);
   return dx;
 }
 

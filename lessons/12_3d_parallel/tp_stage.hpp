@@ -14,19 +14,21 @@
 /// initialises those elements. Blocks run lesson 10's tp_block_forward / tp_block_backward (the
 /// reference version: this lesson links it); the embedding and the head run whole on every rank
 /// of the group, so their gradients are the whole gradient on every rank, like the replicated
-/// vectors of a block. The interface is PipelineStage's (lessons 08-09):
+/// vectors of a block. The interface is PipelineStage's (lessons 08-09), and so is the
+/// bookkeeping of the micro-batches in flight (model/in_flight.hpp):
 ///
 ///     Tensor y  = stage.forward(i, x, targets);    // keeps micro-batch i's activations
 ///     Tensor dx = stage.backward(i, dy, 1.0 / m);  // uses them, adds into grads(), frees them
 ///
 /// Memory: parameters (MemCategory::Parameters), gradients (Gradients) and AdamW's two moments
-/// (OptimizerState) are allocated by the constructor; each micro-batch in flight holds
+/// (OptimizerState) are allocated by the constructor — the moments for the whole buffer, or, under
+/// ZeRO-1 (a stage built with an optimizer shard), for that shard only; each micro-batch in flight holds
 /// stage_activation_parts(...).per_microbatch() bytes of Activations; the first backward
 /// allocates the backward workspace (kept), and each backward two [b,T,C] gradient buffers
 /// (freed); the [b,T,C] tensor a backward returns is Communication memory (it travels).
 
 #include <cstdint>
-#include <map>
+#include <optional>
 #include <vector>
 
 #include "comm/communicator.hpp"
@@ -34,6 +36,7 @@
 #include "kernels/ops.hpp"
 #include "model/config.hpp"
 #include "model/gpt.hpp"
+#include "model/in_flight.hpp"
 #include "model/layout.hpp"
 #include "model/pipeline_stage.hpp"
 #include "tensor_parallel.hpp"
@@ -70,8 +73,12 @@ class TPStage {
   /// f64, CPU. Throws sgpt::Error naming the problem for tied embeddings (the head and the
   /// embedding live on different stages, or both on every rank: build with tied_embeddings =
   /// false), T not dividing the heads or 4C, or more stages than blocks. `tp` must outlive it.
+  ///
+  /// ZeRO-1 (task 4): with `optimizer_shard`, a range of this rank's flat buffer, the stage keeps
+  /// AdamW's moments for that range only (optimizer_sharded() is then true), and optimizer_step
+  /// updates only those parameters. Throws sgpt::Error when the range is not inside the buffer.
   TPStage(const GPTConfig& cfg, int num_stages, int stage, Communicator& tp, uint64_t seed, DType dtype = DType::F32,
-          const AdamWConfig& opt = AdamWConfig());
+          const AdamWConfig& opt = AdamWConfig(), std::optional<ShardRange> optimizer_shard = std::nullopt);
 
   /// The model configuration.
   const GPTConfig& config() const { return cfg_; }
@@ -85,8 +92,15 @@ class TPStage {
   Tensor& grads() { return grads_; }
   /// Sets every gradient to zero.
   void zero_grad() { grads_.zero_(); }
-  /// One AdamW update of params() from grads() at learning rate `lr` (step counter first).
+  /// One AdamW update at learning rate `lr` (step counter first) of the parameters in
+  /// optimizer_shard(), from the gradients at the same places: the whole buffer unless the stage
+  /// was built with a shard (ZeRO-1), in which case the other parameters are left as they are.
   void optimizer_step(double lr);
+  /// The range of params() whose AdamW state this rank keeps: {0, params().numel()}, or the
+  /// constructor's shard.
+  const ShardRange& optimizer_shard() const { return shard_; }
+  /// True when the stage was built with an optimizer shard (ZeRO-1), even one that is the whole buffer.
+  bool optimizer_sharded() const { return sharded_; }
   /// Steps taken so far.
   int64_t optimizer_steps() const { return t_; }
 
@@ -94,10 +108,14 @@ class TPStage {
   /// elements, e.g. GPT::params()) into `dst` (params(), grads() or an optimizer moment): the
   /// embedding and head whole, each block's shard as lesson 10 defines it.
   void load_from_full(Tensor& dst, const Tensor& full) const;
-  /// AdamW's first moments (OptimizerState), same layout as params().
+  /// AdamW's first moments (OptimizerState) of optimizer_shard(): element k belongs to
+  /// params() element optimizer_shard().begin + k (the same layout as params() when unsharded).
   Tensor& adam_m() { return m_; }
-  /// AdamW's second moments.
+  /// AdamW's second moments, laid out as adam_m().
   Tensor& adam_v() { return v_; }
+  /// Sets adam_m() and adam_v() to this rank's part (its optimizer shard of what load_from_full
+  /// gives) of a single-device run's moments (ParameterLayout(cfg).numel() elements each).
+  void load_moments_from_full(const Tensor& full_m, const Tensor& full_v);
 
   /// Forward of micro-batch `mb` (not in flight): x is the tokens (i32 [b,T]) on the first stage,
   /// the previous stage's output [b,T,C] elsewhere (copied); targets (i32 [b,T]) on the last
@@ -112,9 +130,9 @@ class TPStage {
   /// first stage).
   Tensor backward(int mb, const Tensor& dout, double loss_scale = 1.0);
   /// Micro-batches in flight now.
-  int in_flight() const { return static_cast<int>(live_.size()); }
+  int in_flight() const { return live_.size(); }
   /// The most micro-batches in flight at once so far.
-  int peak_in_flight() const { return peak_in_flight_; }
+  int peak_in_flight() const { return live_.peak(); }
 
  private:
   struct MicroBatch {
@@ -138,12 +156,13 @@ class TPStage {
   DType dtype_;
   AdamWConfig opt_;
   Tensor params_, grads_, m_, v_;
+  ShardRange shard_;
+  bool sharded_ = false;
   int64_t embed_numel_ = 0, block_numel_ = 0;
   std::vector<Segment> segments_;
-  std::map<int, MicroBatch> live_;
+  InFlight<MicroBatch> live_;
   lesson10::TPScratch scratch_;
   int64_t scratch_b_ = 0, scratch_t_ = 0;
-  int peak_in_flight_ = 0;
   int64_t t_ = 0;
 };
 

@@ -1,6 +1,6 @@
-// Lesson 12, task 2: the three dimensions at once. Tensor parallelism lives inside TPStage's
+// Lesson 12, tasks 2 and 4: the three dimensions at once. Tensor parallelism lives inside TPStage's
 // blocks (lesson 10), the pipeline runs lesson 09's 1F1B order over the pp group, and the replicas
-// meet once per step, on the dp group, like lesson 06's data parallelism.
+// meet once per step, on the dp group, like lesson 06's data parallelism, or lesson 11's ZeRO-1.
 
 #include "parallel3d.hpp"
 
@@ -10,6 +10,8 @@
 #include "core/check.hpp"
 #include "data_parallel.hpp"
 #include "pipeline_1f1b.hpp"
+#include "pipeline_gpipe.hpp"
+#include "zero.hpp"
 
 namespace sgpt::lesson12 {
 
@@ -73,11 +75,35 @@ double train_step_3d(Grid& grid, TPStage& stage, const Tensor& tokens, const Ten
   }
   for (Work& w : sent_dx) w.wait();
   dxs.clear();
-  sync_replicas(grid, stage, lr);
+  if (stage.optimizer_sharded()) sync_replicas_zero1(grid, stage, lr);
+  else sync_replicas(grid, stage, lr);
   // The replica's loss lives on its last stage; the pp sum brings it to every stage.
   Tensor l = Tensor::from(std::vector<double>{r + 1 == p ? loss / m : 0.0}, {1});
   pp.all_reduce(l);
   return lesson06::global_mean_loss(*grid.dp, l.to_vector()[0]);
+  // END TODO
+}
+
+ShardRange zero1_shard(const Grid& grid, const GPTConfig& cfg) {
+  // TODO(lesson 12, task 4): lesson 11's piece of the whole stage buffer over the dp group
+  const StageSpec spec = lesson08::stage_spec(cfg, grid.shape.pp, grid.coord.pp);
+  const ShardRange whole{0, tp_stage_numel(cfg, spec, grid.shape.tp)};
+  return lesson11::owned_pieces({whole}, grid.shape.dp, grid.coord.dp)[0];
+  // END TODO
+}
+
+void sync_replicas_zero1(Grid& grid, TPStage& stage, double lr) {
+  // TODO(lesson 12, task 4): reduce-scatter over dp, update my shard, all-gather
+  const ShardRange mine = zero1_shard(grid, stage.config());
+  const ShardRange kept = stage.optimizer_shard();
+  SGPT_CHECK(stage.optimizer_sharded() && kept == mine, "sync_replicas_zero1: rank ", grid.coord.dp, " of ",
+             grid.shape.dp, " replicas owns elements [", mine.begin, ", ", mine.begin + mine.count,
+             ") of its stage, but the stage keeps the optimizer state of [", kept.begin, ", ", kept.begin + kept.count,
+             ")", stage.optimizer_sharded() ? "" : " (it was built without a shard)");
+  Tensor g = stage.grads().view(mine.begin, {mine.count});
+  grid.dp->reduce_scatter(g, stage.grads(), ReduceOp::Avg);
+  stage.optimizer_step(lr);
+  grid.dp->all_gather(stage.params(), stage.params().view(mine.begin, {mine.count}));
   // END TODO
 }
 

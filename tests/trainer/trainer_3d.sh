@@ -4,7 +4,9 @@
 # same global batch of 4 rows: the same losses, validation losses and clipped gradient norms, and
 # the same final checkpoint (parameters and AdamW moments), up to f32 rounding (relative 1e-5).
 # Then checkpoints cross layouts: a 2x2x2 run stopped at step 4 goes on as a 4x2x1 grid, and one
-# rank goes on from a 1x2x4 grid's checkpoint, both ending where the uninterrupted run ends. Bad
+# rank goes on from a 1x2x4 grid's checkpoint, both ending where the uninterrupted run ends. With
+# --zero 1 (lesson 12's task 4: each replica keeps 1/D of its stage's AdamW state) 2x2x2 trains like
+# one rank too, and a 4x2x1 ZeRO-1 checkpoint (uneven shards) goes on as a 2x2x2 ZeRO-1 grid. Bad
 # layouts stop every rank with an error naming the problem, and --plan prints the planner's layouts.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -46,6 +48,16 @@ cp -r "$dir/stop124" "$dir/g124_then_one"
 run g124_then_one 1 --batch 4 --resume "$dir/g124_then_one/checkpoint.safetensors"
 same "$dir/one" "$dir/g124_then_one" "1x2x4 to step 4, then 1 rank == 1 rank"
 
+run z222 8 --batch 2 --dp 2 --pp 2 --tp 2 --micro-batches 2 --zero 1
+expect_log z222 "on a 2x2x2 grid: .*, ZeRO-1: each stage's AdamW state sharded over its 2 replicas"
+same "$dir/one" "$dir/z222" "--dp 2 --pp 2 --tp 2 --zero 1 (8 ranks) == 1 rank"
+
+run zstop421 8 --batch 1 --dp 4 --pp 2 --tp 1 --zero 1 --stop-at 4
+cp -r "$dir/zstop421" "$dir/z421_then_z222"
+run z421_then_z222 8 --batch 2 --dp 2 --pp 2 --tp 2 --micro-batches 2 --zero 1 --resume "$dir/z421_then_z222/checkpoint.safetensors"
+expect_log z421_then_z222 "resumed from .* at step 4"
+same "$dir/one" "$dir/z421_then_z222" "4x2x1 ZeRO-1 to step 4, then 2x2x2 ZeRO-1 == 1 rank"
+
 # Bad layouts: every rank prints the error, nothing trains.
 check() {  # check NAME NP PATTERN FLAGS...
   local name=$1 np=$2 pattern=$3
@@ -66,7 +78,11 @@ check "--tp not dividing the heads" 3 "--tp 3 does not divide the 4 attention he
 check "tied embeddings" 2 "model 'nano' ties them: pass --untie-embeddings" --dp 1 --pp 2
 check "GPipe on the grid" 2 "--dp runs lesson 12's composition, whose pipeline schedule is 1f1b, got --schedule gpipe" \
   --dp 1 --pp 2 --schedule gpipe --untie-embeddings
-check "--zero on the grid" 2 "--zero and --bucket-kib do not combine with it" --dp 2 --zero 1 --untie-embeddings
+check "--zero 2 on the grid" 4 "--zero 2 and --bucket-kib do not combine with it" --dp 2 --pp 2 --zero 2 --untie-embeddings
+check "--zero 3 on the grid" 4 "--zero 3 and --bucket-kib do not combine with it" --dp 1 --tp 2 --pp 2 --zero 3 --untie-embeddings
+check "--zero 3 with --tp, no grid" 2 "--zero 3 is data parallelism with sharded state: it does not combine with --pp, --tp" \
+  --tp 2 --zero 3 --untie-embeddings
+check "--zero 1 with --pp, no grid" 2 "--zero 1 .* lesson 12's grid: pass --dp D too" --pp 2 --zero 1 --untie-embeddings
 check "more stages than blocks" 3 "--pp 3 asks for more pipeline stages than model 'nano' has blocks \(2\)" \
   --dp 1 --pp 3 --untie-embeddings
 

@@ -3,6 +3,9 @@
 // each holds a TPStage, stage pp of P with its blocks split T ways; replica dp trains on its own
 // --batch rows of the global batch (D x --batch rows), in M micro-batches that flow through its
 // pipeline in 1F1B order (train_step_3d), and the replicas average their gradients (sync_replicas).
+// With --zero 1 each stage keeps ZeRO-1's optimizer shard (zero1_shard, lesson 12's task 4), and the
+// replicas meet through sync_replicas_zero1: a reduce-scatter over the dp group, each rank updating
+// its 1/D, an all-gather of the parameters.
 // Your files in the student release: an unfinished task stops every rank at set-up (the grid) or
 // at the first step (the composition) with its name.
 //
@@ -13,10 +16,15 @@
 // tensors counted once per stage, split ones summed over the tensor-parallel group) and applies
 // AdamW with the same segments (decay on matrices and embeddings) as TPStage. Evaluation runs each
 // batch forward through the stages as one micro-batch (its backward with weight 0 frees it).
+// Under ZeRO-1 the trainer's moments are this rank's shard too: after the lesson's step only the
+// shard's gradients are averaged, so the norm sums the shards over the dp group, and the trainer
+// updates the shard and all-gathers the parameters over dp itself (the lesson's own all-gather, at
+// lr 0, moved unchanged parameters).
 // Checkpoints gather replica 0's shards into the single-device flat buffer on rank 0 (each rank's
 // element -> single-device index map comes from TPStage::load_from_full at set-up), so a 3D run
 // resumes under any layout and any layout resumes it.
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -38,13 +46,16 @@ constexpr int kEvalMicroBatch = -1;  // the id of the evaluation's forward (the 
 
 class Parallel3D final : public PartitionedStrategy {
  public:
-  Parallel3D(const StrategySetup& s, std::shared_ptr<Communicator> world, lesson12::GridShape shape, int micro_batches)
+  Parallel3D(const StrategySetup& s, std::shared_ptr<Communicator> world, lesson12::GridShape shape, int micro_batches,
+             bool zero1)
       : PartitionedStrategy(s, std::move(world)),
         m_(micro_batches),
         grid_(lesson12::make_grid(*world_, shape)),
-        stage_(s.cfg, shape.pp, grid_.coord.pp, *grid_.tp, s.seed, DType::F32, s.adamw),
-        adam_m_(Tensor::zeros({stage_.params().numel()}, DType::F32, Device::CPU, MemCategory::OptimizerState)),
-        adam_v_(Tensor::zeros({stage_.params().numel()}, DType::F32, Device::CPU, MemCategory::OptimizerState)) {
+        stage_(s.cfg, shape.pp, grid_.coord.pp, *grid_.tp, s.seed, DType::F32, s.adamw,
+               zero1 ? std::optional<ShardRange>(lesson12::zero1_shard(grid_, s.cfg)) : std::nullopt),
+        shard_(stage_.optimizer_shard()),
+        adam_m_(Tensor::zeros({shard_.count}, DType::F32, Device::CPU, MemCategory::OptimizerState)),
+        adam_v_(Tensor::zeros({shard_.count}, DType::F32, Device::CPU, MemCategory::OptimizerState)) {
     make_segments();
     share_index_maps();
   }
@@ -57,7 +68,8 @@ class Parallel3D final : public PartitionedStrategy {
     std::string blocks;
     for (int r = 0; r < g.pp; ++r) blocks += str(r ? "+" : "", lesson08::stage_spec(setup_.cfg, g.pp, r).num_layers());
     return str(" per replica on a ", g.str(), " grid: ", g.dp, " replicas x ", g.pp, " pipeline stages of ", blocks,
-               " blocks (", m_, " micro-batches of ", setup_.batch / m_, ", 1F1B) x ", g.tp, " tensor-parallel ranks");
+               " blocks (", m_, " micro-batches of ", setup_.batch / m_, ", 1F1B) x ", g.tp, " tensor-parallel ranks",
+               zero1() ? str(", ZeRO-1: each stage's AdamW state sharded over its ", g.dp, " replicas") : "");
   }
 
   StepResult step(const Tensor& x, const Tensor& y, double lr, double clip) override {
@@ -67,15 +79,17 @@ class Parallel3D final : public PartitionedStrategy {
     StepResult r;
     r.loss = lesson12::train_step_3d(grid_, stage_, gx, gy, setup_.batch / m_, 0.0);
     r.grad_norm = grad_norm();
-    if (clip > 0 && r.grad_norm > clip) scale_(stage_.grads(), clip / (r.grad_norm + 1e-6));
+    Tensor mine = stage_.grads().view(shard_.begin, {shard_.count});  // the averaged gradients (all, without ZeRO)
+    if (clip > 0 && r.grad_norm > clip) scale_(mine, clip / (r.grad_norm + 1e-6));
     ++t_;
     AdamWConfig c = setup_.adamw;
     c.lr = lr;
-    for (const Segment& sg : segments_) {
-      Tensor p = stage_.params().view(sg.begin, {sg.numel}), m = adam_m_.view(sg.begin, {sg.numel}),
-             v = adam_v_.view(sg.begin, {sg.numel});
-      adamw_update(p, stage_.grads().view(sg.begin, {sg.numel}), m, v, c, t_, sg.decay);
-    }
+    for_each_in_shard([&](const Segment& sg, int64_t b, int64_t e) {
+      Tensor p = stage_.params().view(b, {e - b}), m = adam_m_.view(b - shard_.begin, {e - b}),
+             v = adam_v_.view(b - shard_.begin, {e - b});
+      adamw_update(p, stage_.grads().view(b, {e - b}), m, v, c, t_, sg.decay);
+    });
+    if (zero1()) grid_.dp->all_gather(stage_.params(), stage_.params().view(shard_.begin, {shard_.count}));
     return r;
   }
 
@@ -114,16 +128,30 @@ class Parallel3D final : public PartitionedStrategy {
     AdamW full(holder.layout(), setup_.adamw, DType::F32, setup_.device);
     const TrainState s = load_checkpoint(path, holder, full);
     stage_.load_from_full(stage_.params(), holder.params());
-    stage_.load_from_full(adam_m_, full.m());
-    stage_.load_from_full(adam_v_, full.v());
+    Tensor whole = Tensor::empty({stage_.params().numel()});  // this rank's moments before the shard is cut
+    stage_.load_from_full(whole, full.m());
+    adam_m_.copy_from(whole.view(shard_.begin, {shard_.count}));
+    stage_.load_from_full(whole, full.v());
+    adam_v_.copy_from(whole.view(shard_.begin, {shard_.count}));
     t_ = full.t();
     return s;
   }
 
  private:
   Tensor local_params() override { return stage_.params(); }
-  Tensor local_m() override { return adam_m_; }
-  Tensor local_v() override { return adam_v_; }
+  Tensor local_m() override { return whole_stage(adam_m_); }
+  Tensor local_v() override { return whole_stage(adam_v_); }
+
+  bool zero1() const { return stage_.optimizer_sharded(); }
+
+  // The stage's moments: the shard itself, or under ZeRO-1 the shards of the dp group gathered
+  // (collective over dp; for the checkpoint only).
+  Tensor whole_stage(const Tensor& shard) {
+    if (!zero1()) return shard;
+    Tensor whole = Tensor::empty({stage_.params().numel()});
+    grid_.dp->all_gather(whole, shard);
+    return whole;
+  }
   int64_t adam_steps() const override { return t_; }
 
   struct Segment {
@@ -172,15 +200,28 @@ class Parallel3D final : public PartitionedStrategy {
                " elements");
   }
 
+  // fn(segment, b, e) for the part [b, e) of each segment inside this rank's optimizer shard (the
+  // whole segment without ZeRO).
+  template <class Fn>
+  void for_each_in_shard(Fn&& fn) const {
+    for (const Segment& sg : segments_) {
+      const int64_t b = std::max(sg.begin, shard_.begin), e = std::min(sg.begin + sg.numel, shard_.begin + shard_.count);
+      if (b < e) fn(sg, b, e);
+    }
+  }
+
   // The global gradient norm: this stage's replicated tensors once, its split ones summed over the
-  // tensor-parallel group, the stages summed over the pipeline (the replicas hold the same average).
+  // tensor-parallel group, the stages summed over the pipeline; without ZeRO the replicas hold the
+  // same average, under ZeRO-1 each holds its shard of it, summed over the dp group.
   double grad_norm() {
     double replicated = 0, split = 0;
-    for (const Segment& sg : segments_)
-      (sg.split ? split : replicated) += sum_of_squares(stage_.grads().view(sg.begin, {sg.numel}));
+    for_each_in_shard([&](const Segment& sg, int64_t b, int64_t e) {
+      (sg.split ? split : replicated) += sum_of_squares(stage_.grads().view(b, {e - b}));
+    });
     Tensor s = Tensor::from(std::vector<double>{split + (grid_.coord.tp == 0 ? replicated : 0.0)}, {1});
     grid_.tp->all_reduce(s);
     grid_.pp->all_reduce(s);
+    if (zero1()) grid_.dp->all_reduce(s);
     return std::sqrt(s.to_vector()[0]);
   }
 
@@ -258,7 +299,8 @@ class Parallel3D final : public PartitionedStrategy {
   int m_;
   lesson12::Grid grid_;
   lesson12::TPStage stage_;
-  Tensor adam_m_, adam_v_;  // the real AdamW moments (the lesson's optimizer runs at lr 0)
+  ShardRange shard_;        // the part of the stage buffer whose AdamW state this rank keeps (all without ZeRO)
+  Tensor adam_m_, adam_v_;  // the real AdamW moments of shard_ (the lesson's optimizer runs at lr 0)
   int64_t t_ = 0;           // AdamW steps taken (restored on resume)
   std::vector<Segment> segments_;
   std::vector<std::vector<int64_t>> maps_;  // rank 0: element k of rank r's buffer -> single-device index
@@ -267,7 +309,7 @@ class Parallel3D final : public PartitionedStrategy {
 }  // namespace
 
 std::unique_ptr<Strategy> make_parallel_3d(const StrategySetup& s, std::shared_ptr<Communicator> world, int dp,
-                                           int pp, int tp, int micro_batches) {
+                                           int pp, int tp, int micro_batches, int zero) {
   SGPT_CHECK(world, "--dp ", dp, " --pp ", pp, " --tp ", tp, " on one process is the single-device run: leave out ",
              "--dp, or start D*P*T >= 2 ranks under mpirun");
   const int n = world->size();
@@ -276,7 +318,9 @@ std::unique_ptr<Strategy> make_parallel_3d(const StrategySetup& s, std::shared_p
   SGPT_CHECK(s.dtype == "f32" && s.device == Device::CPU, "--dp runs lesson 12's CPU code in f32");
   SGPT_CHECK(micro_batches >= 1 && s.batch % micro_batches == 0, "--micro-batches ", micro_batches,
              " does not divide --batch ", s.batch);
-  return std::make_unique<Parallel3D>(s, std::move(world), lesson12::GridShape{dp, pp, tp}, micro_batches);
+  SGPT_CHECK(zero == 0 || zero == 1, "--dp ", dp, " --pp ", pp, " --tp ", tp, " shards the optimizer state across ",
+             "the replicas with --zero 1 (lesson 12, task 4); --zero ", zero, " does not combine with the grid");
+  return std::make_unique<Parallel3D>(s, std::move(world), lesson12::GridShape{dp, pp, tp}, micro_batches, zero == 1);
 }
 
 }  // namespace sgpt::train

@@ -113,9 +113,10 @@ std::unique_ptr<Strategy> make_zero(const StrategySetup& s, std::shared_ptr<Comm
 
 /// 3D parallelism on `world` (D*P*T ranks) through lesson 12's grid and composition: D replicas of
 /// a P-stage 1F1B pipeline whose stages are T-way tensor-parallel; micro_batches per replica's
-/// --batch rows. f32, CPU, untied model.
+/// --batch rows; zero 0 (plain data parallelism across the replicas) or 1 (ZeRO-1: each replica
+/// keeps 1/D of its stage's optimizer state, lesson 12's task 4). f32, CPU, untied model.
 std::unique_ptr<Strategy> make_parallel_3d(const StrategySetup& s, std::shared_ptr<Communicator> world, int dp,
-                                           int pp, int tp, int micro_batches);
+                                           int pp, int tp, int micro_batches, int zero = 0);
 
 /// What --plan asks lesson 12's planner.
 struct PlanRequest {

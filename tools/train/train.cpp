@@ -215,6 +215,7 @@ void validate_flags(const Options& o) {
   SGPT_CHECK(o.micro_batches >= 1, "--micro-batches must be at least 1, got ", o.micro_batches);
   SGPT_CHECK(o.schedule == "gpipe" || o.schedule == "1f1b", "--schedule must be gpipe or 1f1b, got '", o.schedule,
              "'");
+  SGPT_CHECK(o.zero >= 0 && o.zero <= 3, "--zero must be 1, 2 or 3 (0 = plain data parallelism), got ", o.zero);
   // --dp D selects lesson 12's grid (D x P x T ranks, --batch rows per replica); without it, --pp
   // and --tp each run their own lessons, on exactly P or T ranks.
   const bool grid = o.given.count("--dp") > 0;
@@ -229,15 +230,17 @@ void validate_flags(const Options& o) {
              "got --schedule ", o.schedule);
   SGPT_CHECK(!grid || !o.sequence_parallel, "--dp runs lesson 12's composition, whose tensor-parallel stages have no ",
              "sequence parallelism: leave out --sequence-parallel");
-  SGPT_CHECK(!grid || (o.zero == 0 && o.bucket_kib == 0), "--dp runs lesson 12's composition, which averages the ",
-             "replicas' gradients with one all-reduce: --zero and --bucket-kib do not combine with it");
+  SGPT_CHECK(!grid || (o.zero <= 1 && o.bucket_kib == 0), "--dp runs lesson 12's composition, whose replicas meet ",
+             "once per step with one all-reduce, or with --zero 1 ZeRO-1's reduce-scatter and all-gather (lesson 12, ",
+             "task 4): --zero ", o.zero, " and --bucket-kib do not combine with it");
   SGPT_CHECK(o.batch % o.micro_batches == 0, "--micro-batches ", o.micro_batches, " does not divide --batch ",
              o.batch, ": each micro-batch must hold the same number of sequences");
   SGPT_CHECK((o.pp == 1 && o.tp == 1) || o.bucket_kib == 0, "--bucket-kib applies to data parallelism only, not to ",
              o.pp > 1 ? "--pp" : "--tp");
-  SGPT_CHECK(o.zero >= 0 && o.zero <= 3, "--zero must be 1, 2 or 3 (0 = plain data parallelism), got ", o.zero);
-  SGPT_CHECK(o.zero == 0 || (o.pp == 1 && o.tp == 1 && o.bucket_kib == 0), "--zero ", o.zero,
-             " is data parallelism with sharded state: it does not combine with --pp, --tp or --bucket-kib");
+  SGPT_CHECK(o.zero == 0 || grid || (o.pp == 1 && o.tp == 1 && o.bucket_kib == 0), "--zero ", o.zero,
+             " is data parallelism with sharded state: it does not combine with --pp, --tp or --bucket-kib",
+             o.zero == 1 && o.bucket_kib == 0 ? " (ZeRO-1 across the replicas of a pipeline or tensor-parallel layout is "
+                                                "lesson 12's grid: pass --dp D too)" : "");
   SGPT_CHECK(o.plan || (!o.given.count("--plan-gpus") && !o.given.count("--plan-gpus-per-node") &&
                         !o.given.count("--plan-memory-gb")),
              "--plan-gpus, --plan-gpus-per-node and --plan-memory-gb apply to --plan only: pass --plan too");
@@ -467,7 +470,7 @@ int run(Options o, int argc, char** argv) {
       p.gpus_per_node = o.plan_gpus_per_node;
       p.memory_gb = o.plan_memory_gb;
       if (o.given.count("--dp")) {
-        p.given = lesson12::Layout{o.dp, o.pp, o.tp, o.batch / o.micro_batches, 0, lesson12::Recompute::None,
+        p.given = lesson12::Layout{o.dp, o.pp, o.tp, o.batch / o.micro_batches, o.zero, lesson12::Recompute::None,
                                    lesson12::Schedule::OneFOneB};
       }
       if (writer) train::print_plan(p);
@@ -494,7 +497,7 @@ int run(Options o, int argc, char** argv) {
     setup.batch = o.batch;
     setup.seq_len = o.seq_len;
     if (o.given.count("--dp"))
-      strategy = train::make_parallel_3d(setup, world, o.dp, o.pp, o.tp, o.micro_batches);
+      strategy = train::make_parallel_3d(setup, world, o.dp, o.pp, o.tp, o.micro_batches, o.zero);
     else if (o.pp > 1)
       strategy = train::make_pipeline_parallel(setup, world, o.micro_batches, o.schedule);
     else if (o.tp > 1)
@@ -701,7 +704,8 @@ int main(int argc, char** argv) {
   app.add_option("--plan-gpus", o.plan_gpus, "--plan: GPUs to plan for (default: this job's ranks)");
   app.add_option("--plan-gpus-per-node", o.plan_gpus_per_node, "--plan: GPUs per node")->capture_default_str();
   app.add_option("--plan-memory-gb", o.plan_memory_gb, "--plan: memory per GPU in GB")->capture_default_str();
-  app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32 or --dtype bf16, needs --untie-embeddings)")
+  app.add_option("--zero", o.zero, "ZeRO stage 1, 2 or 3 under mpirun (lesson 11; f32 or --dtype bf16, needs "
+                 "--untie-embeddings); with --dp: 1, across the grid's replicas (lesson 12, task 4)")
       ->capture_default_str();
   app.add_flag("-q,--quiet", o.quiet, "no live progress line");
   app.add_option("--comm-timeout", o.comm_timeout,

@@ -76,3 +76,16 @@ TEST(HiddenPlanner, OtherModelAndClusterByHand) {
   for (int r = 0; r < 4; ++r) worst = std::max(worst, predict_stage_memory(job, l, r).total());
   EXPECT_EQ(predict_memory(job, l).total(), worst);
 }
+
+TEST(HiddenZero1In3D, FiveStepsOtherSeedOnTheWorld) {
+  // ZeRO-1 on every grid of the world with data parallelism (8x1x1 on 8 ranks: one row each),
+  // another seed and learning rate, five steps.
+  Run3D run = zero1_run(29, 5);
+  run.lr = 2e-2;
+  run.run_reference();
+  const int n = world().size() == 1 ? 8 : world().size();
+  on_ranks(n, [&](Communicator& w) {
+    for (const GridShape& s : zero_grids_of(n)) run.run_3d(w, s);
+    run.run_3d(w, {n, 1, 1});
+  });
+}
