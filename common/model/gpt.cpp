@@ -159,28 +159,28 @@ GPT::GPT(const GPTConfig& cfg, uint64_t seed, Device device, DType dtype)
 Tensor GPT::param(const std::string& name) const { return param_view(params_, layout_.find(name), 0); }
 Tensor GPT::grad(const std::string& name) const { return param_view(grads_, layout_.find(name), 0); }
 
-void GPT::free_activations() {
-  B_ = T_ = 0;
-  tokens_ = targets_ = encoded_ = dresid_a_ = dresid_b_ = Tensor();
-  blocks_.clear();
-  scratch_ = BlockGradScratch();
-  head_ = HeadCache();
+void ModelActivations::ensure(const GPTConfig& cfg, int64_t b, int64_t t, DType dt, Device dev) {
+  if (b == B && t == T) return;
+  clear();
+  auto act = [&](Shape s) { return Tensor::empty(s, dt, dev, MemCategory::Activations); };
+  tokens = Tensor::empty({b, t}, DType::I32, dev, MemCategory::Activations);
+  targets = Tensor::empty({b, t}, DType::I32, dev, MemCategory::Activations);
+  encoded = act({b, t, cfg.n_embd});
+  for (int l = 0; l < cfg.n_layer; ++l) blocks.push_back(make_block_cache(cfg, b, t, dt, dev));
+  head = make_head_cache(cfg, b, t, dt, dev);
+  scratch = make_block_grad_scratch(cfg, b, t, dt, dev);
+  dresid_a = act({b, t, cfg.n_embd});
+  dresid_b = act({b, t, cfg.n_embd});
+  B = b;
+  T = t;
 }
 
-void GPT::ensure_activations(int64_t B, int64_t T) {
-  if (B == B_ && T == T_) return;
-  free_activations();
-  auto act = [&](Shape s) { return Tensor::empty(s, dtype_, device_, MemCategory::Activations); };
-  tokens_ = Tensor::empty({B, T}, DType::I32, device_, MemCategory::Activations);
-  targets_ = Tensor::empty({B, T}, DType::I32, device_, MemCategory::Activations);
-  encoded_ = act({B, T, cfg_.n_embd});
-  for (int l = 0; l < cfg_.n_layer; ++l) blocks_.push_back(make_block_cache(cfg_, B, T, dtype_, device_));
-  head_ = make_head_cache(cfg_, B, T, dtype_, device_);
-  scratch_ = make_block_grad_scratch(cfg_, B, T, dtype_, device_);
-  dresid_a_ = act({B, T, cfg_.n_embd});
-  dresid_b_ = act({B, T, cfg_.n_embd});
-  B_ = B;
-  T_ = T;
+void ModelActivations::clear() {
+  B = T = 0;
+  tokens = targets = encoded = dresid_a = dresid_b = Tensor();
+  blocks.clear();
+  scratch = BlockGradScratch();
+  head = HeadCache();
 }
 
 double GPT::forward(const Tensor& tokens, const Tensor& targets) {
@@ -190,28 +190,28 @@ double GPT::forward(const Tensor& tokens, const Tensor& targets) {
   const int64_t B = tokens.size(0), T = tokens.size(1);
   SGPT_CHECK(T >= 1 && T <= cfg_.max_seq_len, "GPT::forward: sequence length ", T, " is longer than the context ",
              cfg_.max_seq_len, " of model '", cfg_.name, "'");
-  ensure_activations(B, T);
-  tokens_.copy_from(tokens);
+  act_.ensure(cfg_, B, T, dtype_, device_);
+  act_.tokens.copy_from(tokens);
   has_targets_ = targets.defined();
   if (has_targets_) {
     SGPT_CHECK(targets.shape() == tokens.shape() && targets.dtype() == DType::I32,
                "GPT::forward: targets must be i32 with the shape of tokens ", shape_str(tokens.shape()));
-    targets_.copy_from(targets);
+    act_.targets.copy_from(targets);
   }
   const OuterParams p = outer_views(params_, layout_, cfg_);
-  embed_forward(encoded_, tokens_, p);
-  const Tensor* x = &encoded_;
+  embed_forward(act_.encoded, act_.tokens, p);
+  const Tensor* x = &act_.encoded;
   for (int l = 0; l < cfg_.n_layer; ++l) {
-    block_forward(cfg_, block_views(params_, layout_, l), blocks_[l], *x);
-    x = &blocks_[l].out;
+    block_forward(cfg_, block_views(params_, layout_, l), act_.blocks[l], *x);
+    x = &act_.blocks[l].out;
   }
-  return head_forward(cfg_, p, head_, *x, has_targets_ ? targets_ : Tensor());
+  return head_forward(cfg_, p, act_.head, *x, has_targets_ ? act_.targets : Tensor());
 }
 
 void GPT::backward(double loss_scale) { backward(loss_scale, GradsReadyHook()); }
 
 void GPT::backward(double loss_scale, const GradsReadyHook& on_ready) {
-  SGPT_CHECK(B_ > 0 && has_targets_, "GPT::backward: call forward(tokens, targets) first");
+  SGPT_CHECK(act_.B > 0 && has_targets_, "GPT::backward: call forward(tokens, targets) first");
   const OuterParams p = outer_views(params_, layout_, cfg_);
   OuterParams g = outer_views(grads_, layout_, cfg_);
   const int L = cfg_.n_layer;
@@ -220,28 +220,29 @@ void GPT::backward(double loss_scale, const GradsReadyHook& on_ready) {
   auto ready = [&](int64_t first_final) {
     if (on_ready) on_ready(first_final);
   };
-  Tensor* dout = &dresid_a_;
-  Tensor* dx = &dresid_b_;
+  Tensor* dout = &act_.dresid_a;
+  Tensor* dx = &act_.dresid_b;
   dout->zero_();
   {
     TraceScope ts("backward_head");
-    head_backward(cfg_, p, g, head_, blocks_[L - 1].out, targets_, loss_scale / double(B_ * T_), *dout);
+    head_backward(cfg_, p, g, act_.head, act_.blocks[L - 1].out, act_.targets, loss_scale / double(act_.B * act_.T),
+                  *dout);
   }
   ready(layout_.layer_range(L - 1).second);
   for (int l = L - 1; l >= 0; --l) {
-    const Tensor& x = l == 0 ? encoded_ : blocks_[l - 1].out;
+    const Tensor& x = l == 0 ? act_.encoded : act_.blocks[l - 1].out;
     BlockParams gl = block_views(grads_, layout_, l);
     dx->zero_();
     {
       TraceScope ts("backward_block", TraceCategory::Compute, {{"layer", std::to_string(l)}});
-      block_backward(cfg_, block_views(params_, layout_, l), gl, blocks_[l], x, *dout, *dx, scratch_);
+      block_backward(cfg_, block_views(params_, layout_, l), gl, act_.blocks[l], x, *dout, *dx, act_.scratch);
     }
     std::swap(dout, dx);
     ready(layout_.layer_range(l).first);
   }
   {
     TraceScope ts("backward_embed");
-    embed_backward(g, *dout, tokens_);
+    embed_backward(g, *dout, act_.tokens);
   }
   has_targets_ = false;  // the logits now hold their gradient: a second backward needs a new forward
   ready(0);

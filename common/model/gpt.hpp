@@ -120,6 +120,28 @@ BlockGradScratch make_block_grad_scratch(const GPTConfig& cfg, int64_t B, int64_
 /// MemCategory::Activations).
 HeadCache make_head_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
 
+/// Every activation a whole model keeps for one batch shape [B,T]: what the forward caches for
+/// the backward and the backward's scratch. GPT and UnitRunner (parallel/unit_runner.hpp) each
+/// own one; all tensors are MemCategory::Activations.
+struct ModelActivations {
+  int64_t B = 0;                   ///< rows of the batch shape held (0: nothing allocated)
+  int64_t T = 0;                   ///< sequence length of the batch shape held
+  Tensor tokens;                   ///< copy of the input tokens, i32 [B,T]
+  Tensor targets;                  ///< copy of the targets, i32 [B,T]
+  Tensor encoded;                  ///< embedding output [B,T,C]
+  std::vector<BlockCache> blocks;  ///< one cache per block
+  HeadCache head;                  ///< the head's cache (logits included)
+  BlockGradScratch scratch;        ///< one block's backward scratch, shared by all blocks
+  Tensor dresid_a;                 ///< gradient of the residual stream [B,T,C] flowing in from above
+  Tensor dresid_b;                 ///< its partner [B,T,C]: a block writes here, then the two swap
+  /// Allocates everything for batch shape [b,t] in `dt` on `dev` (tokens and targets i32),
+  /// freeing the old set first; does nothing when [b,t] is the shape already held. Contents are
+  /// uninitialised.
+  void ensure(const GPTConfig& cfg, int64_t b, int64_t t, DType dt, Device dev);
+  /// Frees everything (the tracker shows it gone); B = T = 0.
+  void clear();
+};
+
 /// encoded[B,T,C] = wte[tokens] + wpe[positions].
 void embed_forward(Tensor& encoded, const Tensor& tokens, const OuterParams& p);
 /// dwte, dwpe += from dencoded.
@@ -186,26 +208,20 @@ class GPT {
   /// Sets every gradient to zero.
   void zero_grad() { grads_.zero_(); }
   /// Logits [B,T,Vp] of the last forward without targets.
-  const Tensor& logits() const { return head_.logits; }
+  const Tensor& logits() const { return act_.head.logits; }
   /// Per-block activation caches of the last forward (for inspection and lessons).
-  const std::vector<BlockCache>& block_caches() const { return blocks_; }
+  const std::vector<BlockCache>& block_caches() const { return act_.blocks; }
   /// Frees every activation cache (the tracker shows them gone).
-  void free_activations();
+  void free_activations() { act_.clear(); }
 
  private:
-  void ensure_activations(int64_t B, int64_t T);
-
   GPTConfig cfg_;
   ParameterLayout layout_;
   Device device_;
   DType dtype_;
   Tensor params_, grads_;
-  int64_t B_ = 0, T_ = 0;
   bool has_targets_ = false;
-  Tensor tokens_, targets_, encoded_, dresid_a_, dresid_b_;
-  std::vector<BlockCache> blocks_;
-  BlockGradScratch scratch_;
-  HeadCache head_;
+  ModelActivations act_;
 };
 
 }  // namespace sgpt

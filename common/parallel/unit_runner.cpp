@@ -59,38 +59,25 @@ void UnitRunner::start(const Tensor& tokens, const Tensor& targets) {
              "UnitRunner::start: tokens and targets must be i32 [B,T] of the same shape");
   const int64_t B = tokens.size(0), T = tokens.size(1);
   SGPT_CHECK(T <= cfg_.max_seq_len, "UnitRunner::start: sequence length ", T, " exceeds the context ", cfg_.max_seq_len);
-  if (B != B_ || T != T_) {
-    free_activations();
-    auto act = [&](Shape s) { return Tensor::empty(s, dtype_, device_, MemCategory::Activations); };
-    tokens_ = Tensor::empty({B, T}, DType::I32, device_, MemCategory::Activations);
-    targets_ = Tensor::empty({B, T}, DType::I32, device_, MemCategory::Activations);
-    encoded_ = act({B, T, cfg_.n_embd});
-    for (int l = 0; l < cfg_.n_layer; ++l) blocks_.push_back(make_block_cache(cfg_, B, T, dtype_, device_));
-    head_ = make_head_cache(cfg_, B, T, dtype_, device_);
-    scratch_ = make_block_grad_scratch(cfg_, B, T, dtype_, device_);
-    dresid_a_ = act({B, T, cfg_.n_embd});
-    dresid_b_ = act({B, T, cfg_.n_embd});
-    B_ = B;
-    T_ = T;
-  }
-  tokens_.copy_from(tokens);
-  targets_.copy_from(targets);
+  act_.ensure(cfg_, B, T, dtype_, device_);
+  act_.tokens.copy_from(tokens);
+  act_.targets.copy_from(targets);
   next_forward_ = 0;
   next_backward_ = -1;
 }
 
 void UnitRunner::forward(int u, const Tensor& params) {
-  SGPT_CHECK(B_ > 0 && u == next_forward_, "UnitRunner::forward: unit ", u, " out of order (expected ", next_forward_,
+  SGPT_CHECK(act_.B > 0 && u == next_forward_, "UnitRunner::forward: unit ", u, " out of order (expected ", next_forward_,
              "; call start() first)");
   check_unit(u, params, "parameters");
   const int L = cfg_.n_layer;
   if (u == 0) {
-    embed_forward(encoded_, tokens_, outer(0, params));
+    embed_forward(act_.encoded, act_.tokens, outer(0, params));
   } else if (u <= L) {
-    const Tensor& x = u == 1 ? encoded_ : blocks_[u - 2].out;
-    block_forward(cfg_, block_views(params, layout_, u - 1, unit_range(u).first), blocks_[u - 1], x);
+    const Tensor& x = u == 1 ? act_.encoded : act_.blocks[u - 2].out;
+    block_forward(cfg_, block_views(params, layout_, u - 1, unit_range(u).first), act_.blocks[u - 1], x);
   } else {
-    loss_ = head_forward(cfg_, outer(u, params), head_, blocks_[L - 1].out, targets_);
+    loss_ = head_forward(cfg_, outer(u, params), act_.head, act_.blocks[L - 1].out, act_.targets);
     next_backward_ = L + 1;
   }
   ++next_forward_;
@@ -102,32 +89,27 @@ void UnitRunner::backward(int u, const Tensor& params, Tensor& grads, double los
   check_unit(u, params, "parameters");
   check_unit(u, grads, "gradients");
   const int L = cfg_.n_layer;
-  // dresid_a_ always holds the gradient flowing into the unit being processed from above.
+  // act_.dresid_a always holds the gradient flowing into the unit being processed from above.
   if (u == L + 1) {
-    dresid_a_.zero_();
+    act_.dresid_a.zero_();
     OuterParams g = outer(u, grads);
-    head_backward(cfg_, outer(u, params), g, head_, blocks_[L - 1].out, targets_, loss_scale / double(B_ * T_), dresid_a_);
+    head_backward(cfg_, outer(u, params), g, act_.head, act_.blocks[L - 1].out, act_.targets,
+                  loss_scale / double(act_.B * act_.T), act_.dresid_a);
   } else if (u >= 1) {
-    const Tensor& x = u == 1 ? encoded_ : blocks_[u - 2].out;
+    const Tensor& x = u == 1 ? act_.encoded : act_.blocks[u - 2].out;
     const int64_t base = unit_range(u).first;
     BlockParams g = block_views(grads, layout_, u - 1, base);
-    dresid_b_.zero_();
-    block_backward(cfg_, block_views(params, layout_, u - 1, base), g, blocks_[u - 1], x, dresid_a_, dresid_b_,
-                   scratch_);
-    std::swap(dresid_a_, dresid_b_);
+    act_.dresid_b.zero_();
+    block_backward(cfg_, block_views(params, layout_, u - 1, base), g, act_.blocks[u - 1], x, act_.dresid_a,
+                   act_.dresid_b, act_.scratch);
+    std::swap(act_.dresid_a, act_.dresid_b);
   } else {
     OuterParams g = outer(0, grads);
-    embed_backward(g, dresid_a_, tokens_);
+    embed_backward(g, act_.dresid_a, act_.tokens);
   }
   --next_backward_;
 }
 
-void UnitRunner::free_activations() {
-  tokens_ = targets_ = encoded_ = dresid_a_ = dresid_b_ = Tensor();
-  blocks_.clear();
-  scratch_ = BlockGradScratch{};
-  head_ = HeadCache{};
-  B_ = T_ = 0;
-}
+void UnitRunner::free_activations() { act_.clear(); }
 
 }  // namespace sgpt

@@ -62,13 +62,9 @@ class UnitRunner {
   ParameterLayout layout_;
   DType dtype_;
   Device device_;
-  int64_t B_ = 0, T_ = 0;
   int next_forward_ = 0, next_backward_ = -1;
   double loss_ = 0;
-  Tensor tokens_, targets_, encoded_, dresid_a_, dresid_b_;
-  std::vector<BlockCache> blocks_;
-  BlockGradScratch scratch_;
-  HeadCache head_;
+  ModelActivations act_;
 };
 
 }  // namespace sgpt

@@ -56,14 +56,7 @@ inline std::pair<Tensor, Tensor> global_batch(const TokenFile& tokens, int64_t s
   return {Tensor::from(x, {gbs, T}), Tensor::from(y, {gbs, T})};
 }
 
-// Rows [r*b, (r+1)*b) of a global batch, as a tensor of their own.
-inline Tensor rows_of(const Tensor& t, int r, int p) {
-  const int64_t b = t.size(0) / p;
-  Tensor s = t.slice(r * b, (r + 1) * b);
-  Tensor out = Tensor::empty(s.shape(), s.dtype());
-  out.copy_from(s);
-  return out;
-}
+using sgpt::testing::rows_of;
 
 inline std::vector<double> values(const Tensor& t) { return t.to_vector(); }
 
@@ -72,19 +65,10 @@ inline double max_abs(const std::vector<double>& v) {
   for (double x : v) m = std::max(m, std::abs(x));
   return m;
 }
-inline double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
+using sgpt::testing::max_diff;
 
 // Fills a tensor with garbage: tests start from dirty gradients.
-inline void dirty(Tensor& t, double value) {
-  std::vector<double> v(t.numel(), value);
-  Tensor src = Tensor::from(v, {t.numel()}).cast(t.dtype());
-  t.copy_from(src);
-}
+inline void dirty(Tensor& t, double value) { sgpt::testing::fill_constant(t, value); }
 
 // One step of the one-rank reference on the whole global batch: the run data parallelism must equal.
 struct OneRankRun {

@@ -54,30 +54,16 @@ inline std::vector<std::pair<int64_t, int64_t>> expected_buckets(const Parameter
   return out;
 }
 
-// This rank's rows [r*b, (r+1)*b) of a global batch, as a tensor of their own.
-inline Tensor rows_of(const Tensor& t, int r, int p) {
-  const int64_t b = t.size(0) / p;
-  Tensor out = Tensor::empty({b, t.size(1)}, t.dtype());
-  out.copy_from(t.slice(r * b, (r + 1) * b));
-  return out;
-}
+using sgpt::testing::rows_of;
 
 inline std::pair<Tensor, Tensor> global_batch(int64_t gbs, int64_t T, int V, uint64_t seed) {
   return {sgpt::testing::random_tokens(gbs, T, V, seed, "lesson07-x"),
           sgpt::testing::random_tokens(gbs, T, V, seed, "lesson07-y")};
 }
 
-inline double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
+using sgpt::testing::max_diff;
 
-inline void dirty(Tensor& t, double value) {
-  std::vector<double> v(t.numel(), value);
-  t.copy_from(Tensor::from(v, {t.numel()}).cast(t.dtype()));
-}
+inline void dirty(Tensor& t, double value) { sgpt::testing::fill_constant(t, value); }
 
 inline bool bit_equal(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;

@@ -52,20 +52,8 @@ inline std::pair<Tensor, Tensor> global_batch(int64_t gbs, int V, uint64_t seed)
           sgpt::testing::random_tokens(gbs, kT, V, seed, "lesson11-y")};
 }
 
-// This rank's rows [r*b, (r+1)*b) of a global batch, as a tensor of its own.
-inline Tensor rows_of(const Tensor& t, int r, int p) {
-  const int64_t b = t.size(0) / p;
-  Tensor out = Tensor::empty({b, t.size(1)}, t.dtype());
-  out.copy_from(t.slice(r * b, (r + 1) * b));
-  return out;
-}
-
-inline double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
+using sgpt::testing::max_diff;
+using sgpt::testing::rows_of;
 
 using sgpt::testing::data_parallel_step;
 
@@ -136,18 +124,12 @@ struct MixedOneDevice {
   }
   // One step on (x, y) in micro-batches of `mbs` rows; returns {mean loss, norm before clipping}.
   std::pair<double, double> step(const Tensor& x, const Tensor& y, int64_t mbs, double lr, double clip) {
-    const int64_t micro = x.size(0) / mbs;
-    model.zero_grad();
-    double total = 0;
-    for (int64_t j = 0; j < micro; ++j) {
-      total += model.forward(x.slice(j * mbs, (j + 1) * mbs), y.slice(j * mbs, (j + 1) * mbs));
-      model.backward(1.0 / double(micro));
-    }
+    const double loss = sgpt::testing::accumulate_gradients(model, x, y, mbs);
     const double g = grad_norm(model.grads());
     const double clip_scale = (clip <= 0 || g <= clip) ? 1.0 : clip / (g + 1e-6);
     opt.step(master, model.grads(), lr, clip_scale);
     model.params().copy_from(master.cast(DType::BF16));
-    return {total / double(micro), g};
+    return {loss, g};
   }
 };
 
