@@ -4,7 +4,8 @@
 # Then a --zero 2 run stopped half-way and resumed with --zero 3 (its checkpoint is the
 # consolidated single-device file) must end like the uninterrupted one-rank run. Finally --zero 2 with
 # --dtype bf16 (lesson 11's mixed recipe) must train like one rank with --dtype bf16 (lesson 05's),
-# within bf16 rounding (the bf16 reduce-scatter rounds once per combine: 1e-3 relative).
+# within bf16 rounding (the bf16 reduce-scatter rounds once per combine: 1e-3 relative). --zero with
+# --dtype fp16, or with a tied model, is a clear error naming the flag and what to pass instead.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 trainer_args train -- "$@"
@@ -52,4 +53,8 @@ compare "$dir/zb/metrics.jsonl" "2 ranks x 2 rows, --zero 2 --dtype bf16 vs one 
 "${mpi[@]}" -np 2 "$train" --model nano --zero 1 --steps 1 -o "$dir/tied" > "$dir/tied.log" 2>&1 \
   && { echo "FAIL: --zero with a tied model should be an error"; exit 1; }
 grep -q "untie-embeddings" "$dir/tied.log" || { echo "FAIL: the error should name --untie-embeddings"; cat "$dir/tied.log"; exit 1; }
+"${mpi[@]}" -np 2 "$train" "${common[@]}" --batch 2 --zero 1 --dtype fp16 -o "$dir/fp16" > "$dir/fp16.log" 2>&1 \
+  && { echo "FAIL: --zero with --dtype fp16 should be an error"; exit 1; }
+grep -q -- "--zero 1 trains in f32 or bf16.*--dtype fp16.*Pass --dtype bf16" "$dir/fp16.log" \
+  || { echo "FAIL: the fp16 error should name --zero, --dtype fp16 and the alternative --dtype bf16"; cat "$dir/fp16.log"; exit 1; }
 echo "ok"

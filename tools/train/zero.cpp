@@ -97,8 +97,10 @@ class Zero final : public Strategy {
 
 std::unique_ptr<Strategy> make_zero(const StrategySetup& s, std::shared_ptr<Communicator> world, int stage) {
   SGPT_CHECK(world && world->size() > 1, "--zero ", stage, " needs several ranks: run under mpirun -np D (D >= 2)");
-  SGPT_CHECK(s.dtype == "f32" || s.dtype == "bf16", "--zero trains in f32 or bf16 (lesson 11), got --dtype ",
-             s.dtype, " (fp16 would need loss scaling across the ranks)");
+  SGPT_CHECK(s.dtype == "f32" || s.dtype == "bf16", "--zero ", stage, " trains in f32 or bf16 (lesson 11), got ",
+             "--dtype ", s.dtype, ": fp16 needs a dynamic loss scale that every rank agrees on, which ZeRO here ",
+             "does not keep. Pass --dtype bf16 (the same 2 bytes per parameter, no loss scaling), or train --dtype ",
+             "fp16 on one rank without --zero");
   SGPT_CHECK(!s.cfg.tied_embeddings, "--zero runs the model unit by unit, which needs an untied output layer: add "
              "--untie-embeddings (model '", s.cfg.name, "' ties wte and lm_head)");
   return std::make_unique<Zero>(s, std::move(world), stage);
