@@ -57,7 +57,7 @@ struct MemoryEstimate {
 
 /// Task 3: the bytes that sgpt::GPT (with an AdamW optimizer) holds during a step on a batch
 /// [B,T] in element type `dtype` (F32 or F64). Tokens and targets are i32. Read
-/// GPT::ensure_activations and make_*_cache in common/model/gpt.cpp for what is allocated.
+/// ModelActivations::ensure and make_*_cache in common/model/gpt.cpp for what is allocated.
 MemoryEstimate estimate_memory(const GPTConfig& cfg, int64_t B, int64_t T, DType dtype);
 
 // ---- tasks 4 and 5: AdamW and the training step --------------------------------------------------

@@ -185,7 +185,7 @@ struct ModelStateBytes {
 /// `n_params` parameters, per category (see the class comment).
 ModelStateBytes model_state_bytes(const Recipe& recipe, int64_t n_params);
 /// Task 5b: the activation bytes that GPT allocates for a batch [B,T] with element type `dtype`
-/// (F32, BF16 or F16): every cache and scratch tensor of GPT::ensure_activations (which calls
+/// (F32, BF16 or F16): every cache and scratch tensor of ModelActivations::ensure (which calls
 /// make_block_cache, make_head_cache and make_block_grad_scratch in common/model/gpt.cpp), in
 /// `dtype`, plus the i32 tokens and targets.
 int64_t activation_bytes(const GPTConfig& cfg, int64_t B, int64_t T, DType dtype);
