@@ -34,18 +34,27 @@ OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const
 
 // ---- caches ---------------------------------------------------------------------------------------
 
-int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, bool fused_attention) {
+int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, bool fused_attention, bool gelu_recomputed) {
   const int64_t C = cfg.n_embd;
-  return 16 * B * T * C + 4 * B * T + cfg.n_head * B * T * (fused_attention ? 1 : T);
+  return (gelu_recomputed ? 12 : 16) * B * T * C + 4 * B * T + cfg.n_head * B * T * (fused_attention ? 1 : T);
 }
 
-BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev) {
+BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev,
+                            const Tensor& shared_fch_gelu) {
   const int64_t C = cfg.n_embd;
   auto a = [&](Shape s) { return Tensor::empty(s, dt, dev, MemCategory::Activations); };
   const bool fused = attention_fused_available(dev, static_cast<int>(C / cfg.n_head));
+  const bool shared = shared_fch_gelu.defined();
+  if (shared)
+    SGPT_CHECK(shared_fch_gelu.shape() == Shape({B, T, 4 * C}) && shared_fch_gelu.dtype() == dt &&
+                   shared_fch_gelu.device() == dev,
+               "make_block_cache: the shared fch_gelu must be ", shape_str({B, T, 4 * C}), " ", dtype_name(dt), " on ",
+               device_name(dev), ", got ", shape_str(shared_fch_gelu.shape()), " ",
+               dtype_name(shared_fch_gelu.dtype()), " on ", device_name(shared_fch_gelu.device()));
   BlockCache c{a({B, T, C}),     a({B, T}),        a({B, T}),   a({B, T, 3 * C}), Tensor(),
                a({B, T, C}),     a({B, T, C}),     a({B, T, C}), a({B, T}),        a({B, T}),
-               a({B, T, 4 * C}), a({B, T, 4 * C}), a({B, T, C}), Tensor()};
+               a({B, T, 4 * C}), shared ? shared_fch_gelu : a({B, T, 4 * C}), a({B, T, C}), Tensor()};
+  c.gelu_recomputed = shared;
   if (fused)  // f32 whatever dt is: a bf16 log-sum-exp (~10, rounded by up to 2^-5) would scale the
              // backward's recomputed probabilities by up to 3%
     c.lse = Tensor::empty({B, cfg.n_head, T}, DType::F32, dev, MemCategory::Activations);
@@ -100,9 +109,13 @@ void block_backward(const GPTConfig& cfg, const BlockParams& p, BlockParams& g, 
                     const Tensor& dout, Tensor& dx, BlockGradScratch& s) {
   // MLP branch. The residual passes dout straight to resid2 and to the MLP output.
   s.dresid2.copy_from(dout);
+  if (c.gelu_recomputed) {  // shared: a later block's forward (or a gradient) has overwritten it
+    Tensor fch_gelu = c.fch_gelu;
+    gelu_forward(fch_gelu, c.fch);
+  }
   s.dfch_gelu.zero_();
   matmul_backward(s.dfch_gelu, g.fcproj_w, g.fcproj_b, dout, c.fch_gelu, p.fcproj_w);
-  s.dfch.zero_();
+  s.dfch.zero_();  // after the last read of c.fch_gelu, which may be s.dfch itself (GPT::set_recompute_gelu)
   gelu_backward(s.dfch, c.fch, s.dfch_gelu);
   s.dln2.zero_();
   matmul_backward(s.dln2, g.fc_w, g.fc_b, s.dfch, c.ln2, p.fc_w);
@@ -167,6 +180,11 @@ void GPT::free_activations() {
   head_ = HeadCache();
 }
 
+void GPT::set_recompute_gelu(bool on) {
+  if (on != recompute_gelu_) free_activations();
+  recompute_gelu_ = on;
+}
+
 void GPT::ensure_activations(int64_t B, int64_t T) {
   if (B == B_ && T == T_) return;
   free_activations();
@@ -174,9 +192,14 @@ void GPT::ensure_activations(int64_t B, int64_t T) {
   tokens_ = Tensor::empty({B, T}, DType::I32, device_, MemCategory::Activations);
   targets_ = Tensor::empty({B, T}, DType::I32, device_, MemCategory::Activations);
   encoded_ = act({B, T, cfg_.n_embd});
-  for (int l = 0; l < cfg_.n_layer; ++l) blocks_.push_back(make_block_cache(cfg_, B, T, dtype_, device_));
-  head_ = make_head_cache(cfg_, B, T, dtype_, device_);
   scratch_ = make_block_grad_scratch(cfg_, B, T, dtype_, device_);
+  // Recomputing GELU: every block writes gelu(fch) into the backward scratch's dfch, which no one
+  // reads between a forward and the backward's recomputation (block_backward reads it, then
+  // overwrites it with the gradient).
+  const Tensor shared_gelu = recompute_gelu_ ? scratch_.dfch : Tensor();
+  for (int l = 0; l < cfg_.n_layer; ++l)
+    blocks_.push_back(make_block_cache(cfg_, B, T, dtype_, device_, shared_gelu));
+  head_ = make_head_cache(cfg_, B, T, dtype_, device_);
   dresid_a_ = act({B, T, cfg_.n_embd});
   dresid_b_ = act({B, T, cfg_.n_embd});
   B_ = B;
