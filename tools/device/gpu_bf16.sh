@@ -5,7 +5,7 @@
 # training run of the `mini` model in bf16 and in f32. Logs go to $OUT (or ./out) as one tarball
 # plus summary.txt. Each phase is skipped when too little of the 10-minute call is left.
 # Usage: tools/device/gpu_bf16.sh [runs N] [steps S] [seed K] [data DIR] [bin DIR] [nobuild] [notrain]
-#                                 [trainonly] [d12] [nomini] [memory] [sanitize]
+#                                 [trainonly] [d12] [d12steps S] [nomini] [notest] [memory] [sanitize]
 #   runs N:  N benchmark runs at B=16 and at B=32 (default 3)
 #   steps S: training steps of the mini Tiny Shakespeare comparison (default 600)
 #   data DIR: directory with train.bin and val.bin (default data/tinyshakespeare)
@@ -14,17 +14,20 @@
 #             tools/train/..., tests/cuda/...) instead of building; falls back to building when
 #             one of them is missing or cannot load its libraries
 #   notrain:  skip the Tiny Shakespeare comparison; trainonly: stop after it (no benchmarks)
-#   d12:      also compare bf16 with f32 on the d12 model (B=8, T=1024, 250 steps, lr 6e-4,
-#             an evaluation every 25 steps); nomini: skip the mini comparison
-#   memory:   first the GELU-recomputation checks: test_cuda_model_memory, the whole-model parity
-#             tests, and the benchmark at B=16 and B=32 with --recompute none and gelu (bf16)
+#   d12:      also compare bf16 with f32 on the d12 model (B=8, T=1024, lr 6e-4, d12steps S steps,
+#             default 600, an evaluation every S/12 steps); nomini: skip the mini comparison
+#   notest:   skip the parity tests
+#   memory:   the GELU-recomputation checks: test_cuda_model_memory, the whole-model parity
+#             tests, and the benchmark at B=16 and B=32 with --recompute none and gelu (bf16; run 1
+#             before the training, runs 2..N after it)
 #   sanitize: compute-sanitizer memcheck on the bf16 attention and LayerNorm tests
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 ARGS=" $* "
 has() { [[ "$ARGS" == *" $1 "* ]]; }
-N=3; STEPS=600; DATA=data/tinyshakespeare; SEED=1337
+N=3; STEPS=600; DATA=data/tinyshakespeare; SEED=1337; D12_STEPS=600
+[[ "$ARGS" =~ " d12steps "([0-9]+)" " ]] && D12_STEPS=${BASH_REMATCH[1]}
 [[ "$ARGS" =~ " runs "([0-9]+)" " ]] && N=${BASH_REMATCH[1]}
 [[ "$ARGS" =~ " steps "([0-9]+)" " ]] && STEPS=${BASH_REMATCH[1]}
 [[ "$ARGS" =~ " data "([^ ]+)" " ]] && DATA=${BASH_REMATCH[1]}
@@ -55,17 +58,19 @@ left() { echo $((${SGPT_LIMIT_S:-570} - (SECONDS - T0))); }  # seconds left of t
 head -2 "$L/build.log" | tee "$S"
 echo "build done at $((SECONDS - T0)) s" | tee -a "$S"
 t=$BD/tests/cuda/test_cuda_parity
-if has memory; then
+if has memory && ! has notest; then
   timeout 60 $BD/tests/cuda/test_cuda_model_memory > "$L/test_cuda_model_memory.log" 2>&1
   echo "test_cuda_model_memory rc=$? at $((SECONDS - T0)) s" | tee -a "$S"
   grep -E "^\[  (FAILED|PASSED) |Failure|Expected|Which is" "$L/test_cuda_model_memory.log" | tee -a "$S"
   PARITY_FILTER='*WholeModel*'
 fi
-timeout 150 $t --gtest_filter="${PARITY_FILTER:-*}" > "$L/test_cuda_parity.log" 2>&1
-echo "test_cuda_parity rc=$? at $((SECONDS - T0)) s" | tee -a "$S"
-grep -E "^\[  (FAILED|PASSED) |Failure|Expected|Which is|bf16|mixed|model " "$L/test_cuda_parity.log" | grep -v "^\[ RUN" |
-  tail -120 >> "$S"
-grep -E "^\[  (FAILED|PASSED) " "$L/test_cuda_parity.log"
+if ! has notest; then
+  timeout 150 $t --gtest_filter="${PARITY_FILTER:-*}" > "$L/test_cuda_parity.log" 2>&1
+  echo "test_cuda_parity rc=$? at $((SECONDS - T0)) s" | tee -a "$S"
+  grep -E "^\[  (FAILED|PASSED) |Failure|Expected|Which is|bf16|mixed|model " "$L/test_cuda_parity.log" | grep -v "^\[ RUN" |
+    tail -120 >> "$S"
+  grep -E "^\[  (FAILED|PASSED) " "$L/test_cuda_parity.log"
+fi
 b=$BD/tools/bench/scalegpt-bench-train
 bench() {  # name, args...
   local name=$1; shift
@@ -74,13 +79,14 @@ bench() {  # name, args...
   echo "== $name: $*" | tee -a "$S"
   grep -E "median|total|rror|activations|parameters|gradients|optimizer|other" "$L/bench_$name.log" | tee -a "$S"
 }
-if has memory; then
-  for r in 1 2; do
-    bench B16_bf16_recompute-none_run$r --batch 16 --dtype bf16 --recompute none
-    bench B16_bf16_recompute-gelu_run$r --batch 16 --dtype bf16 --recompute gelu
-    bench B32_bf16_recompute-none_run$r --batch 32 --dtype bf16 --recompute none
-    bench B32_bf16_recompute-gelu_run$r --batch 32 --dtype bf16 --recompute gelu
+membench() {  # run: --recompute none and gelu, alternating, at B=16 and B=32
+  for B in 16 32; do
+    bench B${B}_bf16_recompute-none_run$1 --batch $B --dtype bf16 --recompute none
+    bench B${B}_bf16_recompute-gelu_run$1 --batch $B --dtype bf16 --recompute gelu
   done
+}
+if has memory; then
+  membench 1
 else
   bench B16_bf16_run1 --batch 16 --dtype bf16 --attention fused
   bench B32_bf16_run1 --batch 32 --dtype bf16 --attention fused
@@ -89,13 +95,13 @@ tr() {  # model dtype: the same seed, batches and steps in both dtypes (f32 = th
   local model=$1 dtype=$2
   local tag=${dtype}_seed$SEED
   local args=(--model mini --batch 32 --seq-len 256 --steps "$STEPS" --lr 1e-3 --eval-every 50 --eval-batches 16)
-  [[ $model == d12 ]] && args=(--model d12 --batch 8 --seq-len 1024 --steps 250 --lr 6e-4 --eval-every 25
-    --eval-batches 13)
+  [[ $model == d12 ]] && args=(--model d12 --batch 8 --seq-len 1024 --steps "$D12_STEPS" --lr 6e-4
+    --eval-every $((D12_STEPS / 12 > 0 ? D12_STEPS / 12 : 1)) --eval-batches 13)
   (($(left) > 60)) || { echo "== train $model $tag skipped (time)" | tee -a "$S"; return; }
-  timeout 120 $BD/tools/train/scalegpt-train --data "$DATA" "${args[@]}" --device cuda --dtype "$dtype" \
+  timeout 200 $BD/tools/train/scalegpt-train --data "$DATA" "${args[@]}" --device cuda --dtype "$dtype" \
     --seed "$SEED" --sample-tokens 0 --out /tmp/runs_${model}_$tag > "$L/train_${model}_tinyshakespeare_$tag.log" 2>&1
   echo "== train $model $tag rc=$?: ${args[*]}" | tee -a "$S"
-  grep -E "val loss" "$L/train_${model}_tinyshakespeare_$tag.log" | tail -14 | tee -a "$S"
+  grep -E "val loss" "$L/train_${model}_tinyshakespeare_$tag.log" | tail -16 | tee -a "$S"
   tail -4 "$L/train_${model}_tinyshakespeare_$tag.log" | tee -a "$S"
 }
 if ! has notrain; then
@@ -108,6 +114,7 @@ if ! has notrain; then
     tr mini f32
   fi
 fi
+if has memory; then for r in $(seq 2 "$N"); do membench $r; done; fi
 has trainonly && { echo "done at $((SECONDS - T0)) s" | tee -a "$S"; tar -czf "$OUT/logs.tar.gz" -C "$L" .; exit 0; }
 for r in $(seq 2 "$N"); do bench B16_bf16_run$r --batch 16 --dtype bf16 --attention fused; done
 for r in $(seq 2 "$N"); do bench B32_bf16_run$r --batch 32 --dtype bf16 --attention fused; done
