@@ -34,18 +34,27 @@ OuterParams outer_views(const Tensor& flat, const ParameterLayout& layout, const
 
 // ---- caches ---------------------------------------------------------------------------------------
 
-int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, bool fused_attention) {
+int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, bool fused_attention, bool gelu_recomputed) {
   const int64_t C = cfg.n_embd;
-  return 16 * B * T * C + 4 * B * T + cfg.n_head * B * T * (fused_attention ? 1 : T);
+  return (gelu_recomputed ? 12 : 16) * B * T * C + 4 * B * T + cfg.n_head * B * T * (fused_attention ? 1 : T);
 }
 
-BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev) {
+BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev,
+                            const Tensor& shared_fch_gelu) {
   const int64_t C = cfg.n_embd;
   auto a = [&](Shape s) { return Tensor::empty(s, dt, dev, MemCategory::Activations); };
   const bool fused = attention_fused_available(dev, static_cast<int>(C / cfg.n_head));
+  const bool shared = shared_fch_gelu.defined();
+  if (shared)
+    SGPT_CHECK(shared_fch_gelu.shape() == Shape({B, T, 4 * C}) && shared_fch_gelu.dtype() == dt &&
+                   shared_fch_gelu.device() == dev,
+               "make_block_cache: the shared fch_gelu must be ", shape_str({B, T, 4 * C}), " ", dtype_name(dt), " on ",
+               device_name(dev), ", got ", shape_str(shared_fch_gelu.shape()), " ",
+               dtype_name(shared_fch_gelu.dtype()), " on ", device_name(shared_fch_gelu.device()));
   BlockCache c{a({B, T, C}),     a({B, T}),        a({B, T}),   a({B, T, 3 * C}), Tensor(),
                a({B, T, C}),     a({B, T, C}),     a({B, T, C}), a({B, T}),        a({B, T}),
-               a({B, T, 4 * C}), a({B, T, 4 * C}), a({B, T, C}), Tensor()};
+               a({B, T, 4 * C}), shared ? shared_fch_gelu : a({B, T, 4 * C}), a({B, T, C}), Tensor()};
+  c.gelu_recomputed = shared;
   if (fused)  // f32 whatever dt is: a bf16 log-sum-exp (~10, rounded by up to 2^-5) would scale the
              // backward's recomputed probabilities by up to 3%
     c.lse = Tensor::empty({B, cfg.n_head, T}, DType::F32, dev, MemCategory::Activations);
@@ -100,9 +109,13 @@ void block_backward(const GPTConfig& cfg, const BlockParams& p, BlockParams& g, 
                     const Tensor& dout, Tensor& dx, BlockGradScratch& s) {
   // MLP branch. The residual passes dout straight to resid2 and to the MLP output.
   s.dresid2.copy_from(dout);
+  if (c.gelu_recomputed) {  // shared: a later block's forward (or a gradient) has overwritten it
+    Tensor fch_gelu = c.fch_gelu;
+    gelu_forward(fch_gelu, c.fch);
+  }
   s.dfch_gelu.zero_();
   matmul_backward(s.dfch_gelu, g.fcproj_w, g.fcproj_b, dout, c.fch_gelu, p.fcproj_w);
-  s.dfch.zero_();
+  s.dfch.zero_();  // after the last read of c.fch_gelu, which may be s.dfch itself (GPT::set_recompute_gelu)
   gelu_backward(s.dfch, c.fch, s.dfch_gelu);
   s.dln2.zero_();
   matmul_backward(s.dln2, g.fc_w, g.fc_b, s.dfch, c.ln2, p.fc_w);
@@ -159,20 +172,26 @@ GPT::GPT(const GPTConfig& cfg, uint64_t seed, Device device, DType dtype)
 Tensor GPT::param(const std::string& name) const { return param_view(params_, layout_.find(name), 0); }
 Tensor GPT::grad(const std::string& name) const { return param_view(grads_, layout_.find(name), 0); }
 
-void ModelActivations::ensure(const GPTConfig& cfg, int64_t b, int64_t t, DType dt, Device dev) {
-  if (b == B && t == T) return;
+void ModelActivations::ensure(const GPTConfig& cfg, int64_t b, int64_t t, DType dt, Device dev,
+                              bool share_gelu) {
+  if (b == B && t == T && share_gelu == gelu_shared) return;
   clear();
   auto act = [&](Shape s) { return Tensor::empty(s, dt, dev, MemCategory::Activations); };
   tokens = Tensor::empty({b, t}, DType::I32, dev, MemCategory::Activations);
   targets = Tensor::empty({b, t}, DType::I32, dev, MemCategory::Activations);
   encoded = act({b, t, cfg.n_embd});
-  for (int l = 0; l < cfg.n_layer; ++l) blocks.push_back(make_block_cache(cfg, b, t, dt, dev));
-  head = make_head_cache(cfg, b, t, dt, dev);
   scratch = make_block_grad_scratch(cfg, b, t, dt, dev);
+  // Shared GELU output: no one reads the scratch's dfch between a forward and the backward's
+  // recomputation (block_backward reads it, then overwrites it with the gradient).
+  const Tensor shared_gelu = share_gelu ? scratch.dfch : Tensor();
+  for (int l = 0; l < cfg.n_layer; ++l)
+    blocks.push_back(make_block_cache(cfg, b, t, dt, dev, shared_gelu));
+  head = make_head_cache(cfg, b, t, dt, dev);
   dresid_a = act({b, t, cfg.n_embd});
   dresid_b = act({b, t, cfg.n_embd});
   B = b;
   T = t;
+  gelu_shared = share_gelu;
 }
 
 void ModelActivations::clear() {
@@ -181,6 +200,12 @@ void ModelActivations::clear() {
   blocks.clear();
   scratch = BlockGradScratch();
   head = HeadCache();
+  gelu_shared = false;
+}
+
+void GPT::set_recompute_gelu(bool on) {
+  if (on != recompute_gelu_) free_activations();
+  recompute_gelu_ = on;
 }
 
 double GPT::forward(const Tensor& tokens, const Tensor& targets) {
@@ -190,7 +215,7 @@ double GPT::forward(const Tensor& tokens, const Tensor& targets) {
   const int64_t B = tokens.size(0), T = tokens.size(1);
   SGPT_CHECK(T >= 1 && T <= cfg_.max_seq_len, "GPT::forward: sequence length ", T, " is longer than the context ",
              cfg_.max_seq_len, " of model '", cfg_.name, "'");
-  act_.ensure(cfg_, B, T, dtype_, device_);
+  act_.ensure(cfg_, B, T, dtype_, device_, recompute_gelu_);
   act_.tokens.copy_from(tokens);
   has_targets_ = targets.defined();
   if (has_targets_) {

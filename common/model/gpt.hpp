@@ -72,11 +72,17 @@ struct BlockCache {
   /// @var ln2_mean
   /// LayerNorm 2 mean of each row [B,T].
   Tensor fch;                      ///< MLP hidden pre-activation [B,T,4C]
-  Tensor fch_gelu;                 ///< after GELU [B,T,4C]
+  /// gelu(fch) [B,T,4C], the input of the MLP's output projection. Kept for the backward,
+  /// unless `gelu_recomputed`: then it is a buffer other blocks share (the forward of each block
+  /// overwrites it) and block_backward writes gelu(fch) into it again before reading it.
+  Tensor fch_gelu;
   Tensor out;                      ///< block output = resid2 + MLP branch [B,T,C]
   /// Log-sum-exp of each attention row [B,NH,T], kept instead of att when the fused attention
   /// runs (attention_fused_available); undefined otherwise.
   Tensor lse;
+  /// True when fch_gelu is shared (see make_block_cache): block_backward recomputes it from fch,
+  /// which gives the same values bit for bit (the same kernel on the same input).
+  bool gelu_recomputed = false;
 };
 
 /// Scratch for one block's backward: gradients of its intermediate activations.
@@ -106,13 +112,18 @@ struct HeadCache {
 };
 
 /// Elements (not bytes) that one BlockCache holds: 16*B*T*C + 4*B*T + NH*B*T*T, or with the
-/// fused attention (`fused_attention`) 16*B*T*C + 4*B*T + NH*B*T (lse instead of att).
-int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, bool fused_attention = false);
+/// fused attention (`fused_attention`) 16*B*T*C + 4*B*T + NH*B*T (lse instead of att); with
+/// `gelu_recomputed` (fch_gelu shared, not owned) 4*B*T*C less.
+int64_t block_cache_numel(const GPTConfig& cfg, int64_t B, int64_t T, bool fused_attention = false,
+                          bool gelu_recomputed = false);
 
 /// Allocates caches with MemCategory::Activations: lse instead of att where the fused
 /// attention runs (attention_fused_available(dev, head size)). Every tensor has dtype `dt`
 /// except lse, which is always f32 (the backward rebuilds the probabilities from it).
-BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
+/// With `shared_fch_gelu` ([B,T,4C], dtype `dt`, on `dev`) the cache allocates no fch_gelu: it
+/// uses that buffer and sets gelu_recomputed (the GELU recomputation of llm.c's `-r 1`).
+BlockCache make_block_cache(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev,
+                            const Tensor& shared_fch_gelu = Tensor());
 /// Allocates one block's backward scratch for batch shape [B,T] (uninitialised,
 /// MemCategory::Activations).
 BlockGradScratch make_block_grad_scratch(const GPTConfig& cfg, int64_t B, int64_t T, DType dt, Device dev);
@@ -134,10 +145,13 @@ struct ModelActivations {
   BlockGradScratch scratch;        ///< one block's backward scratch, shared by all blocks
   Tensor dresid_a;                 ///< gradient of the residual stream [B,T,C] flowing in from above
   Tensor dresid_b;                 ///< its partner [B,T,C]: a block writes here, then the two swap
+  bool gelu_shared = false;        ///< blocks share one gelu(fch) buffer (GPT::set_recompute_gelu)
   /// Allocates everything for batch shape [b,t] in `dt` on `dev` (tokens and targets i32),
-  /// freeing the old set first; does nothing when [b,t] is the shape already held. Contents are
-  /// uninitialised.
-  void ensure(const GPTConfig& cfg, int64_t b, int64_t t, DType dt, Device dev);
+  /// freeing the old set first; does nothing when [b,t] and `share_gelu` are what is held.
+  /// With `share_gelu`, every block's fch_gelu is the backward scratch's dfch (one buffer, idle
+  /// in the forward) instead of its own. Contents are uninitialised.
+  void ensure(const GPTConfig& cfg, int64_t b, int64_t t, DType dt, Device dev,
+              bool share_gelu = false);
   /// Frees everything (the tracker shows it gone); B = T = 0.
   void clear();
 };
@@ -213,6 +227,14 @@ class GPT {
   const std::vector<BlockCache>& block_caches() const { return act_.blocks; }
   /// Frees every activation cache (the tracker shows them gone).
   void free_activations() { act_.clear(); }
+  /// On: the blocks keep only the MLP pre-activation fch; gelu(fch) goes to one [B,T,4C] buffer
+  /// (the backward scratch's dfch, idle in the forward) and block_backward recomputes it, so the
+  /// caches shrink by L*4*B*T*C elements at the cost of one GELU a block in the backward, with
+  /// the same losses and gradients bit for bit. Off by default (every block keeps fch_gelu,
+  /// as lessons 01 and 05 count). Frees the activations when it changes the setting.
+  void set_recompute_gelu(bool on);
+  /// Whether the GELU output is recomputed in the backward (set_recompute_gelu).
+  bool recompute_gelu() const { return recompute_gelu_; }
 
  private:
   GPTConfig cfg_;
@@ -221,6 +243,7 @@ class GPT {
   DType dtype_;
   Tensor params_, grads_;
   bool has_targets_ = false;
+  bool recompute_gelu_ = false;
   ModelActivations act_;
 };
 

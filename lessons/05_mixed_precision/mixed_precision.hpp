@@ -187,7 +187,8 @@ ModelStateBytes model_state_bytes(const Recipe& recipe, int64_t n_params);
 /// Task 5b: the activation bytes that GPT allocates for a batch [B,T] with element type `dtype`
 /// (F32, BF16 or F16): every cache and scratch tensor of ModelActivations::ensure (which calls
 /// make_block_cache, make_head_cache and make_block_grad_scratch in common/model/gpt.cpp), in
-/// `dtype`, plus the i32 tokens and targets.
+/// `dtype`, plus the i32 tokens and targets. (GPT's default: every block keeps its fch_gelu;
+/// GPT::set_recompute_gelu, off by default, would remove L*4*B*T*C elements.)
 int64_t activation_bytes(const GPTConfig& cfg, int64_t B, int64_t T, DType dtype);
 
 }  // namespace sgpt::lesson05

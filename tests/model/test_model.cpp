@@ -183,6 +183,59 @@ TEST(Model, CausalFutureTokensDoNotChangePastLogits) {
   EXPECT_TRUE(changed);
 }
 
+// GPT::set_recompute_gelu: the blocks keep fch only and share one gelu(fch) buffer (the backward
+// scratch's dfch), the backward recomputes it. Same losses, gradients and updated parameters bit for
+// bit over several AdamW steps from dirty gradients, at a shape where nothing divides nicely, and
+// exactly L*4*B*T*C elements fewer activations.
+TEST(Model, RecomputedGeluGivesTheSameBitsInLessMemory) {
+  GPTConfig cfg = gpt_config("nano");
+  const int64_t B = 3, T = 13, C = cfg.n_embd, L = cfg.n_layer;
+  GPT keep(cfg, 21), redo(cfg, 21);
+  redo.set_recompute_gelu(true);
+  EXPECT_TRUE(redo.recompute_gelu());
+  AdamWConfig oc;
+  AdamW opt_keep(keep.layout(), oc, keep.dtype(), keep.device()), opt_redo(redo.layout(), oc, redo.dtype(), redo.device());
+  sgpt::testing::make_dirty(keep.grads(), 0.1, 3);
+  sgpt::testing::make_dirty(redo.grads(), 0.1, 3);
+  int64_t act_keep = 0, act_redo = 0;
+  for (int step = 0; step < 3; ++step) {
+    Tensor x = random_tokens(B, T, cfg.vocab_size, 30 + step), y = random_tokens(B, T, cfg.vocab_size, 40 + step);
+    const int64_t a0 = sgpt::testing::current(MemCategory::Activations);
+    const double lk = keep.forward(x, y);
+    const int64_t a1 = sgpt::testing::current(MemCategory::Activations);
+    const double lr = redo.forward(x, y);
+    const int64_t a2 = sgpt::testing::current(MemCategory::Activations);
+    if (step == 0) {
+      act_keep = a1 - a0;
+      act_redo = a2 - a1;
+    }
+    ASSERT_EQ(lk, lr) << "step " << step;
+    keep.backward();
+    redo.backward();
+    ASSERT_EQ(keep.grads().to_vector(), redo.grads().to_vector()) << "step " << step;
+    opt_keep.step(keep.params(), keep.grads(), 1e-2);
+    opt_redo.step(redo.params(), redo.grads(), 1e-2);
+    keep.zero_grad();
+    redo.zero_grad();
+  }
+  EXPECT_EQ(keep.params().to_vector(), redo.params().to_vector());
+  EXPECT_EQ(act_keep - act_redo, L * 4 * B * T * C * 4) << "L*4BTC f32 elements fewer";
+  // Every block writes its GELU into the same buffer; the default keeps one per block.
+  for (int l = 0; l < L; ++l) {
+    EXPECT_TRUE(redo.block_caches()[l].gelu_recomputed);
+    EXPECT_FALSE(keep.block_caches()[l].gelu_recomputed);
+    EXPECT_EQ(redo.block_caches()[l].fch_gelu.raw(), redo.block_caches()[0].fch_gelu.raw());
+  }
+  EXPECT_NE(keep.block_caches()[0].fch_gelu.raw(), keep.block_caches()[1].fch_gelu.raw());
+  EXPECT_EQ(block_cache_numel(cfg, B, T, false) - block_cache_numel(cfg, B, T, false, true), 4 * B * T * C);
+  // A shared buffer of the wrong shape or dtype is refused, naming the expectation.
+  EXPECT_THROW(make_block_cache(cfg, B, T, DType::F32, Device::CPU, Tensor::empty({B, T, C})), Error);
+  EXPECT_THROW(make_block_cache(cfg, B, T, DType::F32, Device::CPU, Tensor::empty({B, T, 4 * C}, DType::F64)), Error);
+  // Switching back frees the caches; the next forward allocates private buffers again.
+  redo.set_recompute_gelu(false);
+  EXPECT_TRUE(redo.block_caches().empty());
+}
+
 // A repeating pattern is learnable: the loss must fall from ln(256) ~ 5.5 to below 0.5 within
 // 150 AdamW steps of the nano model.
 TEST(Training, LossFallsOnAPeriodicSequence) {

@@ -6,6 +6,7 @@
 //   scalegpt-bench-train --device cuda --model d12 --batch 16 --seq-len 1024 --vocab 50257
 //   ... --device cuda --attention unfused --matmul tf32     # the earlier CUDA path, to compare
 //   ... --device cuda --dtype bf16      # bf16 storage: lesson 05's MixedPrecisionTrainer (f32 master)
+//   ... --recompute gelu                # keep fch only, recompute gelu(fch) in the backward (L*4BTC less)
 
 #include <omp.h>
 
@@ -30,7 +31,8 @@ extern "C" void openblas_set_num_threads(int);
 using namespace sgpt;
 
 int main(int argc, char** argv) {
-  std::string model_name = "d12", device_name_arg = "cpu", attention = "fused", matmul = "tf32", dtype = "f32";
+  std::string model_name = "d12", device_name_arg = "cpu", attention = "fused", matmul = "tf32", dtype = "f32",
+              recompute = "none";
   int64_t B = 4, T = 64, steps = 5, warmup = 1, vocab = 50257;
   int threads = 0;
   double peak_tflops = 0;
@@ -57,6 +59,11 @@ int main(int argc, char** argv) {
                  "f32, or bf16: bf16 parameters, gradients and activations with an f32 master and f32 AdamW "
                  "moments (lesson 05's MixedPrecisionTrainer, no loss scaling)")
       ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  app.add_option("--recompute", recompute,
+                 "none, or gelu: the blocks keep only the MLP pre-activation and the backward recomputes GELU "
+                 "(GPT::set_recompute_gelu; the same numbers, L*4*B*T*C fewer activations)")
+      ->check(CLI::IsMember({"none", "gelu"}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   return run_guarded("scalegpt-bench-train", [&] {
@@ -103,6 +110,9 @@ int main(int argc, char** argv) {
       f32_opt = std::make_unique<AdamW>(f32_model->layout(), AdamWConfig{}, DType::F32, dev);
     }
     GPT& model = bf16 ? mixed->model() : *f32_model;
+    const bool gelu_recomputed = recompute == "gelu";
+    model.set_recompute_gelu(gelu_recomputed);
+    std::printf("recompute: %s\n", gelu_recomputed ? "gelu (fch kept, gelu(fch) recomputed in the backward)" : "none");
     std::vector<int32_t> xs(B * T), ys(B * T);
     const uint64_t key = rng::stream_key(1, "bench tokens");
     for (int64_t i = 0; i < B * T; ++i) {
@@ -142,7 +152,8 @@ int main(int argc, char** argv) {
     const double BT = double(B * T);
     const bool fused = attention_fused_available(dev, cfg.n_embd / cfg.n_head);
     const double w = bf16 ? 2.0 : 4.0;  // bytes of a parameter, gradient or activation
-    const double act = L * double(block_cache_numel(cfg, B, T, fused))  // per-block caches
+    // per-block caches (with --recompute gelu, gelu(fch) lives in the backward scratch's dfch)
+    const double act = L * double(block_cache_numel(cfg, B, T, fused, gelu_recomputed))
                        + BT * C                                   // embedding output
                        + (BT * C + 2 * BT + BT * Vp + BT + BT * C)  // head: lnf, stats, logits, losses, dlnf
                        + 15 * BT * C                              // one block's backward scratch
@@ -163,12 +174,18 @@ int main(int argc, char** argv) {
     row(MemCategory::Parameters, N * w, "N");
     row(MemCategory::Gradients, N * w, "N");
     row(MemCategory::OptimizerState, (bf16 ? 3 : 2) * N * 4, bf16 ? "3N (f32 master, AdamW m, v)" : "2N (AdamW m, v)");
-    row(MemCategory::Activations, act_bytes,
-        fused ? "L(16BTC + 4BT + NH*B*T) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T (fused: lse, D)"
-        : dev == Device::CUDA
-            ? "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T^2 (CUDA scratch)"
-            : "L(16BTC + 4BT + NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT");
-    std::printf("  %-14s %12.2f\n", "total", mt.total(dev).peak / 1048576.0);
+    const std::string per_block = gelu_recomputed ? "L(12BTC + 4BT + " : "L(16BTC + 4BT + ";
+    const std::string terms =
+        per_block + (fused ? "NH*B*T) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T (fused: lse, D)"
+                     : dev == Device::CUDA
+                         ? "NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT + NH*B*T^2 (CUDA scratch)"
+                         : "NH*B*T^2) + BTC + (2BTC + 3BT + BT*Vp) + 17BTC + 2BT");
+    row(MemCategory::Activations, act_bytes, terms.c_str());
+    // Other: the CUDA context's scratch (reduction partials, the encoder backward's f32 dwte, casts).
+    std::printf("  %-14s %12.2f %9s   %s\n", category_name(MemCategory::Other), mt.stats(MemCategory::Other, dev).peak / 1048576.0,
+                "-", "scratch of the ops (no formula)");
+    std::printf("  %-14s %12.2f   (%.2f GiB, %.2f GB)\n", "total", mt.total(dev).peak / 1048576.0,
+                mt.total(dev).peak / 1073741824.0, mt.total(dev).peak / 1e9);
 
     if (profile) {
       set_op_profiling(true);
