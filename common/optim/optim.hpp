@@ -44,12 +44,8 @@ class AdamW {
   const AdamWConfig& config() const { return cfg_; }
 
  private:
-  struct Segment {
-    int64_t begin, numel;  // relative to this optimizer's range
-    bool decay;
-  };
   AdamWConfig cfg_;
-  std::vector<Segment> segments_;  // runs of equal decay flag
+  std::vector<AdamWSegment> segments_;  // runs of equal decay flag, relative to this optimizer's range
   Tensor m_, v_;
   int64_t t_ = 0;
 };
