@@ -885,7 +885,7 @@ TEST_F(CudaParity, AdamWSegmentsOneLaunch) {
       std::vector<char> covered(n, 0);
       uint64_t key = rng::stream_key(g_seed++, "segments");
       for (int64_t i = 1, k = 0; i < n; ++k) {  // element 0 is a gap; then runs and gaps
-        int64_t len = k % 7 == 3 ? n / 3 : 1 + static_cast<int64_t>(rng::uniform(key, k) * (n < 100 ? 3 : 11));
+        int64_t len = k % 97 == 3 ? n / 50 + 1 : 1 + static_cast<int64_t>(rng::uniform(key, k) * (n < 100 ? 3 : 11));
         len = std::min(len, n - i);
         if (k % 5 != 4) {  // every 5th run is a gap
           segs.push_back({i, len, k % 2 == 0});

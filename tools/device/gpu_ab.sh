@@ -37,6 +37,12 @@ echo "test_cuda_parity rc=$? at $((SECONDS - T0)) s" | tee -a "$S"
 grep -E "^\[  (FAILED|PASSED) |Failure|Expected|Which is" "$L/test_cuda_parity.log" | tail -30 | tee -a "$S"
 grep -E "segments|attention_fused_backward|WholeModelBF16|model" "$L/test_cuda_parity.log" | grep -v "^\[ RUN" >> "$S"
 IFS=';' read -ra VARS <<< "${VARIANTS:--}"
+for v in "${VARS[@]:1}"; do  # the kernels' parity under the other variants too (attention and AdamW tests)
+  env $v timeout 60 $NEW/tests/cuda/test_cuda_parity --gtest_filter='*Attention*:*AdamW*:*WholeModel*' \
+    > "$L/test_cuda_parity_variant.log" 2>&1
+  echo "parity under $v: rc=$? $(grep -cE '^\[       OK' "$L/test_cuda_parity_variant.log") OK" | tee -a "$S"
+  grep -E "bf16 attention_fused_backward d" "$L/test_cuda_parity_variant.log" | sort -k8 -g | tail -1 >> "$S"
+done
 bench() {  # tag, binary dir, env, batch, run
   (($(left) > 30)) || { echo "== $1 B$4 run$5 skipped (time)" >> "$S"; return; }
   local envs=(); [[ "$3" != "-" ]] && envs=($3)
@@ -50,10 +56,9 @@ tags=(); dirs=(); envs=()
 i=0
 for v in "${VARS[@]}"; do tags+=("new$i"); dirs+=("$NEW"); envs+=("$v"); echo "new$i = $v" | tee -a "$S"; i=$((i + 1)); done
 batches="16"; [[ "$ARGS" == *" b32 "* ]] && batches="16 32"
-for B in $batches; do  # B = 32: the baseline and the first variant only
+for B in $batches; do  
   for r in $(seq 1 "$N"); do
     for k in "${!tags[@]}"; do
-      [[ $B == 16 || "${tags[$k]}" == base || "${tags[$k]}" == new0 ]] || continue
       bench "${tags[$k]}" "${dirs[$k]}" "${envs[$k]}" "$B" "$r"
     done
   done

@@ -824,7 +824,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dq_kernel(TO* _
     Ds[r] = i < T ? D[(int64_t)bh * T + i] : 0.f;
   }
   const float sl = scale * kLog2e;
-  uint32_t qa[HSP / 16][4], da[HSP / 16][4];
+  constexpr bool kQsmem = kMinBlocks >= 4;  // Q, dO operands through ldmatrix each tile (fewer registers)
+  uint32_t qa[kQsmem ? 1 : HSP / 16][4], da[kQsmem ? 1 : HSP / 16][4];  // unused when kQsmem
   float dq[HSP / 8][4];
   zero<HSP>(dq);
   for (int kt = 0; kt <= qt; ++kt) {
@@ -838,7 +839,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dq_kernel(TO* _
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (kt == 0) {
+    if (!kQsmem && kt == 0) {
 #pragma unroll
       for (int kk = 0; kk < HSP / 16; ++kk) {
         load_a(qa[kk], Qs, LD, warp * 16, kk * 16);
@@ -847,21 +848,30 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dq_kernel(TO* _
     }
     const bf16* Kb = Ks + buf * kTileElems<HSP>;
     const bf16* Vb = Vs + buf * kTileElems<HSP>;
-    float s[kRows / 8][4], dp[kRows / 8][4];
-    zero<kRows>(s);
+    // As in the dk, dv kernel: P packed to bf16 before dP is formed, so S and dP are never live
+    // together; dS = P (dP - D) reads P back from the packed copy.
+    uint32_t sa[kRows / 16][4];
+    {
+      float s[kRows / 8][4];
+      zero<kRows>(s);
+      gemm_rows<true, HSP, kRows, kQsmem>(s, qa, Qs, warp * 16, Kb, LD);  // S = Q K^T
+#pragma unroll
+      for (int n = 0; n < kRows / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int j = k0 + n * 8 + 2 * t + (e & 1), i = i0 + (e >> 1) * 8, r = e >> 1;
+          s[n][e] = (j <= i && i < T) ? exp2(s[n][e] * sl - ls[r]) : 0.f;  // P
+        }
+      to_a<kRows>(sa, s);
+    }
+    float dp[kRows / 8][4];
     zero<kRows>(dp);
-    gemm<true, HSP, kRows>(s, qa, Kb, LD);   // S = Q K^T
-    gemm<true, HSP, kRows>(dp, da, Vb, LD);  // dP = dO V^T
+    gemm_rows<true, HSP, kRows, kQsmem>(dp, da, dOs, warp * 16, Vb, LD);  // dP = dO V^T
 #pragma unroll
     for (int n = 0; n < kRows / 8; ++n)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int j = k0 + n * 8 + 2 * t + (e & 1), i = i0 + (e >> 1) * 8, r = e >> 1;
-        const float p = (j <= i && i < T) ? exp2(s[n][e] * sl - ls[r]) : 0.f;
-        s[n][e] = p * (dp[n][e] - Ds[r]);  // dS
-      }
-    uint32_t sa[kRows / 16][4];
-    to_a<kRows>(sa, s);
+      for (int e = 0; e < 4; ++e) dp[n][e] = unpack_a<kRows>(sa, n, e) * (dp[n][e] - Ds[e >> 1]);  // dS
+    to_a<kRows>(sa, dp);
     gemm<false, kRows, HSP>(dq, sa, Kb, LD);  // dQ += dS K
     __syncthreads();
   }
@@ -1109,7 +1119,7 @@ void backward_launch(TS* dqkv, const TS* dout, const TS* qkv, const TS* out, con
     if constexpr (HSP == 64) {
       static const int variant = [] {
         const char* e = std::getenv("SGPT_ATTN_DQ_VARIANT");
-        return e ? std::atoi(e) : 4;
+        return e ? std::atoi(e) : 3;
       }();
       if (variant == 4) dq_launch.template operator()<4>();
       else dq_launch.template operator()<3>();
