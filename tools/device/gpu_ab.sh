@@ -65,7 +65,7 @@ for B in $batches; do
 done
 for k in "${!tags[@]}"; do
   (($(left) > 40)) || break
-  [[ "${tags[$k]}" == base || "${tags[$k]}" == new0 ]] || continue
+  [[ "${tags[$k]}" == new0 ]] || continue
   e=(); [[ "${envs[$k]}" != "-" ]] && e=(${envs[$k]})
   env "${e[@]}" timeout 60 "${dirs[$k]}/tools/bench/scalegpt-bench-train" --device cuda --model d12 --vocab 50257 \
     --seq-len 1024 --batch 16 --warmup 1 --steps 3 --dtype bf16 --profile > "$L/profile_${tags[$k]}_B16.log" 2>&1

@@ -34,7 +34,6 @@
 #include <mma.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
@@ -535,9 +534,10 @@ __device__ __forceinline__ float unpack_a(const uint32_t (&a)[N / 16][4], int n,
   return __uint_as_float((e & 1) ? (w & 0xffff0000u) : (w << 16));
 }
 
-// acc += A B with A the warp's 16 rows from r0 of the row-major tile As (leading dimension ldb):
-// from the fragments a (kFromSmem false, loaded once by the caller) or through ldmatrix at each
-// k step (kFromSmem true: 2 K/16 fewer... registers, a few more shared-memory reads).
+// acc += A B (B as in gemm), A being the warp's 16 rows from r0 of the row-major tile As (K + 8
+// columns a row): the fragments a, loaded once by the caller (kFromSmem false), or ldmatrix at
+// each k step (kFromSmem true: K/4 fewer registers held across the loop, a few more shared-memory
+// reads).
 template <bool kByN, int K, int N, bool kFromSmem, int KA>
 __device__ __forceinline__ void gemm_rows(float (&acc)[N / 8][4], const uint32_t (&a)[KA][4], const __nv_bfloat16* As,
                                           int r0, const __nv_bfloat16* s, int ld) {
@@ -824,8 +824,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dq_kernel(TO* _
     Ds[r] = i < T ? D[(int64_t)bh * T + i] : 0.f;
   }
   const float sl = scale * kLog2e;
-  constexpr bool kQsmem = kMinBlocks >= 4;  // Q, dO operands through ldmatrix each tile (fewer registers)
-  uint32_t qa[kQsmem ? 1 : HSP / 16][4], da[kQsmem ? 1 : HSP / 16][4];  // unused when kQsmem
+  uint32_t qa[HSP / 16][4], da[HSP / 16][4];
   float dq[HSP / 8][4];
   zero<HSP>(dq);
   for (int kt = 0; kt <= qt; ++kt) {
@@ -839,7 +838,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dq_kernel(TO* _
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (!kQsmem && kt == 0) {
+    if (kt == 0) {
 #pragma unroll
       for (int kk = 0; kk < HSP / 16; ++kk) {
         load_a(qa[kk], Qs, LD, warp * 16, kk * 16);
@@ -854,7 +853,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dq_kernel(TO* _
     {
       float s[kRows / 8][4];
       zero<kRows>(s);
-      gemm_rows<true, HSP, kRows, kQsmem>(s, qa, Qs, warp * 16, Kb, LD);  // S = Q K^T
+      gemm<true, HSP, kRows>(s, qa, Kb, LD);  // S = Q K^T
 #pragma unroll
       for (int n = 0; n < kRows / 8; ++n)
 #pragma unroll
@@ -866,7 +865,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dq_kernel(TO* _
     }
     float dp[kRows / 8][4];
     zero<kRows>(dp);
-    gemm_rows<true, HSP, kRows, kQsmem>(dp, da, dOs, warp * 16, Vb, LD);  // dP = dO V^T
+    gemm<true, HSP, kRows>(dp, da, Vb, LD);  // dP = dO V^T
 #pragma unroll
     for (int n = 0; n < kRows / 8; ++n)
 #pragma unroll
@@ -1091,41 +1090,23 @@ void backward_launch(TS* dqkv, const TS* dout, const TS* qkv, const TS* out, con
       in.dld = HSP;
     }
     dim3 grid(d.B * d.NH, ceil_div(d.T, mma::kRows));
+    // Registers (ptxas, sm_90, bf16): dk/dv 168 at HSP = 64 with K, V read from shared memory (3
+    // blocks a multiprocessor; 212 uncapped), 241 at 128; dq 168 (3 blocks). Row 8 of docs/cuda.md
+    // measured the alternatives: K, V held in registers at 3 blocks, or 2 blocks, ran 0.2-0.6 ms a
+    // step slower; dq capped at 128 registers for 4 blocks (spills) 0.3-0.4 ms slower.
     auto dkdv_launch = [&]<bool kKV, int kMinB>() {
       auto kernel = mma::backward_dkdv_kernel<HSP, TS, kKV, kMinB>;
       static const bool set = (allow_smem(kernel, dkdv), true);
       (void)set;
       kernel<<<grid, kThreads, dkdv, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
     };
-    if constexpr (HSP == 64) {
-      static const int variant = [] {
-        const char* e = std::getenv("SGPT_ATTN_BWD_VARIANT");
-        return e ? std::atoi(e) : 2;
-      }();
-      if (variant == 0) dkdv_launch.template operator()<false, 1>();
-      else if (variant == 1) dkdv_launch.template operator()<true, 1>();
-      else if (variant == 3) dkdv_launch.template operator()<false, 3>();
-      else dkdv_launch.template operator()<true, 3>();
-    } else {
-      dkdv_launch.template operator()<HSP == 128, 1>();
-    }
+    if constexpr (HSP == 64) dkdv_launch.template operator()<true, 3>();
+    else dkdv_launch.template operator()<HSP == 128, 1>();
     SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dkdv (mma)");
-    auto dq_launch = [&]<int kMinB>() {
-      auto kernel = mma::backward_dq_kernel<HSP, TS, kMinB>;
-      static const bool set = (allow_smem(kernel, dq), true);
-      (void)set;
-      kernel<<<grid, kThreads, dq, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
-    };
-    if constexpr (HSP == 64) {
-      static const int variant = [] {
-        const char* e = std::getenv("SGPT_ATTN_DQ_VARIANT");
-        return e ? std::atoi(e) : 3;
-      }();
-      if (variant == 4) dq_launch.template operator()<4>();
-      else dq_launch.template operator()<3>();
-    } else {
-      dq_launch.template operator()<1>();
-    }
+    auto kernel = mma::backward_dq_kernel<HSP, TS, HSP == 64 ? 3 : 1>;
+    static const bool set = (allow_smem(kernel, dq), true);
+    (void)set;
+    kernel<<<grid, kThreads, dq, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
     SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dq (mma)");
   } else if constexpr (std::is_same_v<TS, float>) {  // TF32: the WMMA kernels above
     attention_row_dot_kernel<<<ceil_div(rows * kWarp, threads), threads, 0, current_stream()>>>(D, dout, out, rows, d.T,
