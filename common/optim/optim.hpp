@@ -24,8 +24,9 @@ class AdamW {
   /// One update of `params` from `grads` (both covering this optimizer's range) at learning
   /// rate `lr`. Increments the step first, so the first update uses t = 1. The update sees
   /// grad_scale * grads (mixed precision unscales and clips here, without touching 16-bit
-  /// gradients); params may be f32 while grads are bf16/f16 (AdamW on an fp32 master copy). When
-  /// tracing is on it is recorded as a Compute event "optimizer_step".
+  /// gradients); params may be f32 while grads are bf16/f16 (AdamW on an fp32 master copy). The
+  /// runs of equal decay flag go to adamw_update_segments together: one kernel launch on the GPU.
+  /// When tracing is on it is recorded as a Compute event "optimizer_step".
   void step(Tensor& params, const Tensor& grads, double lr, double grad_scale = 1.0);
 
   /// Steps taken so far (0 before the first step()).

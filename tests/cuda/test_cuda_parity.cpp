@@ -893,7 +893,9 @@ TEST_F(CudaParity, AdamWSegmentsOneLaunch) {
         }
         i += len;
       }
-      if (n > 1000) EXPECT_GT(segs.size(), 192u) << "the test must span several launches" << nm;
+      if (n > 1000) {
+        EXPECT_GT(segs.size(), 192u) << "the test must span several launches" << nm;
+      }
       Tensor p = randn({n}), m = randn({n}, 0.01), v = randn({n}, 0.01);
       for (int64_t i = 0; i < n; ++i) v.data<float>()[i] = std::abs(v.data<float>()[i]);  // dirty, valid state
       Tensor p_r = f64(p), m_r = f64(m), v_r = f64(v), p_g = gpu(p), m_g = gpu(m), v_g = gpu(v);
