@@ -61,5 +61,8 @@ void copy_cast(Tensor& dst, const Tensor& src);
 /// CUDA implementation of sgpt::adamw_update (see ops.hpp).
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg, int64_t t,
                   bool decay);
+/// CUDA implementation of sgpt::adamw_update_segments (see ops.hpp): one launch.
+void adamw_update_segments(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg,
+                           int64_t t, const std::vector<AdamWSegment>& segments);
 
 }  // namespace sgpt::cuda

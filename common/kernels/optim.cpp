@@ -107,4 +107,32 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
                                 param.numel(), cfg, t, decay));
 }
 
+void adamw_update_segments(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg,
+                           int64_t t, const std::vector<AdamWSegment>& segments) {
+  const char* op = "adamw_update_segments";
+  const int64_t n = param.numel();
+  SGPT_CHECK(grad.numel() == n && m.numel() == n && v.numel() == n, op, ": param (", n, "), grad (", grad.numel(),
+             "), m (", m.numel(), ") and v (", v.numel(), ") must have the same number of elements");
+  int64_t end = 0;
+  for (const AdamWSegment& s : segments) {
+    SGPT_CHECK(s.begin >= end && s.numel >= 0 && s.begin + s.numel <= n, op, ": segment [", s.begin, ", ",
+               s.begin + s.numel, ") overlaps the previous one or leaves the ", n, " elements (sorted, disjoint)");
+    end = s.begin + s.numel;
+  }
+  const bool gpu_fast = param.device() == Device::CUDA && m.dtype() == DType::F32 && v.dtype() == DType::F32 &&
+                        grad.device() == Device::CUDA && m.device() == Device::CUDA && v.device() == Device::CUDA && t >= 1;
+#if SGPT_WITH_CUDA
+  if (gpu_fast && !segments.empty()) {
+    detail::OpScope scope(op, param);
+    return cuda::adamw_update_segments(param, grad, m, v, cfg, t, segments);
+  }
+#else
+  (void)gpu_fast;
+#endif
+  for (const AdamWSegment& s : segments) {  // the CPU (and any other case): one update per segment
+    Tensor p = param.view(s.begin, {s.numel}), mm = m.view(s.begin, {s.numel}), vv = v.view(s.begin, {s.numel});
+    adamw_update(p, grad.view(s.begin, {s.numel}), mm, vv, cfg, t, s.decay);
+  }
+}
+
 }  // namespace sgpt

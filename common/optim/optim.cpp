@@ -33,10 +33,7 @@ void AdamW::step(Tensor& params, const Tensor& grads, double lr, double grad_sca
   AdamWConfig c = cfg_;
   c.lr = lr;
   c.grad_scale = grad_scale;
-  for (const Segment& s : segments_) {
-    Tensor p = params.view(s.begin, {s.numel}), m = m_.view(s.begin, {s.numel}), v = v_.view(s.begin, {s.numel});
-    adamw_update(p, grads.view(s.begin, {s.numel}), m, v, c, t_, s.decay);
-  }
+  adamw_update_segments(params, grads, m_, v_, c, t_, segments_);  // one launch on the GPU
 }
 
 double grad_norm(const Tensor& grads) { return std::sqrt(sum_of_squares(grads)); }

@@ -24,8 +24,9 @@ class AdamW {
   /// One update of `params` from `grads` (both covering this optimizer's range) at learning
   /// rate `lr`. Increments the step first, so the first update uses t = 1. The update sees
   /// grad_scale * grads (mixed precision unscales and clips here, without touching 16-bit
-  /// gradients); params may be f32 while grads are bf16/f16 (AdamW on an fp32 master copy). When
-  /// tracing is on it is recorded as a Compute event "optimizer_step".
+  /// gradients); params may be f32 while grads are bf16/f16 (AdamW on an fp32 master copy). The
+  /// runs of equal decay flag go to adamw_update_segments together: one kernel launch on the GPU.
+  /// When tracing is on it is recorded as a Compute event "optimizer_step".
   void step(Tensor& params, const Tensor& grads, double lr, double grad_scale = 1.0);
 
   /// Steps taken so far (0 before the first step()).
@@ -44,12 +45,8 @@ class AdamW {
   const AdamWConfig& config() const { return cfg_; }
 
  private:
-  struct Segment {
-    int64_t begin, numel;  // relative to this optimizer's range
-    bool decay;
-  };
   AdamWConfig cfg_;
-  std::vector<Segment> segments_;  // runs of equal decay flag
+  std::vector<AdamWSegment> segments_;  // runs of equal decay flag, relative to this optimizer's range
   Tensor m_, v_;
   int64_t t_ = 0;
 };

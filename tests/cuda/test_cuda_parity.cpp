@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -865,6 +866,60 @@ TEST_F(CudaParity, BF16OptimizerAndMixedPrecisionHelpers) {
       expect_close("adamw_update param" + nm, c, p_g, p_r, bf16_param ? kBf16Tol : 1e-6);
       expect_close("adamw_update m" + nm, c, m_g, m_r, 1e-6);
       expect_close("adamw_update v" + nm, c, v_g, v_r, 1e-6);
+    }
+  }
+}
+
+// adamw_update_segments (AdamW::step's one launch over the flat buffer) against one f64 CPU
+// adamw_update per segment: segments of 1 to 5 elements and long ones, starts that are not
+// multiples of 4 (the 16-byte groups straddle boundaries), gaps that no segment covers (left
+// untouched, exactly), alternating decay flags, more segments than one launch takes (192), dirty
+// moments, three steps, f32 and bf16 gradients with grad_scale. Tolerance 1e-6: f32 arithmetic on
+// exact inputs (the per-segment kernel's own tolerance above).
+TEST_F(CudaParity, AdamWSegmentsOneLaunch) {
+  for (int64_t n : {int64_t(9), int64_t(4099), (int64_t(1) << 20) + 7}) {
+    for (bool bf16_grad : {false, true}) {
+      Case c{0, 0, 0, 0, 0, 0};
+      std::string nm = " n=" + std::to_string(n) + (bf16_grad ? " bf16 grads" : " f32 grads");
+      std::vector<AdamWSegment> segs;
+      std::vector<char> covered(n, 0);
+      uint64_t key = rng::stream_key(g_seed++, "segments");
+      for (int64_t i = 1, k = 0; i < n; ++k) {  // element 0 is a gap; then runs and gaps
+        int64_t len = k % 97 == 3 ? n / 50 + 1 : 1 + static_cast<int64_t>(rng::uniform(key, k) * (n < 100 ? 3 : 11));
+        len = std::min(len, n - i);
+        if (k % 5 != 4) {  // every 5th run is a gap
+          segs.push_back({i, len, k % 2 == 0});
+          for (int64_t j = i; j < i + len; ++j) covered[j] = 1;
+        }
+        i += len;
+      }
+      if (n > 1000) {
+        EXPECT_GT(segs.size(), 192u) << "the test must span several launches" << nm;
+      }
+      Tensor p = randn({n}), m = randn({n}, 0.01), v = randn({n}, 0.01);
+      for (int64_t i = 0; i < n; ++i) v.data<float>()[i] = std::abs(v.data<float>()[i]);  // dirty, valid state
+      Tensor p_r = f64(p), m_r = f64(m), v_r = f64(v), p_g = gpu(p), m_g = gpu(m), v_g = gpu(v);
+      AdamWConfig cfg;
+      cfg.lr = 1e-2;
+      cfg.grad_scale = 1.0 / 64;
+      for (int t = 1; t <= 3; ++t) {
+        Tensor g = randn({n}, 0.1 * 64);
+        Tensor g_r = bf16_grad ? bf16_ref(g) : f64(g), g_g = bf16_grad ? bf16_gpu(g) : gpu(g);
+        for (const AdamWSegment& sg : segs) {
+          Tensor pr = p_r.view(sg.begin, {sg.numel}), mr = m_r.view(sg.begin, {sg.numel}),
+                 vr = v_r.view(sg.begin, {sg.numel});
+          adamw_update(pr, g_r.view(sg.begin, {sg.numel}), mr, vr, cfg, t, sg.decay);
+        }
+        adamw_update_segments(p_g, g_g, m_g, v_g, cfg, t, segs);
+      }
+      expect_close("adamw_update_segments param" + nm, c, p_g, p_r, 1e-6);
+      expect_close("adamw_update_segments m" + nm, c, m_g, m_r, 1e-6);
+      expect_close("adamw_update_segments v" + nm, c, v_g, v_r, 1e-6);
+      std::vector<double> pg = p_g.to_vector(), mg = m_g.to_vector(), p0 = p.to_vector(), m0 = m.to_vector();
+      int64_t touched = 0;
+      for (int64_t i = 0; i < n; ++i)
+        if (!covered[i] && (pg[i] != p0[i] || mg[i] != m0[i])) ++touched;
+      EXPECT_EQ(touched, 0) << "elements outside every segment were updated" << nm;
     }
   }
 }

@@ -1,6 +1,7 @@
 // adamw_update against a scalar reference written here; axpy_, scale_, sum_of_squares exact on
 // small integer data.
 
+#include <algorithm>
 #include <limits>
 
 #include "kernel_test_util.hpp"
@@ -70,6 +71,53 @@ TEST(AdamW, FirstStepByHand) {
     EXPECT_NEAR(get(m, 0), 0.1 * -0.5, 1e-16);  // (1 - beta1) g
     EXPECT_NEAR(get(v, 1), 0.05 * 9, 1e-15);    // (1 - beta2) g^2
   }
+}
+
+TEST(AdamW, SegmentsMatchOneUpdatePerSegment) {
+  // adamw_update_segments (AdamW::step's single call) = adamw_update on each segment, with each
+  // segment's decay flag; elements in a gap between segments keep their values exactly.
+  const int64_t n = 41;
+  const std::vector<AdamWSegment> segs = {{0, 5, true}, {5, 1, false}, {9, 20, true}, {29, 12, false}};  // gap 6..8
+  AdamWConfig cfg;
+  cfg.lr = 0.05;
+  cfg.weight_decay = 0.5;
+  Tensor p = randn({n}, DType::F64, "seg_p", 1.0, 0.5), m = randn({n}, DType::F64, "seg_m", 0.01);
+  Tensor v = Tensor::zeros({n}, DType::F64);
+  Vec rp = vec(p), rm = vec(m), rv(n, 0.0);
+  for (int64_t t = 1; t <= 3; ++t) {
+    Tensor g = randn({n}, DType::F64, "seg_g" + std::to_string(t), 0.1);
+    Vec gv = vec(g);
+    adamw_update_segments(p, g, m, v, cfg, t, segs);
+    for (const AdamWSegment& s : segs) {
+      Vec sp(rp.begin() + s.begin, rp.begin() + s.begin + s.numel), sg(gv.begin() + s.begin, gv.begin() + s.begin + s.numel),
+          sm(rm.begin() + s.begin, rm.begin() + s.begin + s.numel), sv(rv.begin() + s.begin, rv.begin() + s.begin + s.numel);
+      adamw_reference(sp, sg, sm, sv, cfg, t, s.decay);
+      std::copy(sp.begin(), sp.end(), rp.begin() + s.begin);
+      std::copy(sm.begin(), sm.end(), rm.begin() + s.begin);
+      std::copy(sv.begin(), sv.end(), rv.begin() + s.begin);
+    }
+  }
+  KT_EXPECT_REL_MAX(vec(p), rp, 1e-13);
+  KT_EXPECT_REL_MAX(vec(m), rm, 1e-13);
+  KT_EXPECT_REL_MAX(vec(v), rv, 1e-13);
+}
+
+TEST(AdamW, SegmentsMustBeSortedDisjointAndInside) {
+  Tensor p = Tensor::zeros({10}, DType::F64), g = Tensor::zeros({10}, DType::F64);
+  Tensor m = Tensor::zeros({10}, DType::F64), v = Tensor::zeros({10}, DType::F64);
+  AdamWConfig cfg;
+  const std::vector<std::vector<AdamWSegment>> bad = {{{0, 5, true}, {4, 2, false}}, {{0, 11, true}}, {{3, 2, true}, {0, 2, true}}};
+  for (const auto& segs : bad)
+    EXPECT_THROW(
+        {
+          try {
+            adamw_update_segments(p, g, m, v, cfg, 1, segs);
+          } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("adamw_update_segments"), std::string::npos) << e.what();
+            throw;
+          }
+        },
+        Error);
 }
 
 TEST(Elementwise, AxpyScaleExactOnIntegers) {

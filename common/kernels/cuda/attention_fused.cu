@@ -526,6 +526,39 @@ __device__ __forceinline__ void to_a(uint32_t (&a)[N / 16][4], const float (&c)[
   }
 }
 
+// Element e of accumulator tile n (the layout of to_a's input), read back from the packed A
+// operand as f32 (the bf16 value to_a rounded it to).
+template <int N>
+__device__ __forceinline__ float unpack_a(const uint32_t (&a)[N / 16][4], int n, int e) {
+  const uint32_t w = a[n / 2][(n & 1) * 2 + (e >> 1)];
+  return __uint_as_float((e & 1) ? (w & 0xffff0000u) : (w << 16));
+}
+
+// acc += A B (B as in gemm), A being the warp's 16 rows from r0 of the row-major tile As (K + 8
+// columns a row): the fragments a, loaded once by the caller (kFromSmem false), or ldmatrix at
+// each k step (kFromSmem true: K/4 fewer registers held across the loop, a few more shared-memory
+// reads).
+template <bool kByN, int K, int N, bool kFromSmem, int KA>
+__device__ __forceinline__ void gemm_rows(float (&acc)[N / 8][4], const uint32_t (&a)[KA][4], const __nv_bfloat16* As,
+                                          int r0, const __nv_bfloat16* s, int ld) {
+  if constexpr (!kFromSmem) {
+    gemm<kByN, K, N>(acc, a, s, ld);
+  } else {
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      uint32_t ak[4];
+      load_a(ak, As, K + 8, r0, kk * 16);
+#pragma unroll
+      for (int np = 0; np < N / 16; ++np) {
+        uint32_t b[4];
+        load_b<kByN>(b, s, ld, kk * 16, np * 16);
+        mma(acc[2 * np], ak, b[0], b[1]);
+        mma(acc[2 * np + 1], ak, b[2], b[3]);
+      }
+    }
+  }
+}
+
 template <int N>
 __device__ __forceinline__ void zero(float (&c)[N / 8][4]) {
 #pragma unroll
@@ -761,8 +794,8 @@ __global__ void __launch_bounds__(kThreads, HSP <= 64 ? 4 : 1) forward_kernel(TO
 }
 
 // dq of 64 queries: sums over the key tiles up to the diagonal, recomputing S and dP.
-template <int HSP, class TO>
-__global__ void __launch_bounds__(kThreads) backward_dq_kernel(TO* __restrict__ dqkv, Packed in,
+template <int HSP, class TO, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dq_kernel(TO* __restrict__ dqkv, Packed in,
                                                                const float* __restrict__ lse,
                                                                const float* __restrict__ D, int T, int C, int NH,
                                                                int HS, float scale) {
@@ -814,21 +847,30 @@ __global__ void __launch_bounds__(kThreads) backward_dq_kernel(TO* __restrict__ 
     }
     const bf16* Kb = Ks + buf * kTileElems<HSP>;
     const bf16* Vb = Vs + buf * kTileElems<HSP>;
-    float s[kRows / 8][4], dp[kRows / 8][4];
-    zero<kRows>(s);
+    // As in the dk, dv kernel: P packed to bf16 before dP is formed, so S and dP are never live
+    // together; dS = P (dP - D) reads P back from the packed copy.
+    uint32_t sa[kRows / 16][4];
+    {
+      float s[kRows / 8][4];
+      zero<kRows>(s);
+      gemm<true, HSP, kRows>(s, qa, Kb, LD);  // S = Q K^T
+#pragma unroll
+      for (int n = 0; n < kRows / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int j = k0 + n * 8 + 2 * t + (e & 1), i = i0 + (e >> 1) * 8, r = e >> 1;
+          s[n][e] = (j <= i && i < T) ? exp2(s[n][e] * sl - ls[r]) : 0.f;  // P
+        }
+      to_a<kRows>(sa, s);
+    }
+    float dp[kRows / 8][4];
     zero<kRows>(dp);
-    gemm<true, HSP, kRows>(s, qa, Kb, LD);   // S = Q K^T
     gemm<true, HSP, kRows>(dp, da, Vb, LD);  // dP = dO V^T
 #pragma unroll
     for (int n = 0; n < kRows / 8; ++n)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int j = k0 + n * 8 + 2 * t + (e & 1), i = i0 + (e >> 1) * 8, r = e >> 1;
-        const float p = (j <= i && i < T) ? exp2(s[n][e] * sl - ls[r]) : 0.f;
-        s[n][e] = p * (dp[n][e] - Ds[r]);  // dS
-      }
-    uint32_t sa[kRows / 16][4];
-    to_a<kRows>(sa, s);
+      for (int e = 0; e < 4; ++e) dp[n][e] = unpack_a<kRows>(sa, n, e) * (dp[n][e] - Ds[e >> 1]);  // dS
+    to_a<kRows>(sa, dp);
     gemm<false, kRows, HSP>(dq, sa, Kb, LD);  // dQ += dS K
     __syncthreads();
   }
@@ -837,8 +879,10 @@ __global__ void __launch_bounds__(kThreads) backward_dq_kernel(TO* __restrict__ 
 }
 
 // dk, dv of 64 keys: sums over the query tiles from the diagonal to the end.
-template <int HSP, class TO>
-__global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(TO* __restrict__ dqkv, Packed in,
+// kKVsmem: the K, V A-operands come through ldmatrix at each tile instead of being held in
+// registers; kMinBlocks: the blocks a multiprocessor must fit (caps the registers).
+template <int HSP, class TO, bool kKVsmem, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dkdv_kernel(TO* __restrict__ dqkv, Packed in,
                                                                  const float* __restrict__ lse,
                                                                  const float* __restrict__ D, int T, int C, int NH,
                                                                  int HS, float scale) {
@@ -870,7 +914,7 @@ __global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(TO* __restrict_
   stats(k0, 0);
   const float sl = scale * kLog2e;
   const int j0 = k0 + warp * 16 + g;  // this thread's keys: j0 and j0 + 8
-  uint32_t ka[HSP / 16][4], va[HSP / 16][4];
+  uint32_t ka[kKVsmem ? 1 : HSP / 16][4], va[kKVsmem ? 1 : HSP / 16][4];  // unused when kKVsmem
   float dk[HSP / 8][4], dv[HSP / 8][4];
   zero<HSP>(dk);
   zero<HSP>(dv);
@@ -886,7 +930,7 @@ __global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(TO* __restrict_
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (it == 0) {
+    if (!kKVsmem && it == 0) {
 #pragma unroll
       for (int kk = 0; kk < HSP / 16; ++kk) {
         load_a(ka[kk], Ks, LD, warp * 16, kk * 16);
@@ -897,23 +941,34 @@ __global__ void __launch_bounds__(kThreads) backward_dkdv_kernel(TO* __restrict_
     const bf16* dOb = dOs + buf * QT;
     const float* lsb = ls + buf * BQ;
     const float* Db = Ds + buf * BQ;
-    float s[BQ / 8][4], dp[BQ / 8][4];  // S^T, dP^T: keys x queries
-    zero<BQ>(s);
+    // S^T = K Q^T and P^T first, packed to bf16 at once and used for dV += P^T dO; only then
+    // dP^T = V dO^T: S^T and dP^T are never live together (row 8: 233 -> ~160 registers, 3 blocks
+    // a multiprocessor instead of 2). dS^T = P^T (dP^T - D) reads P^T back from its bf16 copy.
+    uint32_t pa[BQ / 16][4];
+    {
+      float s[BQ / 8][4];
+      zero<BQ>(s);
+      gemm_rows<true, HSP, BQ, kKVsmem>(s, ka, Ks, warp * 16, Qb, LD);  // S^T = K Q^T
+#pragma unroll
+      for (int n = 0; n < BQ / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = n * 8 + 2 * t + (e & 1), i = q0 + c, j = j0 + (e >> 1) * 8;
+          s[n][e] = (j <= i && i < T) ? exp2(s[n][e] * sl - lsb[c]) : 0.f;  // P^T
+        }
+      to_a<BQ>(pa, s);
+    }
+    gemm<false, BQ, HSP>(dv, pa, dOb, LD);  // dV += P^T dO
+    float dp[BQ / 8][4];
     zero<BQ>(dp);
-    gemm<true, HSP, BQ>(s, ka, Qb, LD);    // S^T = K Q^T
-    gemm<true, HSP, BQ>(dp, va, dOb, LD);  // dP^T = V dO^T
+    gemm_rows<true, HSP, BQ, kKVsmem>(dp, va, Vs, warp * 16, dOb, LD);  // dP^T = V dO^T
 #pragma unroll
     for (int n = 0; n < BQ / 8; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int c = n * 8 + 2 * t + (e & 1), i = q0 + c, j = j0 + (e >> 1) * 8;
-        const float p = (j <= i && i < T) ? exp2(s[n][e] * sl - lsb[c]) : 0.f;
-        s[n][e] = p;                        // P^T
-        dp[n][e] = p * (dp[n][e] - Db[c]);  // dS^T
+        const int c = n * 8 + 2 * t + (e & 1);
+        dp[n][e] = unpack_a<BQ>(pa, n, e) * (dp[n][e] - Db[c]);  // dS^T
       }
-    uint32_t pa[BQ / 16][4];
-    to_a<BQ>(pa, s);
-    gemm<false, BQ, HSP>(dv, pa, dOb, LD);  // dV += P^T dO
     to_a<BQ>(pa, dp);
     gemm<false, BQ, HSP>(dk, pa, Qb, LD);  // dK += dS^T Q
     __syncthreads();                       // this buffer is refilled by the next iteration's prefetch
@@ -1015,9 +1070,7 @@ void backward_launch(TS* dqkv, const TS* dout, const TS* qkv, const TS* out, con
   const int threads = 256;
   if constexpr (!kF32<E>) {  // bf16: the mma.sync kernels
     constexpr int dkdv = mma::kDkdvBytes<HSP>, dq = mma::kDqBytes<HSP>;
-    static const bool once = (allow_smem(mma::backward_dkdv_kernel<HSP, TS>, dkdv),
-                              allow_smem(mma::backward_dq_kernel<HSP, TS>, dq), true);
-    (void)once;
+
     mma::Packed in = qkv_input<HSP>(qkv, d);
     const bool direct = std::is_same_v<TS, __nv_bfloat16> && d.HS == HSP;  // dout read in place
     mma::bf16* dp = direct ? nullptr
@@ -1037,11 +1090,23 @@ void backward_launch(TS* dqkv, const TS* dout, const TS* qkv, const TS* out, con
       in.dld = HSP;
     }
     dim3 grid(d.B * d.NH, ceil_div(d.T, mma::kRows));
-    mma::backward_dkdv_kernel<HSP, TS><<<grid, kThreads, dkdv, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH,
-                                                                                  d.HS, d.scale);
+    // Registers (ptxas, sm_90, bf16): dk/dv 168 at HSP = 64 with K, V read from shared memory (3
+    // blocks a multiprocessor; 212 uncapped), 241 at 128; dq 168 (3 blocks). Row 8 of docs/cuda.md
+    // measured the alternatives: K, V held in registers at 3 blocks, or 2 blocks, ran 0.2-0.6 ms a
+    // step slower; dq capped at 128 registers for 4 blocks (spills) 0.3-0.4 ms slower.
+    auto dkdv_launch = [&]<bool kKV, int kMinB>() {
+      auto kernel = mma::backward_dkdv_kernel<HSP, TS, kKV, kMinB>;
+      static const bool set = (allow_smem(kernel, dkdv), true);
+      (void)set;
+      kernel<<<grid, kThreads, dkdv, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
+    };
+    if constexpr (HSP == 64) dkdv_launch.template operator()<true, 3>();
+    else dkdv_launch.template operator()<HSP == 128, 1>();
     SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dkdv (mma)");
-    mma::backward_dq_kernel<HSP, TS><<<grid, kThreads, dq, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS,
-                                                                              d.scale);
+    auto kernel = mma::backward_dq_kernel<HSP, TS, HSP == 64 ? 3 : 1>;
+    static const bool set = (allow_smem(kernel, dq), true);
+    (void)set;
+    kernel<<<grid, kThreads, dq, current_stream()>>>(dqkv, in, lse, D, d.T, d.C, d.NH, d.HS, d.scale);
     SGPT_CUDA_LAUNCH_CHECK("attention_fused_backward_dq (mma)");
   } else if constexpr (std::is_same_v<TS, float>) {  // TF32: the WMMA kernels above
     attention_row_dot_kernel<<<ceil_div(rows * kWarp, threads), threads, 0, current_stream()>>>(D, dout, out, rows, d.T,

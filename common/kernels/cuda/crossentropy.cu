@@ -10,8 +10,9 @@
 // by the same thread; the target logit is read before the block's first barrier).
 // One block per row; online (max, sum) in one pass, then the write pass; 16-byte accesses when
 // Vp % 4 == 0 and the rows are aligned, and then the row is kept in shared memory between the
-// passes if it fits (so the logits are read from memory once; as f32, so a bf16 row caches at the
-// same size). A target outside [0,V) gives a NaN loss. Kernels templated on the storage type T of
+// passes if it fits (so the logits are read from memory once; in the storage type, so a bf16
+// GPT-2 row takes 98 KiB and two 1024-thread blocks share a multiprocessor: one block's reads
+// overlap the other's writes). A target outside [0,V) gives a NaN loss. Kernels templated on the storage type T of
 // logits, probs, dlogits and losses (all f32 or all bf16); other mixes run on f32 copies.
 
 #include "kernels/cuda/common.cuh"
@@ -35,13 +36,38 @@ __device__ __forceinline__ void online(MaxSum& a, float x) {
   }
 }
 
-// CACHE (needs VEC): the row is kept in shared memory between the two passes (Vp floats of
-// dynamic shared memory), so logits are read from memory once.
+// A group of 4 storage elements as cached in shared memory: float4 for f32, 8 raw bytes for bf16.
+template <class T>
+using Group4 = std::conditional_t<std::is_same_v<T, float>, float4, uint2>;
+
+template <class T>
+__device__ __forceinline__ Group4<T> load_group(const T* p) {
+  if constexpr (std::is_same_v<T, float>) return load4(p);
+  else return *reinterpret_cast<const uint2*>(p);
+}
+
+template <class T>
+__device__ __forceinline__ float4 widen(const Group4<T>& g) {
+  if constexpr (std::is_same_v<T, float>) {
+    return g;
+  } else {
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&g.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&g.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+  }
+}
+
+// Blocks a multiprocessor must fit: two of the cached bf16 kernel (32 registers a thread).
+template <class T, bool CACHE, int THREADS>
+constexpr int kCeMinBlocks = CACHE && !std::is_same_v<T, float> && THREADS == 1024 ? 2 : 1;
+
+// CACHE (needs VEC): the row is kept in shared memory between the two passes (Vp storage elements
+// of dynamic shared memory), so logits are read from memory once.
 template <class T, bool VEC, bool CACHE, int THREADS>
-__global__ void __launch_bounds__(THREADS) softmax_ce_forward_kernel(T* __restrict__ losses, T* probs,
-                                                                     const T* logits,
-                                                                     const int* __restrict__ targets, int V, int Vp) {
-  extern __shared__ float4 row_cache[];
+__global__ void __launch_bounds__(THREADS, (kCeMinBlocks<T, CACHE, THREADS>)) softmax_ce_forward_kernel(
+    T* __restrict__ losses, T* probs, const T* logits, const int* __restrict__ targets, int V, int Vp) {
+  extern __shared__ __align__(16) unsigned char row_bytes_[];
+  Group4<T>* row_cache = reinterpret_cast<Group4<T>*>(row_bytes_);
   __shared__ MaxSum buf[THREADS / kWarp];
   int64_t row = blockIdx.x;
   const T* x = logits + row * Vp;
@@ -55,8 +81,9 @@ __global__ void __launch_bounds__(THREADS) softmax_ce_forward_kernel(T* __restri
     int n4 = Vp / 4;
 #pragma unroll 4
     for (int g = threadIdx.x; g < n4; g += THREADS) {
-      float4 v = load4(x + 4 * g);
-      if (CACHE) row_cache[g] = v;
+      const Group4<T> raw = load_group(x + 4 * g);
+      if (CACHE) row_cache[g] = raw;
+      const float4 v = widen<T>(raw);
       int j = 4 * g;
       if (j + 3 < V) {
         online(ms, v.x);
@@ -86,7 +113,7 @@ __global__ void __launch_bounds__(THREADS) softmax_ce_forward_kernel(T* __restri
     int n4 = Vp / 4;
 #pragma unroll 4
     for (int g = threadIdx.x; g < n4; g += THREADS) {
-      float4 v = CACHE ? row_cache[g] : load4(x + 4 * g);  // each thread re-reads only what it cached itself
+      const float4 v = widen<T>(CACHE ? row_cache[g] : load_group(x + 4 * g));  // only what it cached itself
       int j = 4 * g;
       float4 o;
       o.x = j < V ? __expf(v.x - ms.m) * inv : 0.f;
@@ -146,8 +173,9 @@ void softmax_crossentropy_forward(Tensor& losses, Tensor& probs, const Tensor& l
     T* l = ptr<T>(losses);
     const int* tg = targets.data<int32_t>();
     bool vec = Vp % 4 == 0 && aligned4(p) && aligned4(x);
-    std::size_t row_bytes = sizeof(float) * static_cast<std::size_t>(Vp);
-    // Keep the row in shared memory when it fits (GPT-2: 50304 floats = 197 KiB of the 227 KiB).
+    std::size_t row_bytes = sizeof(T) * static_cast<std::size_t>(Vp);
+    // Keep the row in shared memory when it fits (GPT-2: 50304 elements, 197 KiB in f32 of the
+    // 227 KiB, 98 KiB in bf16).
     bool cache = vec && row_bytes + 4096 <= static_cast<std::size_t>(device_properties().sharedMemPerBlockOptin);
     if (cache) {
       auto kernel = softmax_ce_forward_kernel<T, true, true, kCacheThreads>;

@@ -106,6 +106,68 @@ __global__ void adamw_kernel(TP* __restrict__ p, const TG* __restrict__ g, float
   }
 }
 
+// adamw_update_segments: up to kMaxSegments segments a launch, their bounds and decay flags passed
+// by value (under the 4 KB kernel-parameter limit) and copied to shared memory. A thread walks its
+// grid-stride groups of 4 in increasing order, so a cursor finds each group's segment; a group
+// inside one segment takes the 16-byte path, one that straddles a boundary or a gap goes element
+// by element (a handful a step).
+constexpr int kMaxSegments = 192;
+struct SegmentTable {
+  int64_t begin[kMaxSegments], end[kMaxSegments];
+  float wd[kMaxSegments];  // weight decay of the segment (0 without decay)
+  int count;
+};
+
+template <class TP, class TG>
+__global__ void __launch_bounds__(256) adamw_segments_kernel(TP* __restrict__ p, const TG* __restrict__ g,
+                                                             float* __restrict__ m, float* __restrict__ v,
+                                                             bool vec, AdamWArgs a, const SegmentTable tab) {
+  __shared__ int64_t sb[kMaxSegments], se[kMaxSegments];
+  __shared__ float sw[kMaxSegments];
+  for (int i = threadIdx.x; i < tab.count; i += blockDim.x) {
+    sb[i] = tab.begin[i];
+    se[i] = tab.end[i];
+    sw[i] = tab.wd[i];
+  }
+  __syncthreads();
+  const int nseg = tab.count;
+  const int64_t lo = sb[0], hi = se[nseg - 1];
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  auto one = [&](int64_t i, int& c) {  // element i, cursor c (segments before c end at or before i)
+    while (c < nseg && se[c] <= i) ++c;
+    if (c == nseg || i < sb[c]) return;  // in a gap
+    AdamWArgs b = a;
+    b.wd = sw[c];
+    float P = ld(p + i);
+    adamw_one(P, ld(g + i), m[i], v[i], b);
+    st(p + i, P);
+  };
+  int c = 0;
+  if (vec) {
+    for (int64_t i = (lo / 4 + blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * 4; i < hi; i += 4 * stride) {
+      while (c < nseg && se[c] <= i) ++c;
+      if (c < nseg && i >= sb[c] && i + 4 <= se[c]) {
+        AdamWArgs b = a;
+        b.wd = sw[c];
+        float4 P = load4(p + i), G = load4(g + i);
+        float4 M = *reinterpret_cast<float4*>(m + i), Vv = *reinterpret_cast<float4*>(v + i);
+        adamw_one(P.x, G.x, M.x, Vv.x, b);
+        adamw_one(P.y, G.y, M.y, Vv.y, b);
+        adamw_one(P.z, G.z, M.z, Vv.z, b);
+        adamw_one(P.w, G.w, M.w, Vv.w, b);
+        store4(p + i, P);
+        *reinterpret_cast<float4*>(m + i) = M;
+        *reinterpret_cast<float4*>(v + i) = Vv;
+      } else {
+        int ce = c;
+        for (int64_t j = i; j < i + 4 && j < hi; ++j) one(j, ce);
+      }
+    }
+  } else {
+    for (int64_t i = lo + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < hi; i += stride) one(i, c);
+  }
+}
+
 // Sum (MODE 0: of squares; 1: of non-finite flags) of x's n elements in double, to the host.
 template <int MODE, class T>
 double reduce_to_host(const T* px, int64_t n) {
@@ -145,11 +207,8 @@ void copy_cast(Tensor& dst, const Tensor& src) {
     bf16_to_f32(ptr<float>(dst), ptr<bf16>(src), n);
 }
 
-void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg, int64_t t,
-                  bool decay) {
-  SGPT_CHECK(t >= 1, "adamw_update: step t = ", t, " must be >= 1");
-  int64_t n = param.numel();
-  if (n == 0) return;
+namespace {
+AdamWArgs adamw_args(const AdamWConfig& cfg, int64_t t, bool decay) {
   AdamWArgs a;
   a.lr = static_cast<float>(cfg.lr);
   a.b1 = static_cast<float>(cfg.beta1);
@@ -159,6 +218,16 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
   a.inv_bc1 = static_cast<float>(1.0 / (1.0 - std::pow(cfg.beta1, static_cast<double>(t))));
   a.inv_bc2 = static_cast<float>(1.0 / (1.0 - std::pow(cfg.beta2, static_cast<double>(t))));
   a.gs = static_cast<float>(cfg.grad_scale);
+  return a;
+}
+}  // namespace
+
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg, int64_t t,
+                  bool decay) {
+  SGPT_CHECK(t >= 1, "adamw_update: step t = ", t, " must be >= 1");
+  int64_t n = param.numel();
+  if (n == 0) return;
+  const AdamWArgs a = adamw_args(cfg, t, decay);
   if (!all_dtype(DType::F32, {&m, &v})) {  // bf16 moments: f32 copies
     F32Stage s;
     Tensor mm = s.out(m, true), vv = s.out(v, true);
@@ -178,6 +247,40 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
       SGPT_CUDA_LAUNCH_CHECK("adamw_kernel");
     });
   });
+}
+
+// Callers (sgpt::adamw_update_segments) pass f32 moments and checked, sorted, disjoint segments.
+void adamw_update_segments(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWConfig& cfg,
+                           int64_t t, const std::vector<AdamWSegment>& segments) {
+  SGPT_CHECK(t >= 1, "adamw_update_segments: step t = ", t, " must be >= 1");
+  AdamWArgs a = adamw_args(cfg, t, false);
+  const float wd = static_cast<float>(cfg.weight_decay);
+  float* pm = m.data<float>();
+  float* pv = v.data<float>();
+  for (std::size_t first = 0; first < segments.size(); first += kMaxSegments) {  // one launch per 192
+    SegmentTable tab{};
+    tab.count = 0;
+    for (std::size_t s = first; s < segments.size() && tab.count < kMaxSegments; ++s) {
+      if (segments[s].numel == 0) continue;
+      tab.begin[tab.count] = segments[s].begin;
+      tab.end[tab.count] = segments[s].begin + segments[s].numel;
+      tab.wd[tab.count] = segments[s].decay ? wd : 0.f;
+      ++tab.count;
+    }
+    if (tab.count == 0) continue;
+    const int64_t span = tab.end[tab.count - 1] - tab.begin[0];
+    by_storage(param.dtype(), [&]<class TP>() {
+      by_storage(grad.dtype(), [&]<class TG>() {
+        TP* pp = ptr<TP>(param);
+        const TG* pg = ptr<TG>(grad);
+        const bool vec = aligned4(pp) && aligned4(pg) && aligned16(pm) && aligned16(pv);
+        const int threads = 256;
+        adamw_segments_kernel<TP, TG><<<grid_for(vec ? span / 4 + 2 : span, threads), threads, 0, current_stream()>>>(
+            pp, pg, pm, pv, vec, a, tab);
+        SGPT_CUDA_LAUNCH_CHECK("adamw_segments_kernel");
+      });
+    });
+  }
 }
 
 }  // namespace sgpt::cuda
