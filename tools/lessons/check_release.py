@@ -60,7 +60,7 @@ def main():
     a = ap.parse_args()
     root, rel = a.root.resolve(), a.release.resolve()
     problems = []
-    for p in ("solutions", "grading/hidden", "grading/gradescope", "grading/redteam"):
+    for p in ("solutions", "grading/hidden", "grading/gradescope", "grading/redteam", "tools/lessons/mutants"):
         if (rel / p).exists():
             problems.append(f"{p}/ is in the release")
     pts = json.loads((rel / "grading" / "points.json").read_text())

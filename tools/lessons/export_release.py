@@ -21,7 +21,10 @@ import tarfile
 import zipfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-EXCLUDE = ("solutions/", "grading/hidden/", "grading/gradescope/", "grading/redteam/", "build/")
+# tools/lessons/mutants/ holds edits of the reference solutions (each mutant quotes the lines it
+# changes): course staff only, like solutions/.
+EXCLUDE = ("solutions/", "grading/hidden/", "grading/gradescope/", "grading/redteam/", "tools/lessons/mutants/",
+           "build/")
 
 
 def course_files(root):

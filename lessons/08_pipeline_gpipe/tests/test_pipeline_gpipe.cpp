@@ -290,24 +290,31 @@ TEST(GPipe, BadSettingsFailOnEveryRank) {
   const GPTConfig cfg = config(4);
   const Tensor x = tokens(cfg, 6, 1), y = targets(cfg, 6, 1);
   std::vector<std::string> errors(3);
+  std::vector<int64_t> calls(3, -1);  // messages and collectives before the error: none
   // m = 4 does not divide 6 rows.
   on_threads(2, [&](Communicator& comm) {
     PipelineStage stage(cfg, stage_spec(cfg, 2, comm.rank()), 4, DType::F64);
     AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, stage.spec().param_begin, stage.spec().num_params());
+    comm.reset_stats();
     errors[comm.rank()] = error_of([&] { gpipe_train_step(comm, stage, opt, x, y, 4, 1e-3); });
+    calls[comm.rank()] = comm.stats().total().calls;
   });
   for (int r = 0; r < 2; ++r)
     EXPECT_TRUE(!errors[r].empty() && errors[r].find("not implemented") == std::string::npos &&
                 errors[r].find('4') != std::string::npos && errors[r].find('6') != std::string::npos)
         << "rank " << r << ": m = 4 for 6 rows; got: " << errors[r];
+  for (int r = 0; r < 2; ++r) EXPECT_EQ(calls[r], 0) << "rank " << r << ": validate before the first message";
   // Stages built for p = 3 on a group of 2 ranks.
   on_threads(2, [&](Communicator& comm) {
     PipelineStage stage(cfg, stage_spec(cfg, 3, comm.rank()), 4, DType::F64);
     AdamW opt(stage.layout(), adamw(), DType::F64, Device::CPU, stage.spec().param_begin, stage.spec().num_params());
+    comm.reset_stats();
     errors[comm.rank()] = error_of([&] { gpipe_train_step(comm, stage, opt, x, y, 2, 1e-3); });
+    calls[comm.rank()] = comm.stats().total().calls;
   });
   for (int r = 0; r < 2; ++r)
     EXPECT_TRUE(!errors[r].empty() && errors[r].find("not implemented") == std::string::npos &&
                 errors[r].find('3') != std::string::npos && errors[r].find('2') != std::string::npos)
         << "rank " << r << ": 3 stages on 2 ranks; got: " << errors[r];
+  for (int r = 0; r < 2; ++r) EXPECT_EQ(calls[r], 0) << "rank " << r << ": validate before the first message";
 }

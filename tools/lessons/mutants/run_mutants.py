@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prove that the graded tests of lessons 01-10 catch realistic wrong solutions.
+"""Prove that the graded tests of lessons 01-12 catch realistic wrong solutions.
 
 Each mutant in mutants.json is a reference file from solutions/ with one mistake put in (text
 edits that must each match exactly once). For each mutant the script writes the mutated file into
@@ -12,6 +12,7 @@ in grading/points.json fails; a mutant that passes every graded test is a hole i
     run_mutants.py --lessons 02 04      only these lessons
     run_mutants.py --list               print the mutants
     run_mutants.py --only 'swapped'     only the mutants whose mistake contains this text
+                                        (repeat --only: those that contain any of the texts)
     run_mutants.py --report FILE        also write the results as a Markdown table
 
 Only the lesson's own tests run (ctest names lessonNN.* and lessonNN_*): other tests that carry
@@ -99,7 +100,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lessons", nargs="*", help="only these lesson numbers, e.g. 01 03")
     ap.add_argument("--list", action="store_true")
-    ap.add_argument("--only", help="only the mutants whose mistake contains this text")
+    ap.add_argument("--only", action="append",
+                    help="only the mutants whose mistake contains this text (repeatable: any of them)")
     ap.add_argument("--report", type=pathlib.Path, help="write the results as a Markdown table here")
     ap.add_argument("--build-dir", type=pathlib.Path, default=ROOT / "build" / "mutants")
     a = ap.parse_args()
@@ -107,7 +109,7 @@ def main():
     if a.lessons:
         mutants = [m for m in mutants if m["lesson"][:2] in a.lessons]
     if a.only:
-        mutants = [m for m in mutants if a.only in m["mistake"]]
+        mutants = [m for m in mutants if any(t in m["mistake"] for t in a.only)]
     if a.list:
         for m in mutants:
             print(f"{m['lesson']}/{m['file']}: {m['mistake']}")
