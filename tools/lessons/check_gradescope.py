@@ -137,6 +137,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lesson", default="04")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "build" / "ci-gradescope")
+    ap.add_argument("--bundle", type=pathlib.Path,
+                    help="the autograder zip to test (default: export one for --lesson); CI passes the one it exported")
     ap.add_argument("--skip-setup", action="store_true",
                     help="reuse the root of an earlier run (setup.sh done): only the submissions run again")
     a = ap.parse_args()
@@ -159,9 +161,12 @@ def main():
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        subprocess.run([sys.executable, str(ROOT / "tools/lessons/export_release.py"), "--out", str(out / "release"),
-                        "--autograder", "--lessons", a.lesson], check=True, stdout=subprocess.DEVNULL)
-        bundle = out / "release" / f"autograder-{a.lesson}.zip"
+        if a.bundle:
+            bundle = a.bundle.resolve()
+        else:
+            subprocess.run([sys.executable, str(ROOT / "tools/lessons/export_release.py"), "--out", str(out / "release"),
+                            "--autograder", "--lessons", a.lesson], check=True, stdout=subprocess.DEVNULL)
+            bundle = out / "release" / f"autograder-{a.lesson}.zip"
         (ag / "source").mkdir(parents=True)
         # As Gradescope builds the image: the zip's contents in source/, run_autograder copied up.
         subprocess.run(["unzip", "-q", str(bundle), "-d", str(ag / "source")], check=True)
