@@ -8,7 +8,7 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 trainer_args train -- "$@"
-common=(--model nano --untie-embeddings --seq-len 32 --steps 8 --eval-every 4 --eval-batches 2 --sample-tokens 0 -q
+common=(--model nano --untie-embeddings --seq-len 32 --steps 12 --eval-every 6 --eval-batches 2 --sample-tokens 0 -q
         --log-every 1 --synthetic-bytes 50000)
 compare() {  # metrics label [reference metrics] [relative tolerance]
 python3 - "${3:-$dir/one/metrics.jsonl}" "$1" "$2" "${4:-1e-4}" <<'PY'
@@ -27,7 +27,7 @@ for a in one:
             rel = abs(a[key] - b[key]) / abs(a[key])
             worst = max(worst, rel)
             assert rel < tol, f"step {a['step']}: {key} {a[key]} on 1 rank vs {b[key]} ({sys.argv[3]})"
-assert "val_loss" in by_step.get(8, {}), f"{sys.argv[3]}: no final validation loss"
+assert "val_loss" in by_step.get(12, {}), f"{sys.argv[3]}: no final validation loss"
 print(f"{sys.argv[3]} == 1 rank x 4 rows: largest relative difference {worst:.2e} (limit {tol:g})")
 PY
 }
@@ -38,12 +38,12 @@ for stage in 1 2 3; do
   grep -q "ZeRO stage $stage" "$dir/z$stage.log" || { echo "FAIL: --zero $stage did not run ZeRO"; cat "$dir/z$stage.log"; exit 1; }
   compare "$dir/z$stage/metrics.jsonl" "2 ranks x 2 rows, --zero $stage"
 done
-"${mpi[@]}" -np 2 "$train" "${common[@]}" --batch 2 --zero 2 --stop-at 4 -o "$dir/r" > "$dir/r1.log" 2>&1 \
-  || { echo "FAIL: the --zero 2 run to step 4 failed"; cat "$dir/r1.log"; exit 1; }
-"${mpi[@]}" -np 2 "$train" --steps 8 --eval-every 4 --eval-batches 2 --sample-tokens 0 -q --log-every 1 --seq-len 32 \
+"${mpi[@]}" -np 2 "$train" "${common[@]}" --batch 2 --zero 2 --stop-at 6 -o "$dir/r" > "$dir/r1.log" 2>&1 \
+  || { echo "FAIL: the --zero 2 run to step 6 failed"; cat "$dir/r1.log"; exit 1; }
+"${mpi[@]}" -np 2 "$train" --steps 12 --eval-every 6 --eval-batches 2 --sample-tokens 0 -q --log-every 1 --seq-len 32 \
   --synthetic-bytes 50000 --batch 2 --zero 3 --resume "$dir/r/checkpoint.safetensors" -o "$dir/r" > "$dir/r2.log" 2>&1 \
   || { echo "FAIL: resuming the --zero 2 checkpoint with --zero 3 failed"; cat "$dir/r2.log"; exit 1; }
-compare "$dir/r/metrics.jsonl" "--zero 2 to step 4, resumed with --zero 3"
+compare "$dir/r/metrics.jsonl" "--zero 2 to step 6, resumed with --zero 3"
 "$train" "${common[@]}" --batch 4 --dtype bf16 -o "$dir/one_bf16" > "$dir/one_bf16.log" 2>&1
 "${mpi[@]}" -np 2 "$train" "${common[@]}" --batch 2 --zero 2 --dtype bf16 -o "$dir/zb" > "$dir/zb.log" 2>&1 \
   || { echo "FAIL: the --zero 2 --dtype bf16 run failed"; cat "$dir/zb.log"; exit 1; }
