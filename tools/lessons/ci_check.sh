@@ -1,8 +1,8 @@
 #!/bin/sh
 # Everything CI checks for the lessons, in one script (run from anywhere, as root to test the
-# grader's sandbox; about 15 minutes on 2 loaded cores, most of it builds of common/, which ccache
-# shortens when it is installed). Each proof is made once; where two checks would build or grade the
-# same thing, one run serves both:
+# grader's sandbox; 20 minutes on 2 heavily loaded cores, most of it the red team, the two whole-course
+# gradings and the release's `make test`). Each proof is made once; where two checks would build or
+# grade the same thing, one run serves both:
 #   1. stubs are what make_stubs.py generates from solutions/; lessons/README.md, folders,
 #      grading/points.json, README task points and slides agree
 #   2. the red team (grading/redteam/run.py): every hostile submission scores zero on what it
