@@ -137,6 +137,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lesson", default="04")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "build" / "ci-gradescope")
+    ap.add_argument("--bundle", type=pathlib.Path,
+                    help="the autograder zip to test, next to its scalegpt-student/ (default: export both for --lesson); "
+                         "CI passes the ones it exported")
     ap.add_argument("--skip-setup", action="store_true",
                     help="reuse the root of an earlier run (setup.sh done): only the submissions run again")
     a = ap.parse_args()
@@ -150,6 +153,9 @@ def main():
     out = a.out.resolve()
     ag = out / "autograder"
     env = dict(os.environ, SGPT_AUTOGRADER_ROOT=str(ag))
+    # The student release the bundle was exported with (export_release.py writes both side by side):
+    # its stubs are one of the submissions.
+    release = (a.bundle.resolve().parent if a.bundle else out / "release") / "scalegpt-student"
     t0 = time.time()
 
     def step(msg):
@@ -159,9 +165,12 @@ def main():
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        subprocess.run([sys.executable, str(ROOT / "tools/lessons/export_release.py"), "--out", str(out / "release"),
-                        "--autograder", "--lessons", a.lesson], check=True, stdout=subprocess.DEVNULL)
-        bundle = out / "release" / f"autograder-{a.lesson}.zip"
+        if a.bundle:
+            bundle = a.bundle.resolve()
+        else:
+            subprocess.run([sys.executable, str(ROOT / "tools/lessons/export_release.py"), "--out", str(out / "release"),
+                            "--autograder", "--lessons", a.lesson], check=True, stdout=subprocess.DEVNULL)
+            bundle = out / "release" / f"autograder-{a.lesson}.zip"
         (ag / "source").mkdir(parents=True)
         # As Gradescope builds the image: the zip's contents in source/, run_autograder copied up.
         subprocess.run(["unzip", "-q", str(bundle), "-d", str(ag / "source")], check=True)
@@ -192,7 +201,7 @@ def main():
     stubs = subs / "stubs"
     for f in lesson["student_files"]:  # an extracted zip of the stubs, as Gradescope extracts one
         (stubs / "lessons" / d).mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / "release" / "scalegpt-student" / "lessons" / d / f, stubs / "lessons" / d / f)
+        shutil.copy(release / "lessons" / d / f, stubs / "lessons" / d / f)
     broken = subs / "compile"
     broken.mkdir()
     for i, f in enumerate(lesson["student_files"]):  # a flat upload, the first file broken
