@@ -942,7 +942,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) backward_dkdv_kernel(TO*
     const float* lsb = ls + buf * BQ;
     const float* Db = Ds + buf * BQ;
     // S^T = K Q^T and P^T first, packed to bf16 at once and used for dV += P^T dO; only then
-    // dP^T = V dO^T: S^T and dP^T are never live together (row 8: 233 -> ~160 registers, 3 blocks
+    // dP^T = V dO^T: S^T and dP^T are never live together (docs/cuda.md row 9: 233 -> ~160 registers, 3 blocks
     // a multiprocessor instead of 2). dS^T = P^T (dP^T - D) reads P^T back from its bf16 copy.
     uint32_t pa[BQ / 16][4];
     {
