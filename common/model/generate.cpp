@@ -47,13 +47,13 @@ std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, int n_new
   return tokens;
 }
 
-double measure_matmul_flops(Device device, int n, int reps) {
-  Tensor a = Tensor::empty({n, n}, DType::F32, device), w = Tensor::empty({n, n}, DType::F32, device),
-         out = Tensor::empty({n, n}, DType::F32, device);
+double measure_matmul_flops(Device device, int n, int reps, DType dtype) {
+  Tensor a = Tensor::empty({n, n}, dtype, device), w = Tensor::empty({n, n}, dtype, device),
+         out = Tensor::empty({n, n}, dtype, device);
   Tensor host = Tensor::empty({n, n});
   for (int64_t i = 0; i < host.numel(); ++i) host.data<float>()[i] = float((i * 7919) % 13) / 13.0f - 0.5f;
-  a.copy_from(host);
-  w.copy_from(host);
+  a.copy_from(host.cast(dtype));
+  w.copy_from(host.cast(dtype));
   double best = 0;
   Tensor no_bias;
   for (int r = 0; r < reps + 1; ++r) {
@@ -66,14 +66,14 @@ double measure_matmul_flops(Device device, int n, int reps) {
   return best;
 }
 
-double measure_peak_flops(Device device, double seconds) {
+double measure_peak_flops(Device device, double seconds, DType dtype) {
   const std::vector<int> sizes = device == Device::CPU ? std::vector<int>{512, 1024} : std::vector<int>{4096};
   double best = 0;
   Timer total;
   // At least three rounds, then more while the time budget lasts: each round is short (a few ms
   // per GEMM on a CPU), so a busy moment spoils one sample, not the result.
   for (int round = 0; round < 3 || total.seconds() < seconds; ++round) {
-    for (int n : sizes) best = std::max(best, measure_matmul_flops(device, n, 3));
+    for (int n : sizes) best = std::max(best, measure_matmul_flops(device, n, 3, dtype));
     if (round > 200) break;
   }
   return best;

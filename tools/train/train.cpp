@@ -526,16 +526,19 @@ int run(Options o, int argc, char** argv) {
   // Per rank: its rows, and its part of the model's work.
   const double flops_per_step =
       training_flops_per_token(cfg, o.seq_len) * double(o.batch * o.seq_len) / double(strategy->model_parts());
-  // MFU's peak: --peak-tflops, else the best of many short f32 GEMMs (measure_peak_flops). A step
-  // that computes faster than that proves the peak low (measured at a busy moment): the peak then
-  // becomes the best rate achieved, so MFU never exceeds 100%.
-  double peak = o.peak_tflops > 0 ? o.peak_tflops * 1e12 : measure_peak_flops(device);
+  // MFU's peak: --peak-tflops, else the best of many short GEMMs (measure_peak_flops): f32, or on a
+  // GPU with --dtype bf16 bf16 (its products run at the bf16 rate; against the f32/TF32 peak a bf16
+  // run's MFU would read about twice too high). A step that computes faster than that proves the
+  // peak low (measured at a busy moment): the peak then becomes the best rate achieved, so MFU
+  // never exceeds 100%.
+  const DType peak_dtype = device == Device::CUDA && o.dtype == "bf16" ? DType::BF16 : DType::F32;
+  double peak = o.peak_tflops > 0 ? o.peak_tflops * 1e12 : measure_peak_flops(device, 1.0, peak_dtype);
   log_info("model ", cfg.name, ": ", human(double(cfg.num_parameters())), " parameters, L=", cfg.n_layer,
            " C=", cfg.n_embd, " NH=", cfg.n_head, " V=", cfg.vocab_size, " | data ", train.path(), ": ",
            human(double(train.size())), " train / ", human(double(val.size())), " val tokens");
   log_info("batch ", o.batch, " x ", o.seq_len, " tokens", strategy->describe(),
            ", ", o.steps, " steps, lr ", o.lr, ", ", o.dtype, " on ", device_name(device), " (", omp_get_max_threads(),
-           " threads", n_ranks > 1 ? " per rank" : "", "); MFU against a measured peak of ", human(peak / 1e9),
+           " threads", n_ranks > 1 ? " per rank" : "", "); MFU against a measured ", peak_dtype == DType::BF16 ? "bf16 " : "", "peak of ", human(peak / 1e9),
            " GFLOP/s", n_ranks > 1 ? " per rank" : "");
   PlotSeries train_curve{"train loss", {}, {}, "#1f77b4"}, val_curve{"val loss", {}, {}, "#d62728", true};
   // A resumed run keeps the history before its step (for the plot).
@@ -629,7 +632,9 @@ int run(Options o, int argc, char** argv) {
                                 : str("median step ", med * 1e3, " ms, ", human(double(o.batch * o.seq_len * n_data) / med),
                                       " tokens/s, ", flops_per_step / med / 1e9, " GFLOP/s (MFU ",
                                       100 * flops_per_step / med / peak, "%)");
-  log_info("done: final val loss ", val_loss, " | ", speed, " | wrote ", o.out_dir,
+  const std::string final_val =
+      o.eval_every > 0 ? str("final val loss ", val_loss) : std::string("no validation (--eval-every 0)");
+  log_info("done: ", final_val, " | ", speed, " | wrote ", o.out_dir,
            "/{checkpoint.safetensors, metrics.jsonl, loss.svg}");
   log_info(MemoryTracker::instance().report(device));
 
