@@ -8,7 +8,9 @@
 namespace sgpt::train {
 
 SingleDevice::SingleDevice(const StrategySetup& s)
-    : setup_(s), model_(s.cfg, s.seed, s.device), opt_(model_.layout(), s.adamw, model_.dtype(), s.device) {}
+    : setup_(s), model_(s.cfg, s.seed, s.device), opt_(model_.layout(), s.adamw, model_.dtype(), s.device) {
+  model_.set_recompute_gelu(s.recompute_gelu);
+}
 
 double SingleDevice::forward_backward(const Tensor& x, const Tensor& y) {
   model_.zero_grad();
@@ -52,8 +54,10 @@ class MixedPrecision final : public Strategy {
 }  // namespace
 
 std::unique_ptr<Strategy> make_single_device(const StrategySetup& s) {
-  if (auto mp = make_mixed_precision_run(s, 1))
+  if (auto mp = make_mixed_precision_run(s, 1)) {
+    mp->model().set_recompute_gelu(s.recompute_gelu);
     return std::make_unique<MixedPrecision>(std::move(mp));
+  }
   return std::make_unique<SingleDevice>(s);
 }
 

@@ -45,6 +45,7 @@ struct StrategySetup {
   AdamWConfig adamw;           ///< optimizer hyper-parameters (step() takes the learning rate)
   Device device = Device::CPU;
   std::string dtype = "f32";   ///< f32, bf16 or fp16
+  bool recompute_gelu = false; ///< --recompute gelu: one rank's GPT keeps GELU's input only (GPT::set_recompute_gelu)
   double loss_scale = 65536;   ///< fp16: the dynamic loss scale's first value (--loss-scale)
   int64_t loss_scale_window = 2000;  ///< fp16: good steps in a row before it doubles (--loss-scale-window)
   int64_t batch = 1;           ///< --batch: sequences per step, per data-parallel rank

@@ -76,6 +76,7 @@ struct Options {
   std::string resume;
   std::string device = "cpu";
   std::string dtype = "f32";
+  std::string recompute = "none";    // gelu: the blocks keep GELU's input only (GPT::set_recompute_gelu)
   double loss_scale = 65536;         // fp16: the dynamic loss scale's first value (lesson 05)
   int64_t loss_scale_window = 2000;  // fp16: good steps in a row before the scale doubles
   int threads = 0;
@@ -142,6 +143,7 @@ std::vector<FlagInfo> flag_table(const Options& o) {
       {"--resume", o.resume, true, false},
       {"--device", o.device, true, false},
       {"--dtype", o.dtype, true, true},
+      {"--recompute", o.recompute, true, false},  // the same numbers either way: a resume may change it
       {"--loss-scale", num(o.loss_scale), true, true},  // resume: the checkpoint's scale goes on
       {"--loss-scale-window", i(o.loss_scale_window), true, true},
       {"--bucket-kib", std::to_string(o.bucket_kib), true, false},
@@ -196,6 +198,8 @@ void validate_flags(const Options& o) {
              " must be a step between 1 and --steps - 1 = ", o.steps - 1, " (at --steps the run ends anyway)");
   SGPT_CHECK(o.dtype == "fp16" || (!o.given.count("--loss-scale") && !o.given.count("--loss-scale-window")),
              "--loss-scale and --loss-scale-window apply to --dtype fp16 only, but --dtype is ", o.dtype);
+  SGPT_CHECK(o.recompute == "none" || o.recompute == "gelu", "--recompute must be none or gelu, got '", o.recompute,
+             "'");
   SGPT_CHECK(positive(o.loss_scale), "--loss-scale must be a finite number > 0, got ", o.loss_scale);
   SGPT_CHECK(o.loss_scale_window >= 1, "--loss-scale-window must be at least 1 step, got ", o.loss_scale_window);
   SGPT_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '", o.device, "'");
@@ -492,10 +496,14 @@ int run(Options o, int argc, char** argv) {
     setup.adamw.weight_decay = o.weight_decay;
     setup.device = device;
     setup.dtype = o.dtype;
+    setup.recompute_gelu = o.recompute == "gelu";
     setup.loss_scale = o.loss_scale;
     setup.loss_scale_window = o.loss_scale_window;
     setup.batch = o.batch;
     setup.seq_len = o.seq_len;
+    const bool one_device = !o.given.count("--dp") && o.pp == 1 && o.tp == 1 && o.zero == 0 && !world;
+    SGPT_CHECK(!setup.recompute_gelu || one_device, "--recompute gelu applies to one process on one device for now ",
+               "(the single-device GPT), not to --dp, --pp, --tp, --zero or mpirun jobs");
     if (o.given.count("--dp"))
       strategy = train::make_parallel_3d(setup, world, o.dp, o.pp, o.tp, o.micro_batches, o.zero);
     else if (o.pp > 1)
@@ -508,6 +516,7 @@ int run(Options o, int argc, char** argv) {
       strategy = train::make_data_parallel(setup, world, o.bucket_kib);
     else
       strategy = train::make_single_device(setup);
+
     SGPT_CHECK(strategy->data_ranks() == n_data && strategy->data_rank() == data_rank, "internal: the strategy reads ",
                "share ", strategy->data_rank(), " of ", strategy->data_ranks(), ", the loaders ", data_rank, " of ", n_data);
     state.seed = o.seed;
@@ -678,6 +687,10 @@ int main(int argc, char** argv) {
   app.add_option("--resume", o.resume, "continue from a checkpoint (same flags otherwise)");
   app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   app.add_option("--dtype", o.dtype, "f32, or bf16/fp16 with fp32 master weights (lesson 05)")->capture_default_str();
+  app.add_option("--recompute", o.recompute,
+                 "none, or gelu: keep GELU's input only and recompute its output in the backward (the same "
+                 "numbers, L*4*B*T*C fewer activations; one device)")
+      ->capture_default_str();
   app.add_option("--loss-scale", o.loss_scale, "fp16: the first dynamic loss scale (halved after an overflow)")
       ->capture_default_str();
   app.add_option("--loss-scale-window", o.loss_scale_window, "fp16: good steps in a row before the loss scale "
